@@ -1,0 +1,103 @@
+//! Plain-old-data types that both sides of the kernel boundary agree on.
+//!
+//! The XDP program (`sipbeat-ebpf`) and user space (`sipbeat`) exchange these
+//! through BPF maps, so every type here is `#[repr(C)]`, `Copy` and
+//! [`bytemuck::Pod`]: user space writes and reads them as raw bytes, the
+//! kernel side reads them in place. Map names live here too, so neither side
+//! spells them on its own. Nothing here allocates or depends on `std`.
+#![no_std]
+
+use bytemuck::{Pod, Zeroable};
+
+/// Name of the `Array<FilterConfig>` (one entry) that user space fills at start.
+pub const MAP_FILTER_CONFIG: &str = "FILTER_CONFIG";
+/// Name of the `HashMap<u16, u8>` of SIP ports (key: port in host order).
+pub const MAP_SIP_PORTS: &str = "SIP_PORTS";
+/// Name of the `XskMap` indexed by RX queue.
+pub const MAP_XSKS: &str = "XSKS";
+/// Name of the `PerCpuArray<u64>` indexed by [`Counter`].
+pub const MAP_COUNTERS: &str = "COUNTERS";
+
+/// Transport bits of [`FilterConfig::transports`].
+pub mod transport {
+    /// Redirect SIP over UDP.
+    pub const UDP: u32 = 1 << 0;
+    /// Redirect SIP over TCP.
+    pub const TCP: u32 = 1 << 1;
+}
+
+/// What the XDP program redirects, beyond the port set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FilterConfig {
+    /// Bitwise OR of [`transport`] bits.
+    pub transports: u32,
+    /// Non-zero: redirect every IP fragment (fragments after the first carry
+    /// no ports, so the kernel cannot tell whether they belong to SIP).
+    pub redirect_fragments: u32,
+}
+
+/// Per-CPU counters kept by the XDP program, in map index order.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Every frame the program saw.
+    Seen = 0,
+    /// Frames redirected to an AF_XDP socket.
+    Redirected = 1,
+    /// Frames passed on to the kernel stack.
+    Passed = 2,
+    /// IP fragments (counted whether redirected or not).
+    Fragments = 3,
+    /// Frames too short or inconsistent to parse.
+    Malformed = 4,
+}
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; 5] = [
+        Counter::Seen,
+        Counter::Redirected,
+        Counter::Passed,
+        Counter::Fragments,
+        Counter::Malformed,
+    ];
+
+    /// The counter's name in logs and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Seen => "seen",
+            Counter::Redirected => "redirected",
+            Counter::Passed => "passed",
+            Counter::Fragments => "fragments",
+            Counter::Malformed => "malformed",
+        }
+    }
+}
+
+/// Number of entries in the counters map.
+pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_config_is_two_words_without_padding() {
+        assert_eq!(core::mem::size_of::<FilterConfig>(), 8);
+        let config = FilterConfig {
+            transports: transport::UDP | transport::TCP,
+            redirect_fragments: 1,
+        };
+        let bytes = bytemuck::bytes_of(&config);
+        assert_eq!(bytes[0], 3);
+        assert_eq!(*bytemuck::from_bytes::<FilterConfig>(bytes), config);
+    }
+
+    #[test]
+    fn counter_indices_are_dense() {
+        for (index, counter) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*counter as usize, index);
+        }
+    }
+}

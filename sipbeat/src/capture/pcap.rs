@@ -1,0 +1,260 @@
+//! pcap and pcapng files, memory-mapped and walked frame by frame.
+//!
+//! The file is mapped once and every [`Frame`] borrows the mapping, so reading
+//! a capture copies no packet bytes. Both legacy pcap (either byte order,
+//! micro- or nanosecond timestamps) and pcapng (several sections and
+//! interfaces, any `if_tsresol`/`if_tsoffset`) are read through `pcap-parser`.
+//! Frames whose link type sipbeat cannot decode are counted, not fatal.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use pcap_parser::pcapng::{Block, EnhancedPacketBlock, InterfaceDescriptionBlock};
+use pcap_parser::nom;
+use pcap_parser::{LegacyPcapBlock, PcapHeader};
+
+use super::{Frame, LinkType};
+
+/// Why a capture file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a pcap or pcapng file")]
+    NotACapture { path: PathBuf },
+    #[error("{path}: corrupt capture at byte {offset}")]
+    Corrupt { path: PathBuf, offset: usize },
+}
+
+/// What a walk over a file saw besides the frames it delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStats {
+    /// Frames handed to the callback.
+    pub frames: u64,
+    /// Frames skipped because their link type is not decoded.
+    pub unsupported_link: u64,
+    /// The file ended inside a record (a capture cut short); what came before was read.
+    pub truncated: bool,
+}
+
+/// A memory-mapped capture file.
+pub struct PcapFile {
+    path: PathBuf,
+    map: Mmap,
+}
+
+const PCAP_MAGICS: [[u8; 4]; 6] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    // Modified (Kuznetzov) pcap.
+    [0x34, 0xcd, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xcd, 0x34],
+];
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+impl PcapFile {
+    /// Maps `path` and checks that it starts like a capture file.
+    pub fn open(path: impl AsRef<Path>) -> Result<PcapFile, CaptureError> {
+        let path = path.as_ref().to_path_buf();
+        let open_error = |source| CaptureError::Open {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(open_error)?;
+        // SAFETY: the mapping is read-only and private to this process; a capture
+        // file rewritten underneath us yields wrong bytes, never unsoundness in
+        // code that only reads through bounds-checked slices.
+        let map = unsafe { Mmap::map(&file) }.map_err(open_error)?;
+        let head: [u8; 4] = map
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| CaptureError::NotACapture { path: path.clone() })?;
+        if head != PCAPNG_MAGIC && !PCAP_MAGICS.contains(&head) {
+            return Err(CaptureError::NotACapture { path });
+        }
+        Ok(PcapFile { path, map })
+    }
+
+    /// The file's path, as given to [`PcapFile::open`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the file in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the file is empty (never true for an opened capture).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Calls `on_frame` for every frame in file order.
+    pub fn for_each_frame(
+        &self,
+        mut on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<FileStats, CaptureError> {
+        if self.map[..4] == PCAPNG_MAGIC {
+            self.walk_pcapng(&mut on_frame)
+        } else {
+            self.walk_pcap(&mut on_frame)
+        }
+    }
+
+    fn corrupt(&self, rest: &[u8]) -> CaptureError {
+        CaptureError::Corrupt {
+            path: self.path.clone(),
+            offset: self.map.len() - rest.len(),
+        }
+    }
+
+    fn walk_pcap(&self, on_frame: &mut impl FnMut(Frame<'_>)) -> Result<FileStats, CaptureError> {
+        let data: &[u8] = &self.map;
+        let (mut rest, header) = pcap_parser::parse_pcap_header(data)
+            .map_err(|_| CaptureError::NotACapture {
+                path: self.path.clone(),
+            })?;
+        let link = LinkType::from_pcap(header.network.0);
+        let parse_record = record_parser(&header);
+        let fraction_to_ns: u64 = if header.is_nanosecond_precision() { 1 } else { 1000 };
+        let mut stats = FileStats::default();
+        while !rest.is_empty() {
+            let block = match parse_record(rest) {
+                Ok((next, block)) => {
+                    rest = next;
+                    block
+                }
+                Err(nom::Err::Incomplete(_)) => {
+                    stats.truncated = true;
+                    break;
+                }
+                Err(_) => return Err(self.corrupt(rest)),
+            };
+            let Some(link) = link else {
+                stats.unsupported_link += 1;
+                continue;
+            };
+            stats.frames += 1;
+            on_frame(Frame {
+                timestamp_ns: u64::from(block.ts_sec) * 1_000_000_000
+                    + u64::from(block.ts_usec) * fraction_to_ns,
+                link,
+                data: block.data,
+            });
+        }
+        Ok(stats)
+    }
+
+    fn walk_pcapng(&self, on_frame: &mut impl FnMut(Frame<'_>)) -> Result<FileStats, CaptureError> {
+        let mut rest: &[u8] = &self.map;
+        let mut big_endian = false;
+        let mut interfaces: Vec<Interface> = Vec::new();
+        let mut stats = FileStats::default();
+        while !rest.is_empty() {
+            let parsed = if big_endian {
+                pcap_parser::pcapng::parse_block_be(rest)
+            } else {
+                pcap_parser::pcapng::parse_block_le(rest)
+            };
+            let block = match parsed {
+                Ok((next, block)) => {
+                    rest = next;
+                    block
+                }
+                Err(nom::Err::Incomplete(_)) => {
+                    stats.truncated = true;
+                    break;
+                }
+                Err(_) => return Err(self.corrupt(rest)),
+            };
+            match block {
+                Block::SectionHeader(section) => {
+                    big_endian = section.big_endian();
+                    // Interface ids are per section.
+                    interfaces.clear();
+                }
+                Block::InterfaceDescription(idb) => interfaces.push(Interface::new(&idb)),
+                Block::EnhancedPacket(epb) => {
+                    let interface = interfaces.get(epb.if_id as usize);
+                    match interface.and_then(|i| i.link.map(|link| (i, link))) {
+                        Some((interface, link)) => {
+                            stats.frames += 1;
+                            on_frame(Frame {
+                                timestamp_ns: interface.timestamp_ns(&epb),
+                                link,
+                                data: epb_data(&epb),
+                            });
+                        }
+                        None => stats.unsupported_link += 1,
+                    }
+                }
+                Block::SimplePacket(spb) => {
+                    // Simple packets belong to interface 0 and carry no timestamp.
+                    match interfaces.first().and_then(|i| i.link) {
+                        Some(link) => {
+                            stats.frames += 1;
+                            let len = (spb.origlen as usize).min(spb.data.len());
+                            on_frame(Frame {
+                                timestamp_ns: 0,
+                                link,
+                                data: &spb.data[..len],
+                            });
+                        }
+                        None => stats.unsupported_link += 1,
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+}
+
+type RecordParser =
+    fn(&[u8]) -> nom::IResult<&[u8], LegacyPcapBlock<'_>, pcap_parser::PcapError<&[u8]>>;
+
+fn record_parser(header: &PcapHeader) -> RecordParser {
+    match (header.is_modified_format(), header.is_bigendian()) {
+        (true, _) => pcap_parser::parse_pcap_frame_modified,
+        (false, true) => pcap_parser::parse_pcap_frame_be,
+        (false, false) => pcap_parser::parse_pcap_frame,
+    }
+}
+
+/// The per-interface facts needed to read an enhanced packet block.
+struct Interface {
+    link: Option<LinkType>,
+    /// Timestamp units per second (`if_tsresol`), 10^6 by default.
+    units_per_second: u64,
+    /// Seconds added to every timestamp (`if_tsoffset`).
+    offset_seconds: i64,
+}
+
+impl Interface {
+    fn new(idb: &InterfaceDescriptionBlock<'_>) -> Interface {
+        Interface {
+            link: LinkType::from_pcap(idb.linktype.0),
+            units_per_second: idb.ts_resolution().filter(|&r| r > 0).unwrap_or(1_000_000),
+            offset_seconds: idb.ts_offset(),
+        }
+    }
+
+    fn timestamp_ns(&self, epb: &EnhancedPacketBlock<'_>) -> u64 {
+        let units = (u128::from(epb.ts_high) << 32) | u128::from(epb.ts_low);
+        let ns = units * 1_000_000_000 / u128::from(self.units_per_second)
+            + (self.offset_seconds as i128 * 1_000_000_000).max(0) as u128;
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+}
+
+fn epb_data<'a>(epb: &EnhancedPacketBlock<'a>) -> &'a [u8] {
+    let len = (epb.caplen as usize).min(epb.data.len());
+    &epb.data[..len]
+}

@@ -1,0 +1,83 @@
+//! Command-line arguments. Only shape is checked here; meaning (ports,
+//! outputs, the config file) is validated by [`crate::config`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Overrides, TransportProtocol};
+use crate::output::Output;
+
+/// Passive SIP sensor: SIP packets in, Packetbeat-compatible ECS events out.
+#[derive(Debug, Parser)]
+#[command(name = "sipbeat", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read pcap/pcapng files and write one event per SIP message.
+    Read(ReadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Capture files (pcap or pcapng), read in order.
+    #[arg(required = true, value_name = "PCAP")]
+    pub files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub sip: SipArgs,
+
+    /// Don't print the summary on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Options shared by every subcommand that runs the pipeline.
+#[derive(Debug, Args)]
+pub struct SipArgs {
+    /// YAML config file (a `protocols:` list with one `type: sip` block).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// SIP ports, comma-separated [default: 5060].
+    #[arg(long, value_delimiter = ',', value_name = "PORT,...")]
+    pub ports: Option<Vec<u16>>,
+
+    /// Transport carrying SIP.
+    #[arg(long, value_enum, value_name = "PROTO")]
+    pub transport: Option<TransportProtocol>,
+
+    /// Parse (Proxy-)Authorization into sip.auth.* and user.name [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub parse_authorization: Option<bool>,
+
+    /// Parse SDP bodies into sip.sdp.* [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub parse_body: Option<bool>,
+
+    /// Keep the whole message in event.original [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub keep_original: Option<bool>,
+
+    /// Where events go: stdout or file:PATH [default: stdout].
+    #[arg(long, short, value_name = "OUTPUT", value_parser = Output::parse)]
+    pub output: Option<Output>,
+}
+
+impl SipArgs {
+    /// The flags that override the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            ports: self.ports.clone(),
+            transport: self.transport,
+            parse_authorization: self.parse_authorization,
+            parse_body: self.parse_body,
+            keep_original: self.keep_original,
+            output: self.output.clone(),
+        }
+    }
+}

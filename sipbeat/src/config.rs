@@ -1,0 +1,259 @@
+//! One validated configuration from defaults, the YAML file and flags.
+//!
+//! The file holds the Packetbeat-style protocol block sipbeat users already
+//! write (`protocols: [{type: sip, ports: [5060], ...}]`) and an optional
+//! `output`. Flags override the file. Every mistake — an unknown key, a port
+//! of 0, a second SIP block — is a one-line error naming it.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::event::EcsConfig;
+use crate::output::Output;
+use crate::pipeline::{PipelineConfig, PortSet};
+
+/// The default SIP port set, as in Packetbeat.
+pub const DEFAULT_PORTS: &[u16] = &[5060];
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_norway::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which transports carry the SIP to decode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportProtocol {
+    #[default]
+    Udp,
+    Tcp,
+    Both,
+}
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub protocols: Vec<ProtocolConfig>,
+    #[serde(default, with = "serde_norway::with::singleton_map")]
+    pub output: Option<OutputConfig>,
+}
+
+/// One entry of `protocols`; only `type: sip` exists.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub ports: Option<Vec<u16>>,
+    pub parse_authorization: Option<bool>,
+    pub parse_body: Option<bool>,
+    pub keep_original: Option<bool>,
+    pub transport_protocol: Option<TransportProtocol>,
+}
+
+/// `output:` in the file: exactly one of its keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum OutputConfig {
+    Stdout {},
+    File { path: std::path::PathBuf },
+}
+
+/// Values given on the command line, each overriding the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub ports: Option<Vec<u16>>,
+    pub transport: Option<TransportProtocol>,
+    pub parse_authorization: Option<bool>,
+    pub parse_body: Option<bool>,
+    pub keep_original: Option<bool>,
+    pub output: Option<Output>,
+}
+
+/// The SIP analyser's settings after merging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipConfig {
+    pub ports: Vec<u16>,
+    pub transport: TransportProtocol,
+    pub ecs: EcsConfig,
+}
+
+/// Everything a run needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub output: Output,
+}
+
+impl Config {
+    /// Reads `path` (if given), applies `overrides`, validates.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        Config::build(file, overrides)
+    }
+
+    /// Merges a parsed file with overrides and validates the result.
+    pub fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> {
+        let mut sip_blocks = file.protocols.into_iter();
+        let block = sip_blocks.next().unwrap_or_else(|| ProtocolConfig {
+            kind: "sip".into(),
+            ..ProtocolConfig::default()
+        });
+        if block.kind != "sip" {
+            return invalid(format!("protocols: unsupported type {:?} (sipbeat decodes sip)", block.kind));
+        }
+        if sip_blocks.next().is_some() {
+            return invalid("protocols: give one `type: sip` block".into());
+        }
+        let ports = overrides
+            .ports
+            .or(block.ports)
+            .unwrap_or_else(|| DEFAULT_PORTS.to_vec());
+        if ports.is_empty() {
+            return invalid("ports: at least one SIP port is needed".into());
+        }
+        if ports.contains(&0) {
+            return invalid("ports: 0 is not a port".into());
+        }
+        let transport = overrides.transport.or(block.transport_protocol).unwrap_or_default();
+        if transport != TransportProtocol::Udp {
+            return invalid(format!(
+                "transport_protocol: {transport:?} is not supported by this build yet; SIP over TCP needs stream reassembly (use udp)"
+            ).to_lowercase());
+        }
+        let defaults = EcsConfig::default();
+        let ecs = EcsConfig {
+            parse_authorization: overrides
+                .parse_authorization
+                .or(block.parse_authorization)
+                .unwrap_or(defaults.parse_authorization),
+            parse_body: overrides.parse_body.or(block.parse_body).unwrap_or(defaults.parse_body),
+            keep_original: overrides
+                .keep_original
+                .or(block.keep_original)
+                .unwrap_or(defaults.keep_original),
+        };
+        let output = overrides.output.unwrap_or(match file.output {
+            None | Some(OutputConfig::Stdout {}) => Output::Stdout,
+            Some(OutputConfig::File { path }) => Output::File(path),
+        });
+        Ok(Config {
+            sip: SipConfig { ports, transport, ecs },
+            output,
+        })
+    }
+
+    /// The pipeline's share of the config.
+    pub fn pipeline(&self) -> PipelineConfig {
+        PipelineConfig {
+            ports: PortSet::new(self.sip.ports.iter().copied()),
+            ecs: self.sip.ecs,
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a YAML config file.
+    pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        FileConfig::parse(&text).map_err(|source| ConfigError::Parse { path: shown, source })
+    }
+
+    /// Parses YAML text.
+    pub fn parse(text: &str) -> Result<FileConfig, serde_norway::Error> {
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        serde_norway::from_str(text)
+    }
+}
+
+fn invalid<T>(message: String) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = "
+protocols:
+  - type: sip
+    ports: [5060, 5080]
+    parse_authorization: true
+    parse_body: false
+    keep_original: true
+    #transport_protocol: tcp
+output:
+  file:
+    path: /tmp/events.ndjson
+";
+
+    #[test]
+    fn seed_config_and_overrides() {
+        let config = Config::build(FileConfig::parse(SEED).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(config.sip.ports, [5060, 5080]);
+        assert!(!config.sip.ecs.parse_body);
+        assert_eq!(config.output, Output::File("/tmp/events.ndjson".into()));
+
+        let overrides = Overrides {
+            ports: Some(vec![5062]),
+            parse_body: Some(true),
+            output: Some(Output::Stdout),
+            ..Overrides::default()
+        };
+        let config = Config::build(FileConfig::parse(SEED).unwrap(), overrides).unwrap();
+        assert_eq!(config.sip.ports, [5062]);
+        assert!(config.sip.ecs.parse_body);
+        assert_eq!(config.output, Output::Stdout);
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let config = Config::build(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(config.sip.ports, DEFAULT_PORTS);
+        assert_eq!(config.sip.ecs, EcsConfig::default());
+        assert_eq!(config.output, Output::Stdout);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let unknown_key = FileConfig::parse("protocols:\n  - type: sip\n    portz: [1]\n").unwrap_err();
+        assert!(unknown_key.to_string().contains("portz"), "{unknown_key}");
+        let cases = [
+            ("protocols:\n  - type: http\n", "unsupported type"),
+            ("protocols:\n  - type: sip\n    ports: []\n", "at least one"),
+            ("protocols:\n  - type: sip\n    ports: [0]\n", "0 is not a port"),
+            ("protocols:\n  - type: sip\n  - type: sip\n", "one `type: sip`"),
+            ("protocols:\n  - type: sip\n    transport_protocol: tcp\n", "not supported"),
+        ];
+        for (yaml, expected) in cases {
+            let error = Config::build(FileConfig::parse(yaml).unwrap(), Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains(expected), "{yaml}: {error}");
+        }
+        let bad_port = FileConfig::parse("protocols:\n  - type: sip\n    ports: [70000]\n");
+        assert!(bad_port.is_err());
+    }
+}

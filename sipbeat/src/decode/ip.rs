@@ -1,0 +1,203 @@
+//! IPv4 and IPv6 headers: addresses, the upper-layer protocol and its bytes.
+//!
+//! IPv4 payloads are cut to the header's total length (dropping Ethernet
+//! padding); IPv6 extension headers are walked to the upper layer. Fragments
+//! are reported, not reassembled: reassembly holds state and lives elsewhere.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::DecodeError;
+use super::link::Network;
+
+/// An IP datagram's addressing and upper-layer payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The upper-layer protocol number (after IPv6 extension headers).
+    pub protocol: u8,
+    pub payload: &'a [u8],
+}
+
+mod ipv4_field {
+    pub const TOTAL_LEN: core::ops::Range<usize> = 2..4;
+    pub const FLAGS_FRAGMENT: core::ops::Range<usize> = 6..8;
+    pub const PROTOCOL: usize = 9;
+    pub const SRC: core::ops::Range<usize> = 12..16;
+    pub const DST: core::ops::Range<usize> = 16..20;
+    pub const MIN_HEADER_LEN: usize = 20;
+}
+
+mod ipv6_next {
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const ROUTING: u8 = 43;
+    pub const FRAGMENT: u8 = 44;
+    pub const AUTH: u8 = 51;
+    pub const DEST_OPTIONS: u8 = 60;
+    pub const MOBILITY: u8 = 135;
+}
+
+const IPV6_HEADER_LEN: usize = 40;
+/// Bound on the extension header walk, so a crafted chain cannot spin.
+const MAX_IPV6_EXTENSIONS: usize = 8;
+
+/// Decodes the IP header of `network`.
+pub fn decode(network: Network<'_>) -> Result<Datagram<'_>, DecodeError> {
+    match network {
+        Network::Ipv4(bytes) => ipv4(bytes),
+        Network::Ipv6(bytes) => ipv6(bytes),
+    }
+}
+
+fn u16_at(bytes: &[u8], range: core::ops::Range<usize>) -> u16 {
+    u16::from_be_bytes([bytes[range.start], bytes[range.start + 1]])
+}
+
+/// IPv4: checks version, header and total length; reports fragments.
+pub fn ipv4(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
+    use ipv4_field as f;
+    if bytes.len() < f::MIN_HEADER_LEN || bytes[0] >> 4 != 4 {
+        return Err(DecodeError::Ipv4Malformed);
+    }
+    let header_len = usize::from(bytes[0] & 0x0f) * 4;
+    let total_len = usize::from(u16_at(bytes, f::TOTAL_LEN));
+    // Segmentation offload can leave total length 0 in captures of sent packets.
+    let total_len = if total_len == 0 { bytes.len() } else { total_len };
+    if header_len < f::MIN_HEADER_LEN || total_len < header_len || bytes.len() < header_len {
+        return Err(DecodeError::Ipv4Malformed);
+    }
+    let flags_fragment = u16_at(bytes, f::FLAGS_FRAGMENT);
+    let more_fragments = flags_fragment & 0x2000 != 0;
+    let fragment_offset = flags_fragment & 0x1fff;
+    if more_fragments || fragment_offset != 0 {
+        return Err(DecodeError::Fragment);
+    }
+    let src: [u8; 4] = bytes[f::SRC].try_into().expect("4 bytes");
+    let dst: [u8; 4] = bytes[f::DST].try_into().expect("4 bytes");
+    // A capture may hold fewer bytes than the total length (snap length);
+    // the transport layer notices when that matters.
+    let end = total_len.min(bytes.len());
+    Ok(Datagram {
+        src: IpAddr::V4(Ipv4Addr::from(src)),
+        dst: IpAddr::V4(Ipv4Addr::from(dst)),
+        protocol: bytes[f::PROTOCOL],
+        payload: &bytes[header_len..end],
+    })
+}
+
+/// IPv6: walks extension headers; reports fragments.
+pub fn ipv6(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
+    if bytes.len() < IPV6_HEADER_LEN || bytes[0] >> 4 != 6 {
+        return Err(DecodeError::Ipv6Malformed);
+    }
+    let payload_len = usize::from(u16::from_be_bytes([bytes[4], bytes[5]]));
+    // Payload length 0 means a jumbogram (or offload): trust the capture.
+    let end = if payload_len == 0 {
+        bytes.len()
+    } else {
+        (IPV6_HEADER_LEN + payload_len).min(bytes.len())
+    };
+    let src: [u8; 16] = bytes[8..24].try_into().expect("16 bytes");
+    let dst: [u8; 16] = bytes[24..40].try_into().expect("16 bytes");
+    let mut next = bytes[6];
+    let mut offset = IPV6_HEADER_LEN;
+    for _ in 0..MAX_IPV6_EXTENSIONS {
+        let header_len = match next {
+            ipv6_next::HOP_BY_HOP
+            | ipv6_next::ROUTING
+            | ipv6_next::DEST_OPTIONS
+            | ipv6_next::MOBILITY => {
+                let len = *bytes.get(offset + 1).ok_or(DecodeError::Ipv6Malformed)?;
+                (usize::from(len) + 1) * 8
+            }
+            ipv6_next::AUTH => {
+                let len = *bytes.get(offset + 1).ok_or(DecodeError::Ipv6Malformed)?;
+                (usize::from(len) + 2) * 4
+            }
+            ipv6_next::FRAGMENT => return Err(DecodeError::Fragment),
+            _ => break,
+        };
+        next = *bytes.get(offset).ok_or(DecodeError::Ipv6Malformed)?;
+        offset += header_len;
+    }
+    if offset > end {
+        return Err(DecodeError::Ipv6Malformed);
+    }
+    Ok(Datagram {
+        src: IpAddr::V6(Ipv6Addr::from(src)),
+        dst: IpAddr::V6(Ipv6Addr::from(dst)),
+        protocol: next,
+        payload: &bytes[offset..end],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::testing::ipv4_udp;
+
+    #[test]
+    fn ipv4_cuts_ethernet_padding() {
+        let mut packet = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"hi");
+        packet.extend_from_slice(&[0; 6]);
+        let datagram = ipv4(&packet).unwrap();
+        assert_eq!(datagram.protocol, 17);
+        assert_eq!(datagram.payload.len(), 10);
+        assert_eq!(datagram.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn ipv4_fragments_are_reported() {
+        let mut packet = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"hi");
+        packet[6] = 0x20; // more fragments
+        assert_eq!(ipv4(&packet), Err(DecodeError::Fragment));
+        packet[6] = 0x00;
+        packet[7] = 0x10; // offset 16 * 8
+        assert_eq!(ipv4(&packet), Err(DecodeError::Fragment));
+    }
+
+    #[test]
+    fn ipv4_bad_header_lengths() {
+        let mut packet = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"hi");
+        packet[0] = 0x44;
+        assert_eq!(ipv4(&packet), Err(DecodeError::Ipv4Malformed));
+        assert_eq!(ipv4(&packet[..12]), Err(DecodeError::Ipv4Malformed));
+    }
+
+    fn ipv6_packet(next: u8, extension: &[u8], payload: &[u8]) -> Vec<u8> {
+        let len = extension.len() + payload.len();
+        let mut p = vec![0x60, 0, 0, 0, (len >> 8) as u8, len as u8, next, 64];
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        p.extend_from_slice(&[0; 11]);
+        p.push(1);
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        p.extend_from_slice(&[0; 11]);
+        p.push(2);
+        p.extend_from_slice(extension);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn ipv6_walks_extension_headers() {
+        // Hop-by-hop (8 bytes) then UDP.
+        let ext = [17, 0, 0, 0, 0, 0, 0, 0];
+        let packet = ipv6_packet(0, &ext, b"udp!");
+        let datagram = ipv6(&packet).unwrap();
+        assert_eq!(datagram.protocol, 17);
+        assert_eq!(datagram.payload, b"udp!");
+        assert_eq!(datagram.dst, "2001:db8::2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn ipv6_fragment_header_is_reported() {
+        let ext = [17, 0, 0, 1, 0, 0, 0, 7];
+        assert_eq!(ipv6(&ipv6_packet(44, &ext, b"x")), Err(DecodeError::Fragment));
+    }
+
+    #[test]
+    fn ipv6_extension_past_the_end_is_malformed() {
+        let ext = [17, 9];
+        assert_eq!(ipv6(&ipv6_packet(60, &ext, b"")), Err(DecodeError::Ipv6Malformed));
+    }
+}

@@ -1,0 +1,546 @@
+//! Which fields a SIP event has and what they mean.
+//!
+//! Field for field this is Packetbeat's SIP module (`protos/sip`): the same
+//! names, types, omissions and `event.*`/`related.*` semantics, so dashboards
+//! and pipelines built for Packetbeat work unchanged. Where Packetbeat is
+//! wrong sipbeat is right on purpose, and says so here and in
+//! `testdata/deviations.json`:
+//! - `sip.contact.*` comes from the Contact header (Packetbeat reads To).
+//! - `network.iana_number` is 6 for TCP (Packetbeat always writes 17).
+//! - `sip.private.uri.*` is the URI inside P-Associated-URI's `<>`.
+//!
+//! Additions, documented in `fields.yml`: `sip.timestamp` (capture time in
+//! nanoseconds), `sip.sdp.media`, `ecs.version`, `agent.*`, `host.name`.
+
+use std::net::IpAddr;
+
+use super::community_id;
+use super::json::{Case, JsonWriter};
+use super::timestamp::TimestampFormatter;
+use super::{Agent, Context, EcsConfig};
+use crate::decode::protocol;
+use crate::sip::auth::Credentials;
+use crate::sip::header::NameAddr;
+use crate::sip::sdp::Sdp;
+use crate::sip::uri::Uri;
+use crate::sip::{HeaderName, Message, StartLine};
+
+/// The ECS version the field set follows.
+pub const ECS_VERSION: &str = "8.17.0";
+
+/// What an event needs besides the message.
+pub struct Env<'a> {
+    pub config: &'a EcsConfig,
+    pub agent: &'a Agent,
+}
+
+/// Writes the whole event for `message` into `w`.
+pub fn write_event(
+    w: &mut JsonWriter,
+    env: &Env<'_>,
+    timestamps: &mut TimestampFormatter,
+    community_id: &[u8; community_id::LEN],
+    message: &Message<'_>,
+    context: &Context,
+) {
+    let mut related = Related::default();
+    let flow = &context.flow;
+    related.ip(flow.src);
+    related.ip(flow.dst);
+
+    w.begin();
+    let millis = timestamps.millis(context.timestamp_ns);
+    write_time(w, "@timestamp", &millis);
+    w.open("@metadata");
+    w.str("beat", b"sipbeat");
+    w.str("type", b"_doc");
+    w.str("version", env.agent.version.as_bytes());
+    w.close();
+
+    let code = match message.start {
+        StartLine::Response { code, .. } => Some(code),
+        StartLine::Request { .. } => None,
+    };
+    w.str("type", b"sip");
+    w.str("status", if code.is_some_and(|c| c >= 400) { b"Error" } else { b"OK" });
+
+    let credentials = message
+        .first_value(HeaderName::Authorization)
+        .or_else(|| message.first_value(HeaderName::ProxyAuthorization));
+
+    write_sip(w, env, timestamps, message, context, credentials, &mut related);
+    if env.config.parse_authorization
+        && let Some(name) = credentials
+            .and_then(Credentials::parse)
+            .and_then(|c| c.param(b"username"))
+            .filter(|u| is_user(u))
+    {
+        related.user(name);
+        w.open("user");
+        w.str("name", name);
+        w.close();
+    }
+
+    write_event_fields(w, env, &millis, message, credentials.is_some(), code);
+    write_network(w, flow, community_id);
+    write_endpoints(w, flow);
+    related.write(w);
+
+    w.open("ecs");
+    w.str("version", ECS_VERSION.as_bytes());
+    w.close();
+    w.open("agent");
+    w.str("type", b"sipbeat");
+    w.str("version", env.agent.version.as_bytes());
+    w.str("name", env.agent.hostname.as_bytes());
+    w.close();
+    w.open("host");
+    w.str("name", env.agent.hostname.as_bytes());
+    w.close();
+}
+
+/// A formatted timestamp: ASCII digits and punctuation, written unescaped.
+fn write_time(w: &mut JsonWriter, key: &str, text: &[u8]) {
+    let mut raw = [0u8; 32];
+    raw[0] = b'"';
+    raw[1..=text.len()].copy_from_slice(text);
+    raw[text.len() + 1] = b'"';
+    w.raw(key, &raw[..text.len() + 2]);
+}
+
+fn write_event_fields(
+    w: &mut JsonWriter,
+    env: &Env<'_>,
+    millis: &[u8],
+    message: &Message<'_>,
+    authenticated: bool,
+    code: Option<u16>,
+) {
+    w.open("event");
+    w.str("kind", b"event");
+    w.open_array("category");
+    w.element(b"network", Case::AsIs);
+    if authenticated {
+        w.element(b"authentication", Case::AsIs);
+    }
+    w.close_array();
+    w.open_array("type");
+    w.element(b"info", Case::AsIs);
+    w.element(b"protocol", Case::AsIs);
+    w.close_array();
+    w.str("dataset", b"sip");
+    // Requests act by their method, responses by the method they answer.
+    let action_method = match message.start {
+        StartLine::Request { method, .. } => Some(method),
+        StartLine::Response { .. } => message.cseq.map(|c| c.method),
+    };
+    if let Some(method) = action_method {
+        w.str_prefixed("action", "sip-", method, Case::Lower);
+    }
+    if let Some(cseq) = message.cseq {
+        w.u64("sequence", u64::from(cseq.number));
+    }
+    match code {
+        Some(200..=299) => w.str("outcome", b"success"),
+        Some(300..) => w.str("outcome", b"failure"),
+        _ => {}
+    }
+    if let StartLine::Response { reason, .. } = message.start {
+        w.str("reason", reason);
+    }
+    write_time(w, "start", millis);
+    write_time(w, "end", millis);
+    w.u64("duration", 0);
+    if env.config.keep_original {
+        w.str("original", message.raw);
+    }
+    w.close();
+}
+
+fn write_network(w: &mut JsonWriter, flow: &community_id::FlowKey, community_id: &[u8]) {
+    w.open("network");
+    w.str("application", b"sip");
+    w.str("protocol", b"sip");
+    let (transport, iana): (&[u8], &[u8]) = match flow.protocol {
+        protocol::TCP => (b"tcp", b"6"),
+        _ => (b"udp", b"17"),
+    };
+    w.str("transport", transport);
+    w.str("iana_number", iana);
+    w.str("type", if flow.src.is_ipv4() { b"ipv4" } else { b"ipv6" });
+    w.str("community_id", community_id);
+    w.close();
+}
+
+/// Source and destination as captured; Packetbeat's SIP module calls the
+/// sender the client and the receiver the server, for responses too.
+fn write_endpoints(w: &mut JsonWriter, flow: &community_id::FlowKey) {
+    for (key, ip, port) in [
+        ("source", &flow.src, flow.src_port),
+        ("destination", &flow.dst, flow.dst_port),
+        ("client", &flow.src, flow.src_port),
+        ("server", &flow.dst, flow.dst_port),
+    ] {
+        w.open(key);
+        w.ip("ip", ip);
+        w.u64("port", u64::from(port));
+        w.close();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_sip<'m>(
+    w: &mut JsonWriter,
+    env: &Env<'_>,
+    timestamps: &mut TimestampFormatter,
+    message: &'m Message<'m>,
+    context: &Context,
+    credentials: Option<&'m [u8]>,
+    related: &mut Related<'m>,
+) {
+    w.open("sip");
+    match message.start {
+        StartLine::Request { method, uri } => {
+            w.str("type", b"request");
+            w.str_upper("method", method);
+            write_uri(w, "uri", &uri, UriFields::All, Some(related));
+        }
+        StartLine::Response { code, reason } => {
+            w.str("type", b"response");
+            w.u64("code", u64::from(code));
+            w.str("status", reason);
+        }
+    }
+    w.str("version", b"2.0");
+    write_time(w, "timestamp", &timestamps.nanos(context.timestamp_ns));
+
+    if let Some(call_id) = message.call_id {
+        w.str("call_id", call_id);
+    }
+    if let Some(cseq) = message.cseq {
+        w.open("cseq");
+        w.u64("code", u64::from(cseq.number));
+        w.str_upper("method", cseq.method);
+        w.close();
+    }
+    if let Some(from) = &message.from {
+        write_party(w, "from", from, related);
+    }
+    if let Some(to) = &message.to {
+        write_party(w, "to", to, related);
+    }
+    if let Some(contact) = &message.contact {
+        write_contact(w, contact);
+    }
+    write_list(w, "via", message.list_values(HeaderName::Via), Case::AsIs);
+    write_list(w, "allow", message.list_values(HeaderName::Allow), Case::Lower);
+    write_list(w, "supported", message.list_values(HeaderName::Supported), Case::Lower);
+    if let Some(accept) = message.first_value(HeaderName::Accept) {
+        w.str_lower("accept", accept);
+    }
+    if let Some(agent) = message.first_value(HeaderName::UserAgent) {
+        w.open("user_agent");
+        w.str("original", agent);
+        w.close();
+    }
+    if let Some(hops) = message.max_forwards {
+        w.u64("max_forwards", u64::from(hops));
+    }
+    // Packetbeat omits a zero length; so does sipbeat, for the same queries.
+    if let Some(len) = message.content_length.filter(|&len| len > 0) {
+        w.u64("content_length", len as u64);
+    }
+    if let Some(content_type) = message.content_type {
+        w.str_lower("content_type", content_type);
+    }
+    if let Some(private) = message
+        .list_values(HeaderName::PAssociatedUri)
+        .next()
+        .and_then(NameAddr::parse)
+    {
+        w.open("private");
+        write_uri(w, "uri", &private.uri, UriFields::All, Some(related));
+        w.close();
+    }
+    if env.config.parse_authorization
+        && let Some(credentials) = credentials.and_then(Credentials::parse)
+    {
+        w.open("auth");
+        w.str("scheme", credentials.scheme);
+        if let Some(realm) = credentials.param(b"realm") {
+            w.str("realm", realm);
+        }
+        if let Some(uri) = credentials.param(b"uri") {
+            write_uri(w, "uri", &Uri::parse(uri), UriFields::NoUser, None);
+        }
+        w.close();
+    }
+    if env.config.parse_body && is_sdp(message) {
+        write_sdp(w, message.body, related);
+    }
+    w.close();
+}
+
+/// Which URI parts a field set has (`sip.auth.uri` has no username).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UriFields {
+    All,
+    NoUser,
+}
+
+/// Packetbeat skips user names that are a lone space or dash.
+fn is_user(user: &[u8]) -> bool {
+    !matches!(user, b"" | b" " | b"-")
+}
+
+fn write_uri<'m>(
+    w: &mut JsonWriter,
+    key: &str,
+    uri: &Uri<'m>,
+    fields: UriFields,
+    related: Option<&mut Related<'m>>,
+) {
+    w.open(key);
+    w.str("original", uri.original);
+    if !uri.scheme.is_empty() {
+        w.str("scheme", uri.scheme);
+    }
+    let user = uri.user.filter(|u| fields == UriFields::All && is_user(u));
+    if let Some(user) = user {
+        w.str("username", user);
+    }
+    if let Some(host) = uri.host {
+        w.str("host", host);
+    }
+    if let Some(port) = uri.port {
+        w.u64("port", u64::from(port));
+    }
+    w.close();
+    if let Some(related) = related {
+        if let Some(user) = user {
+            related.user(user);
+        }
+        if let Some(host) = uri.host {
+            related.host(host);
+        }
+    }
+}
+
+fn write_party<'m>(w: &mut JsonWriter, key: &str, party: &'m NameAddr<'m>, related: &mut Related<'m>) {
+    w.open(key);
+    if let Some(display) = &party.display {
+        w.str("display_info", display);
+    }
+    if let Some(tag) = party.param(b"tag") {
+        w.str("tag", tag);
+    }
+    write_uri(w, "uri", &party.uri, UriFields::All, Some(related));
+    w.close();
+}
+
+/// The Contact header itself (Packetbeat wrongly reads To here). Its user
+/// and host stay out of `related.*`, as in Packetbeat's events.
+fn write_contact(w: &mut JsonWriter, contact: &NameAddr<'_>) {
+    w.open("contact");
+    if let Some(display) = &contact.display {
+        w.str("display_info", display);
+    }
+    write_uri(w, "uri", &contact.uri, UriFields::All, None);
+    if let Some(transport) = contact.uri.param(b"transport").filter(|t| !t.is_empty()) {
+        w.str_lower("transport", transport);
+    }
+    if let Some(line) = contact.uri.param(b"line").filter(|l| !l.is_empty()) {
+        w.str("line", line);
+    }
+    if let Some(expires) = contact
+        .param(b"expires")
+        .and_then(|e| crate::sip::text::parse_decimal(e, u64::from(u32::MAX)))
+    {
+        w.u64("expires", expires);
+    }
+    if let Some(q) = contact.param(b"q").filter(|q| is_qvalue(q)) {
+        w.raw("q", q);
+    }
+    w.close();
+}
+
+/// `0`, `1`, `0.5`, `1.000`: digits with at most one inner dot, valid JSON as is.
+fn is_qvalue(q: &[u8]) -> bool {
+    let mut parts = q.splitn(2, |&b| b == b'.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next();
+    !whole.is_empty()
+        && whole.len() <= 3
+        && whole.iter().all(u8::is_ascii_digit)
+        && (whole == b"0" || !whole.starts_with(b"0"))
+        && fraction.is_none_or(|f| !f.is_empty() && f.len() <= 6 && f.iter().all(u8::is_ascii_digit))
+}
+
+fn write_list<'v>(w: &mut JsonWriter, key: &str, values: impl Iterator<Item = &'v [u8]>, case: Case) {
+    let mut values = values.peekable();
+    if values.peek().is_none() {
+        return;
+    }
+    w.open_array(key);
+    for value in values {
+        w.element(value, case);
+    }
+    w.close_array();
+}
+
+/// Packetbeat parses bodies whose Content-Type is `application/sdp` and that
+/// are not content-encoded; sipbeat also accepts parameters and any case.
+fn is_sdp(message: &Message<'_>) -> bool {
+    let Some(content_type) = message.content_type else {
+        return false;
+    };
+    let media_type = content_type.split(|&b| b == b';').next().unwrap_or_default();
+    !message.body.is_empty()
+        && crate::sip::text::trim(media_type).eq_ignore_ascii_case(b"application/sdp")
+        && message.first_value(HeaderName::ContentEncoding).is_none()
+}
+
+fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) {
+    let sdp = Sdp::parse(body);
+    w.open("sdp");
+    if let Some(version) = sdp.version {
+        w.str("version", version);
+    }
+    if let Some(origin) = sdp.origin {
+        w.open("owner");
+        if let Some(user) = origin.username {
+            w.str("username", user);
+            related.user(user);
+        }
+        w.str("session_id", origin.session_id);
+        w.str("version", origin.session_version);
+        // sdp.owner.ip is mapped as `ip`: a host name there would fail indexing.
+        if let Some(ip) = parse_ip(origin.address) {
+            w.ip("ip", &ip);
+            related.ip(ip);
+        }
+        w.close();
+    }
+    if let Some(name) = sdp.session_name {
+        w.open("session");
+        w.str("name", name);
+        w.close();
+    }
+    if let Some(connection) = sdp.connection {
+        w.open("connection");
+        w.str("info", connection.info);
+        w.str("address", connection.address);
+        w.close();
+        related.host(connection.address);
+    }
+    if !sdp.media().is_empty() {
+        w.open_array("media");
+        for media in sdp.media() {
+            w.open_element();
+            w.str("type", media.kind);
+            if let Some(port) = media.port {
+                w.u64("port", u64::from(port));
+            }
+            w.str("protocol", media.protocol);
+            write_list(w, "formats", media.formats.split(|&b| b == b' ').filter(|f| !f.is_empty()), Case::AsIs);
+            if let Some(connection) = media.connection {
+                w.str("connection_address", connection.address);
+            }
+            write_list(w, "rtpmap", media.rtpmaps().iter().copied(), Case::AsIs);
+            w.close();
+        }
+        w.close_array();
+    }
+    w.open("body");
+    w.str("original", body);
+    w.close();
+    w.close();
+}
+
+fn parse_ip(text: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// `related.*` sets: insertion-ordered, de-duplicated, bounded.
+#[derive(Default)]
+struct Related<'m> {
+    ips: SmallSet<IpAddr, 4>,
+    hosts: SmallSet<&'m [u8], 8>,
+    users: SmallSet<&'m [u8], 8>,
+}
+
+impl<'m> Related<'m> {
+    fn ip(&mut self, ip: IpAddr) {
+        self.ips.insert(ip);
+    }
+
+    fn host(&mut self, host: &'m [u8]) {
+        if !host.is_empty() {
+            self.hosts.insert(host);
+        }
+    }
+
+    fn user(&mut self, user: &'m [u8]) {
+        if is_user(user) {
+            self.users.insert(user);
+        }
+    }
+
+    fn write(&self, w: &mut JsonWriter) {
+        w.open("related");
+        w.open_array("ip");
+        for ip in self.ips.items() {
+            w.ip_element(ip);
+        }
+        w.close_array();
+        if !self.hosts.is_empty() {
+            w.open_array("hosts");
+            for host in self.hosts.items() {
+                w.element(host, Case::AsIs);
+            }
+            w.close_array();
+        }
+        if !self.users.is_empty() {
+            w.open_array("user");
+            for user in self.users.items() {
+                w.element(user, Case::AsIs);
+            }
+            w.close_array();
+        }
+        w.close();
+    }
+}
+
+/// A set of at most `N` items kept in insertion order; further items are
+/// ignored (a message naming more than eight hosts is pathological, and
+/// `related.*` is a search aid, not a record).
+struct SmallSet<T, const N: usize> {
+    items: [Option<T>; N],
+    len: usize,
+}
+
+impl<T, const N: usize> Default for SmallSet<T, N> {
+    fn default() -> Self {
+        SmallSet {
+            items: [const { None }; N],
+            len: 0,
+        }
+    }
+}
+
+impl<T: PartialEq + Copy, const N: usize> SmallSet<T, N> {
+    fn insert(&mut self, item: T) {
+        if self.len < N && !self.items[..self.len].contains(&Some(item)) {
+            self.items[self.len] = Some(item);
+            self.len += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn items(&self) -> impl Iterator<Item = &T> + '_ {
+        self.items[..self.len].iter().map(|i| i.as_ref().expect("filled"))
+    }
+}

@@ -1,0 +1,115 @@
+//! SIP message → one ECS event, in Packetbeat's SIP module's shape.
+//!
+//! [`EventBuilder`] owns everything an event needs besides the message: the
+//! switches of the SIP config, the agent's identity, a reused JSON buffer and
+//! caches for timestamps and Community IDs. [`ecs`] decides which fields an
+//! event has and what they mean; [`json`] only writes them.
+
+pub mod community_id;
+pub mod ecs;
+pub mod json;
+pub mod timestamp;
+
+use community_id::{CommunityIdCache, FlowKey};
+use json::JsonWriter;
+use timestamp::TimestampFormatter;
+
+use crate::sip::Message;
+
+/// The SIP config switches that shape events, as in Packetbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EcsConfig {
+    /// Fill `sip.auth.*` and `user.name` from (Proxy-)Authorization.
+    pub parse_authorization: bool,
+    /// Fill `sip.sdp.*` from SDP bodies.
+    pub parse_body: bool,
+    /// Copy the whole message into `event.original`.
+    pub keep_original: bool,
+}
+
+impl Default for EcsConfig {
+    fn default() -> Self {
+        EcsConfig {
+            parse_authorization: true,
+            parse_body: true,
+            keep_original: true,
+        }
+    }
+}
+
+/// Where and when a message was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    pub flow: FlowKey,
+}
+
+/// Identity of this sensor, written into every event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    /// `@metadata.version` and `agent.version`.
+    pub version: String,
+    /// `host.name` and `agent.name`.
+    pub hostname: String,
+}
+
+impl Agent {
+    /// This build's version and the machine's host name.
+    pub fn current() -> Agent {
+        Agent {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: hostname(),
+        }
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for writes of its length; gethostname
+    // NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".to_string();
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+/// Turns messages into JSON events, reusing its buffers.
+#[derive(Debug)]
+pub struct EventBuilder {
+    config: EcsConfig,
+    agent: Agent,
+    json: JsonWriter,
+    timestamps: TimestampFormatter,
+    community_ids: CommunityIdCache,
+}
+
+impl EventBuilder {
+    pub fn new(config: EcsConfig, agent: Agent) -> EventBuilder {
+        EventBuilder {
+            config,
+            agent,
+            json: JsonWriter::with_capacity(8 * 1024),
+            timestamps: TimestampFormatter::default(),
+            community_ids: CommunityIdCache::default(),
+        }
+    }
+
+    /// The event for `message` as one line of JSON (no trailing newline).
+    pub fn build(&mut self, message: &Message<'_>, context: &Context) -> &[u8] {
+        ecs::write_event(
+            &mut self.json,
+            &ecs::Env {
+                config: &self.config,
+                agent: &self.agent,
+            },
+            &mut self.timestamps,
+            self.community_ids.get(&context.flow),
+            message,
+            context,
+        );
+        self.json.finish()
+    }
+}

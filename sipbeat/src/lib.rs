@@ -1,0 +1,19 @@
+//! sipbeat: a passive SIP sensor.
+//!
+//! Frames come in from a [`capture`] source, are decoded down to their
+//! transport payload ([`decode`]), parsed as SIP in place ([`sip`]), turned
+//! into Packetbeat-compatible ECS events ([`event`]) and handed to an
+//! [`output`]. [`pipeline`] strings these together for one thread; [`stats`]
+//! counts every frame that does not make it, by reason.
+
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod event;
+pub mod output;
+pub mod pipeline;
+pub mod reason;
+pub mod read;
+pub mod sip;
+pub mod stats;

@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use sipbeat::cli::{Cli, Command};
+use sipbeat::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Read(args) => Config::load(args.sip.config.as_deref(), args.sip.overrides())
+            .map_err(anyhow::Error::from)
+            .and_then(|config| sipbeat::read::run(&args.files, &config, args.quiet)),
+    };
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the error and its causes, as the user needs to act on it.
+            eprintln!("sipbeat: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Header names (long and compact forms) and the structured header values
+//! sipbeat reads: CSeq, name-addr (From, To, Contact, P-Associated-URI), Via.
+
+use std::borrow::Cow;
+
+use super::text::{self, is_lws, is_token, is_token_byte, quoted_len, trim, unquote};
+use super::uri::Uri;
+
+/// The headers sipbeat interprets; every other name is [`HeaderName::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderName {
+    Accept,
+    Allow,
+    Authorization,
+    CallId,
+    Contact,
+    ContentEncoding,
+    ContentLength,
+    ContentType,
+    CSeq,
+    Date,
+    From,
+    MaxForwards,
+    PAssociatedUri,
+    ProxyAuthorization,
+    Supported,
+    To,
+    UserAgent,
+    Via,
+    Other,
+}
+
+impl HeaderName {
+    /// Resolves a header name, ASCII case-insensitively, compact forms included.
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        use HeaderName::*;
+        if name.len() == 1 {
+            // RFC 3261 §7.3.3 and the IANA registry's compact forms; those
+            // not listed (a, b, d, j, o, r, s, u, x, y) name headers sipbeat
+            // does not interpret.
+            return match name[0].to_ascii_lowercase() {
+                b'c' => ContentType,
+                b'e' => ContentEncoding,
+                b'f' => From,
+                b'i' => CallId,
+                b'k' => Supported,
+                b'l' => ContentLength,
+                b'm' => Contact,
+                b't' => To,
+                b'v' => Via,
+                _ => Other,
+            };
+        }
+        let candidates: &[(&[u8], HeaderName)] = match name.len() {
+            2 => &[(b"to", To)],
+            3 => &[(b"via", Via)],
+            4 => &[(b"cseq", CSeq), (b"from", From), (b"date", Date)],
+            5 => &[(b"allow", Allow)],
+            6 => &[(b"accept", Accept)],
+            7 => &[(b"call-id", CallId), (b"contact", Contact)],
+            9 => &[(b"supported", Supported)],
+            10 => &[(b"user-agent", UserAgent)],
+            12 => &[(b"content-type", ContentType), (b"max-forwards", MaxForwards)],
+            13 => &[(b"authorization", Authorization)],
+            14 => &[(b"content-length", ContentLength)],
+            16 => &[(b"content-encoding", ContentEncoding), (b"p-associated-uri", PAssociatedUri)],
+            19 => &[(b"proxy-authorization", ProxyAuthorization)],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|(candidate, _)| name.eq_ignore_ascii_case(candidate))
+            .map_or(Other, |&(_, header)| header)
+    }
+}
+
+/// `CSeq: number method`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    pub number: u32,
+    pub method: &'a [u8],
+}
+
+/// RFC 3261 §8.1.1.5: the sequence number is below 2^31.
+const MAX_CSEQ: u64 = (1 << 31) - 1;
+
+impl<'a> CSeq<'a> {
+    /// Parses `1*DIGIT LWS Method`; `None` when malformed or out of range.
+    pub fn parse(value: &'a [u8]) -> Option<CSeq<'a>> {
+        let value = trim(value);
+        let digits_end = value.iter().position(|b| !b.is_ascii_digit())?;
+        let number = text::parse_decimal(&value[..digits_end], MAX_CSEQ)? as u32;
+        let rest = &value[digits_end..];
+        let method = trim(rest);
+        (rest.first().is_some_and(|&b| is_lws(b)) && is_token(method)).then_some(CSeq { number, method })
+    }
+}
+
+/// A name-addr (`"Display" <uri>;params`) or addr-spec (`uri;params`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// Display name: unquoted, escapes resolved; `None` when absent or empty.
+    pub display: Option<Cow<'a, [u8]>>,
+    pub uri: Uri<'a>,
+    /// Header parameters after the URI, without the leading `;`.
+    pub params: &'a [u8],
+}
+
+impl<'a> NameAddr<'a> {
+    /// Parses one name-addr or addr-spec, enforcing RFC 3261 §20.10: quoted
+    /// strings close, unquoted display names are tokens, no white space
+    /// inside `<>`, and an addr-spec holds no `,`, `;` or `?` of its own.
+    pub fn parse(value: &'a [u8]) -> Option<NameAddr<'a>> {
+        let value = trim(value);
+        let (display, rest) = if value.first() == Some(&b'"') {
+            let len = quoted_len(value)?;
+            let rest = text::trim_start(&value[len..]);
+            if rest.first() != Some(&b'<') {
+                return None;
+            }
+            let display = unquote(&value[..len]);
+            (Some(display).filter(|d| !d.is_empty()), rest)
+        } else {
+            match memchr::memchr(b'<', value) {
+                Some(angle) => {
+                    let display = trim(&value[..angle]);
+                    let is_tokens = display
+                        .split(|&b| is_lws(b))
+                        .all(|word| word.is_empty() || is_token(word));
+                    if !is_tokens {
+                        return None;
+                    }
+                    let display = (!display.is_empty()).then_some(Cow::Borrowed(display));
+                    (display, &value[angle..])
+                }
+                None => (None, value),
+            }
+        };
+        let (uri, params) = if let Some(inside) = rest.strip_prefix(b"<") {
+            let close = memchr::memchr(b'>', inside)?;
+            let uri = &inside[..close];
+            if uri.is_empty() || uri.iter().any(|&b| is_lws(b)) {
+                return None;
+            }
+            (uri, text::trim_start(&inside[close + 1..]))
+        } else {
+            let end = rest
+                .iter()
+                .position(|&b| b == b';' || is_lws(b))
+                .unwrap_or(rest.len());
+            let uri = &rest[..end];
+            if uri.is_empty() || uri.contains(&b'?') || uri.contains(&b',') {
+                return None;
+            }
+            (uri, text::trim_start(&rest[end..]))
+        };
+        let params = match params {
+            [] => params,
+            [b';', tail @ ..] if valid_params(tail) => tail,
+            _ => return None,
+        };
+        Some(NameAddr {
+            display,
+            uri: Uri::parse(uri),
+            params,
+        })
+    }
+
+    /// The value of header parameter `name` (case-insensitive), LWS trimmed.
+    pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
+        param(self.params, name)
+    }
+}
+
+/// Finds parameter `name` in a `;`-separated parameter list.
+pub fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    text::split_outside_quotes(params, b';').find_map(|param| {
+        let (key, value) = match memchr::memchr(b'=', param) {
+            Some(eq) => (trim(&param[..eq]), trim(&param[eq + 1..])),
+            None => (param, &param[param.len()..]),
+        };
+        key.eq_ignore_ascii_case(name).then_some(value)
+    })
+}
+
+/// `generic-param *(SEMI generic-param)`: each a token, optionally `= value`
+/// where value is a token, host or quoted string. LWS around separators is fine.
+pub fn valid_params(params: &[u8]) -> bool {
+    text::split_outside_quotes(params, b';').all(|param| {
+        let (key, value) = match memchr::memchr(b'=', param) {
+            Some(eq) => (trim(&param[..eq]), Some(trim(&param[eq + 1..]))),
+            None => (param, None),
+        };
+        is_token(key)
+            && value.is_none_or(|v| match v.first() {
+                Some(b'"') => quoted_len(v) == Some(v.len()),
+                Some(_) => v.iter().all(|&b| is_token_byte(b) || matches!(b, b':' | b'[' | b']')),
+                None => false,
+            })
+    })
+}
+
+/// Checks one Via value: `protocol SLASH version SLASH transport LWS sent-by
+/// *(SEMI via-param)`, LWS allowed around the slashes (RFC 3261 §20.42).
+pub fn valid_via(value: &[u8]) -> bool {
+    let mut rest = trim(value);
+    for part in 0..3 {
+        let end = rest.iter().position(|&b| !is_token_byte(b)).unwrap_or(rest.len());
+        if end == 0 {
+            return false;
+        }
+        rest = &rest[end..];
+        let before = rest.len();
+        rest = text::trim_start(rest);
+        if part < 2 {
+            match rest.strip_prefix(b"/") {
+                Some(after) => rest = text::trim_start(after),
+                None => return false,
+            }
+        } else if rest.len() == before {
+            // The transport and sent-by must be apart.
+            return false;
+        }
+    }
+    let end = rest
+        .iter()
+        .position(|&b| b == b';' || is_lws(b))
+        .unwrap_or(rest.len());
+    let sent_by = &rest[..end];
+    let sent_by_ok = !sent_by.is_empty()
+        && sent_by
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
+    let params = text::trim_start(&rest[end..]);
+    sent_by_ok
+        && match params {
+            [] => true,
+            [b';', tail @ ..] => valid_params(tail),
+            _ => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_and_long_names() {
+        assert_eq!(HeaderName::from_bytes(b"i"), HeaderName::CallId);
+        assert_eq!(HeaderName::from_bytes(b"L"), HeaderName::ContentLength);
+        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+        assert_eq!(HeaderName::from_bytes(b"P-Associated-URI"), HeaderName::PAssociatedUri);
+        assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"s"), HeaderName::Other);
+    }
+
+    #[test]
+    fn cseq() {
+        assert_eq!(CSeq::parse(b"0009 INVITE"), Some(CSeq { number: 9, method: b"INVITE" }));
+        assert_eq!(CSeq::parse(b"36893488147419103232 REGISTER"), None);
+        assert_eq!(CSeq::parse(b"2147483648 INVITE"), None);
+        assert_eq!(CSeq::parse(b"1INVITE"), None);
+        assert_eq!(CSeq::parse(b"1"), None);
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let from = NameAddr::parse(br#""DVI4/8000" <sip:sipp@10.0.2.20:5060>;tag=1"#).unwrap();
+        assert_eq!(from.display.as_deref(), Some(&b"DVI4/8000"[..]));
+        assert_eq!(from.uri.original, b"sip:sipp@10.0.2.20:5060");
+        assert_eq!(from.param(b"tag"), Some(&b"1"[..]));
+
+        let to = NameAddr::parse(b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        assert_eq!(to.uri.original, b"sip:vivekg@chair-dnrc.example.com");
+        assert_eq!(to.param(b"tag"), Some(&b"1918181833n"[..]));
+
+        let bare = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(bare.display.as_deref(), Some(&b"caller"[..]));
+    }
+
+    #[test]
+    fn invalid_name_addrs() {
+        // quotbal, baddn, badaspec, regbadct, badinv01
+        assert!(NameAddr::parse(br#""Mr. J. User <sip:j.user@example.com>"#).is_none());
+        assert!(NameAddr::parse(b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43").is_none());
+        assert!(NameAddr::parse(br#""Watson, Thomas" < sip:t.watson@example.org >"#).is_none());
+        assert!(NameAddr::parse(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_none());
+        assert!(NameAddr::parse(br#""Joe" <sip:joe@example.org>;;;;"#).is_none());
+    }
+
+    #[test]
+    fn via_values() {
+        assert!(valid_via(b"SIP/2.0/UDP 10.0.2.20:5060;branch=z9hG4bK-2187-1-0"));
+        assert!(valid_via(b"SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw"));
+        assert!(valid_via(b"SIP / 2.0 / TCP spindle.example.com ; branch = z9hG4bK9ikj8"));
+        assert!(valid_via(b"SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3-111"));
+        assert!(!valid_via(b"SIP/2.0/UDP 192.0.2.15;;"));
+        assert!(!valid_via(b""));
+        assert!(!valid_via(b"SIP/2.0/UDP"));
+    }
+}

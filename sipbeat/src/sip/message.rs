@@ -1,0 +1,498 @@
+//! A SIP message: start line, header lines, framing of the body.
+//!
+//! [`Message::parse`] walks the bytes once with `memchr`, fills the caller's
+//! [`Header`] slots, then reads the headers sipbeat interprets (validating
+//! them as it goes) and frames the body by Content-Length. Datagrams and
+//! streams differ only in framing ([`Framing`]): a datagram must hold the
+//! whole message, a stream may return [`Status::Partial`].
+
+use std::borrow::Cow;
+
+use memchr::memchr;
+
+use super::header::{self, CSeq, HeaderName, NameAddr};
+use super::text::{self, is_token, parse_decimal, trim};
+use super::uri::Uri;
+use super::Error;
+
+/// Header slots a parse may fill; a message with more header lines is rejected.
+pub const MAX_HEADERS: usize = 128;
+
+/// One header line (with its continuation lines), borrowed from the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header<'b> {
+    pub name: HeaderName,
+    /// The name as written (`v`, `Via`, `VIA`, ...).
+    pub raw_name: &'b [u8],
+    /// The value, LWS trimmed; unfolded into its own buffer only if it was folded.
+    pub value: Cow<'b, [u8]>,
+}
+
+/// An unused header slot, to fill arrays with: `[EMPTY_HEADER; MAX_HEADERS]`.
+pub const EMPTY_HEADER: Header<'static> = Header {
+    name: HeaderName::Other,
+    raw_name: b"",
+    value: Cow::Borrowed(b""),
+};
+
+/// Request line or status line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartLine<'a> {
+    Request { method: &'a [u8], uri: Uri<'a> },
+    Response { code: u16, reason: &'a [u8] },
+}
+
+/// Outcome of parsing bytes that may not hold a whole message yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status<T> {
+    /// A whole message.
+    Complete(T),
+    /// Valid so far; more bytes are needed (streams only).
+    Partial,
+}
+
+/// How a message's end is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// UDP (RFC 3261 §18.3): the datagram holds one message; Content-Length,
+    /// when present, may cut trailing bytes but never exceed the datagram.
+    Datagram,
+    /// TCP: Content-Length ends the body; without it the body is empty.
+    Stream,
+}
+
+/// A parsed, validated SIP message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub start: StartLine<'a>,
+    pub headers: &'a [Header<'a>],
+    /// The message from its start line to the end of its body.
+    pub raw: &'a [u8],
+    pub body: &'a [u8],
+    /// Bytes of the input this message used, leading CRLFs included.
+    pub consumed: usize,
+    pub call_id: Option<&'a [u8]>,
+    pub cseq: Option<CSeq<'a>>,
+    pub from: Option<NameAddr<'a>>,
+    pub to: Option<NameAddr<'a>>,
+    /// The first Contact value that is not `*`.
+    pub contact: Option<NameAddr<'a>>,
+    pub max_forwards: Option<u8>,
+    pub content_length: Option<usize>,
+    pub content_type: Option<&'a [u8]>,
+}
+
+const SIP_VERSION: &[u8] = b"SIP/2.0";
+
+impl<'a> Message<'a> {
+    /// Parses one message at the start of `buf`.
+    ///
+    /// `slots` lends the storage for header lines; the returned message
+    /// borrows both. Leading CRLFs (keep-alives, RFC 3261 §7.5) are skipped.
+    pub fn parse<'b: 'a>(
+        buf: &'b [u8],
+        slots: &'a mut [Header<'b>],
+        framing: Framing,
+    ) -> Result<Status<Message<'a>>, Error> {
+        let start = buf
+            .iter()
+            .position(|&b| !matches!(b, b'\r' | b'\n' | 0))
+            .unwrap_or(buf.len());
+        if start == buf.len() {
+            return match framing {
+                Framing::Datagram => Err(Error::KeepAlive),
+                Framing::Stream => Ok(Status::Partial),
+            };
+        }
+        let Some(line_end) = memchr(b'\n', &buf[start..]).map(|i| start + i) else {
+            return match framing {
+                Framing::Stream if buf.len() - start < 8 * 1024 => Ok(Status::Partial),
+                _ => Err(classify_unterminated_start(&buf[start..])),
+            };
+        };
+        let start_line = parse_start_line(strip_cr(&buf[start..line_end]))?;
+        let Some((count, body_start)) = split_headers(buf, line_end + 1, &mut *slots)? else {
+            return match framing {
+                Framing::Datagram => Err(Error::HeadersUnterminated),
+                Framing::Stream => Ok(Status::Partial),
+            };
+        };
+        let slots: &'a [Header<'b>] = slots;
+        let headers: &'a [Header<'a>] = &slots[..count];
+        let mut message = Message {
+            start: start_line,
+            headers,
+            raw: &buf[start..body_start],
+            body: &buf[body_start..body_start],
+            consumed: body_start,
+            call_id: None,
+            cseq: None,
+            from: None,
+            to: None,
+            contact: None,
+            max_forwards: None,
+            content_length: None,
+            content_type: None,
+        };
+        message.interpret_headers()?;
+        let available = buf.len() - body_start;
+        let body_len = match (framing, message.content_length) {
+            (Framing::Datagram, Some(len)) if len > available => {
+                return Err(Error::ContentLengthExceedsDatagram);
+            }
+            (Framing::Datagram, None) => available,
+            (Framing::Stream, Some(len)) if len > available => return Ok(Status::Partial),
+            (Framing::Stream, None) => 0,
+            (_, Some(len)) => len,
+        };
+        let end = body_start + body_len;
+        message.body = &buf[body_start..end];
+        message.raw = &buf[start..end];
+        message.consumed = end;
+        Ok(Status::Complete(message))
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// Values of every header called `name`, in order, each comma-separated
+    /// element apart (empty elements skipped).
+    pub fn list_values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.headers_named(name)
+            .flat_map(|h| text::split_outside_quotes(&h.value, b','))
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every header called `name`, in order.
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'a Header<'a>> + '_ {
+        self.headers.iter().filter(move |h| h.name == name)
+    }
+
+    /// The first value of header `name`.
+    pub fn first_value(&self, name: HeaderName) -> Option<&'a [u8]> {
+        self.headers_named(name).next().map(|h| &*h.value)
+    }
+
+    /// Reads and checks the headers sipbeat interprets, in header order, so
+    /// the first offending header names the error.
+    fn interpret_headers(&mut self) -> Result<(), Error> {
+        for header in self.headers {
+            let value: &'a [u8] = &header.value;
+            match header.name {
+                HeaderName::CallId => {
+                    self.call_id.get_or_insert(value);
+                }
+                HeaderName::CSeq => {
+                    let cseq = CSeq::parse(value).ok_or(Error::InvalidCSeq)?;
+                    self.cseq.get_or_insert(cseq);
+                }
+                HeaderName::From => {
+                    let from = NameAddr::parse(value).ok_or(Error::InvalidFrom)?;
+                    self.from.get_or_insert(from);
+                }
+                HeaderName::To => {
+                    let to = NameAddr::parse(value).ok_or(Error::InvalidTo)?;
+                    self.to.get_or_insert(to);
+                }
+                HeaderName::Contact => {
+                    for contact in text::split_outside_quotes(value, b',') {
+                        if contact == b"*" {
+                            continue;
+                        }
+                        let contact = NameAddr::parse(contact).ok_or(Error::InvalidContact)?;
+                        self.contact.get_or_insert(contact);
+                    }
+                }
+                HeaderName::MaxForwards => {
+                    let hops = parse_decimal(value, 255).ok_or(Error::InvalidMaxForwards)?;
+                    self.max_forwards.get_or_insert(hops as u8);
+                }
+                HeaderName::ContentLength => {
+                    let len = parse_decimal(value, u64::from(u32::MAX))
+                        .ok_or(Error::InvalidContentLength)? as usize;
+                    if self.content_length.is_some_and(|seen| seen != len) {
+                        return Err(Error::ConflictingContentLength);
+                    }
+                    self.content_length = Some(len);
+                }
+                HeaderName::ContentType => {
+                    self.content_type.get_or_insert(value);
+                }
+                HeaderName::Via => {
+                    if !text::split_outside_quotes(value, b',').all(header::valid_via) {
+                        return Err(Error::InvalidVia);
+                    }
+                }
+                HeaderName::Date => {
+                    // RFC 3261 §25.1: SIP-date is an RFC 1123 date, always GMT.
+                    if !value.ends_with(b" GMT") {
+                        return Err(Error::InvalidDate);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let (StartLine::Request { method, .. }, Some(cseq)) = (self.start, self.cseq)
+            && method != cseq.method
+        {
+            return Err(Error::CSeqMethodMismatch);
+        }
+        Ok(())
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A first line with no line end: SIP that was cut, or something else.
+fn classify_unterminated_start(bytes: &[u8]) -> Error {
+    let looks_like_sip = text::starts_with_ignore_case(bytes, b"SIP/")
+        || memchr::memmem::find(bytes, b" SIP/").is_some();
+    if looks_like_sip { Error::HeadersUnterminated } else { Error::NotSip }
+}
+
+fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
+    if text::starts_with_ignore_case(line, b"SIP/") {
+        return parse_status_line(line);
+    }
+    let (Some(first_space), Some(last_space)) = (
+        memchr(b' ', line),
+        memchr::memrchr(b' ', line),
+    ) else {
+        return Err(Error::NotSip);
+    };
+    let version = &line[last_space + 1..];
+    if !text::starts_with_ignore_case(version, b"SIP/") {
+        // Trailing white space after a SIP version is a broken request line;
+        // anything else (HTTP, SSDP, binary) is simply not SIP.
+        let trimmed = trim(line);
+        let last_word = trimmed.rsplit(|&b| b == b' ').next().unwrap_or_default();
+        return Err(if text::starts_with_ignore_case(last_word, b"SIP/") {
+            Error::InvalidRequestLine
+        } else {
+            Error::NotSip
+        });
+    }
+    let method = &line[..first_space];
+    let uri = line.get(first_space + 1..last_space).unwrap_or_default();
+    if uri.is_empty() || uri.iter().any(|&b| text::is_lws(b)) {
+        return Err(Error::InvalidRequestLine);
+    }
+    if !is_token(method) {
+        return Err(Error::InvalidMethod);
+    }
+    check_version(version, Error::InvalidRequestLine)?;
+    let uri = Uri::parse(uri);
+    if !uri.is_valid_request_uri() {
+        return Err(Error::InvalidRequestUri);
+    }
+    Ok(StartLine::Request { method, uri })
+}
+
+fn parse_status_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
+    let version_end = memchr(b' ', line).ok_or(Error::InvalidStatusLine)?;
+    check_version(&line[..version_end], Error::InvalidStatusLine)?;
+    let rest = &line[version_end + 1..];
+    let code_end = memchr(b' ', rest).unwrap_or(rest.len());
+    let code = &rest[..code_end];
+    if code.len() != 3 {
+        return Err(Error::InvalidStatusCode);
+    }
+    let code = parse_decimal(code, 699)
+        .filter(|&c| c >= 100)
+        .ok_or(Error::InvalidStatusCode)? as u16;
+    let reason = rest.get(code_end + 1..).unwrap_or_default();
+    Ok(StartLine::Response { code, reason })
+}
+
+/// `SIP/2.0` passes; another `SIP/x.y` is unsupported; anything else is `otherwise`.
+fn check_version(version: &[u8], otherwise: Error) -> Result<(), Error> {
+    if version.eq_ignore_ascii_case(SIP_VERSION) {
+        Ok(())
+    } else if text::starts_with_ignore_case(version, b"SIP/")
+        && version[4..].iter().all(|&b| b.is_ascii_digit() || b == b'.')
+    {
+        Err(Error::UnsupportedVersion)
+    } else {
+        Err(otherwise)
+    }
+}
+
+/// Fills `slots` with the header lines that start at `pos`. Returns the
+/// number of headers and where the body starts, or `None` when the header
+/// section does not end within `buf`.
+fn split_headers<'b>(
+    buf: &'b [u8],
+    mut pos: usize,
+    slots: &mut [Header<'b>],
+) -> Result<Option<(usize, usize)>, Error> {
+    let mut count = 0;
+    // The header being read: (name, value start, value end, folded).
+    let mut open: Option<(&'b [u8], usize, usize, bool)> = None;
+    loop {
+        let Some(line_len) = memchr(b'\n', &buf[pos..]) else {
+            return Ok(None);
+        };
+        let line_end = pos + line_len;
+        let line = strip_cr(&buf[pos..line_end]);
+        let next = line_end + 1;
+        match line.first() {
+            None => {
+                if let Some(header) = open.take() {
+                    close_header(buf, header, slots, &mut count)?;
+                }
+                return Ok(Some((count, next)));
+            }
+            Some(b' ' | b'\t') => match open.as_mut() {
+                Some((_, _, value_end, folded)) => {
+                    *value_end = pos + line.len();
+                    *folded = true;
+                }
+                None => return Err(Error::InvalidHeader),
+            },
+            Some(_) => {
+                if let Some(header) = open.take() {
+                    close_header(buf, header, slots, &mut count)?;
+                }
+                let colon = memchr(b':', line).ok_or(Error::InvalidHeader)?;
+                let name = text::trim_end(&line[..colon]);
+                if !is_token(name) {
+                    return Err(Error::InvalidHeader);
+                }
+                open = Some((name, pos + colon + 1, pos + line.len(), false));
+            }
+        }
+        pos = next;
+    }
+}
+
+fn close_header<'b>(
+    buf: &'b [u8],
+    (name, value_start, value_end, folded): (&'b [u8], usize, usize, bool),
+    slots: &mut [Header<'b>],
+    count: &mut usize,
+) -> Result<(), Error> {
+    let slot = slots.get_mut(*count).ok_or(Error::TooManyHeaders)?;
+    let raw = trim(&buf[value_start..value_end]);
+    *slot = Header {
+        name: HeaderName::from_bytes(name),
+        raw_name: name,
+        value: if folded { Cow::Owned(text::unfold(raw)) } else { Cow::Borrowed(raw) },
+    };
+    *count += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses and keeps what outlives the header slots: bytes consumed and header values.
+    fn parse(bytes: &[u8], framing: Framing) -> Result<Status<(usize, Vec<Vec<u8>>)>, Error> {
+        let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+        Message::parse(bytes, &mut slots, framing).map(|status| match status {
+            Status::Complete(m) => Status::Complete((
+                m.consumed,
+                m.headers.iter().map(|h| h.value.to_vec()).collect(),
+            )),
+            Status::Partial => Status::Partial,
+        })
+    }
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 OPTIONS\r\nCall-ID: a@b\r\nl: 4\r\n\r\nbodyEXTRA";
+
+    #[test]
+    fn datagram_body_is_cut_at_content_length() {
+        let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+        let Status::Complete(m) = Message::parse(OPTIONS, &mut slots, Framing::Datagram).unwrap() else {
+            panic!("complete message expected");
+        };
+        assert_eq!(m.body, b"body");
+        assert_eq!(m.call_id, Some(&b"a@b"[..]));
+        assert_eq!(m.cseq, Some(CSeq { number: 1, method: b"OPTIONS" }));
+        assert_eq!(m.content_length, Some(4));
+        assert!(m.raw.ends_with(b"body"));
+    }
+
+    #[test]
+    fn stream_waits_for_headers_and_body() {
+        for cut in [10, 60, OPTIONS.len() - 10] {
+            assert_eq!(parse(&OPTIONS[..cut], Framing::Stream), Ok(Status::Partial), "cut {cut}");
+        }
+        let Ok(Status::Complete((consumed, _))) = parse(OPTIONS, Framing::Stream) else {
+            panic!("complete");
+        };
+        assert_eq!(&OPTIONS[consumed..], b"EXTRA");
+    }
+
+    #[test]
+    fn folded_values_are_unfolded() {
+        let msg = b"SIP/2.0 200 OK\r\ncseq: 0009\r\n  INVITE\r\nX: a\r\n\tb\r\n\r\n";
+        let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+        let Ok(Status::Complete(m)) = Message::parse(msg, &mut slots, Framing::Datagram) else {
+            panic!("complete");
+        };
+        assert_eq!(m.start, StartLine::Response { code: 200, reason: b"OK" });
+        assert_eq!(m.cseq, Some(CSeq { number: 9, method: b"INVITE" }));
+        let values: Vec<&[u8]> = m.headers.iter().map(|h| &*h.value).collect();
+        assert_eq!(values, [&b"0009 INVITE"[..], b"a b"]);
+    }
+
+    #[test]
+    fn keepalives_and_non_sip() {
+        assert_eq!(parse(b"\r\n\r\n", Framing::Datagram), Err(Error::KeepAlive));
+        assert_eq!(parse(b"\r\n\r\n", Framing::Stream), Ok(Status::Partial));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Framing::Datagram), Err(Error::NotSip));
+        assert_eq!(parse(b"NOTIFY * HTTP/1.1\r\n\r\n", Framing::Datagram), Err(Error::NotSip));
+        assert_eq!(parse(b"\x00\x01binary", Framing::Datagram), Err(Error::NotSip));
+    }
+
+    #[test]
+    fn start_line_errors() {
+        let cases: &[(&[u8], Error)] = &[
+            (b"SIP/2.0 4294967301 big\r\n\r\n", Error::InvalidStatusCode),
+            (b"SIP/2.0 99 low\r\n\r\n", Error::InvalidStatusCode),
+            (b"SIP/7.0 200 OK\r\n\r\n", Error::UnsupportedVersion),
+            (b"OPTIONS sip:a@b SIP/7.0\r\n\r\n", Error::UnsupportedVersion),
+            (b"INVITE  sip:a@b  SIP/2.0\r\n\r\n", Error::InvalidRequestLine),
+            (b"INVITE sip:a@b SIP/2.0  \r\n\r\n", Error::InvalidRequestLine),
+            (b"INVITE <sip:a@b> SIP/2.0\r\n\r\n", Error::InvalidRequestUri),
+            (b"INV@TE sip:a@b SIP/2.0\r\n\r\n", Error::InvalidMethod),
+        ];
+        for (bytes, error) in cases {
+            assert_eq!(parse(bytes, Framing::Datagram), Err(*error), "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[test]
+    fn header_errors() {
+        let with = |header: &str| format!("OPTIONS sip:a@b SIP/2.0\r\n{header}\r\n\r\n").into_bytes();
+        let cases = [
+            ("Content-Length: -1", Error::InvalidContentLength),
+            ("Content-Length: 10", Error::ContentLengthExceedsDatagram),
+            ("l: 0\r\nContent-Length: 1", Error::ConflictingContentLength),
+            ("Max-Forwards: 256", Error::InvalidMaxForwards),
+            ("CSeq: 1 INVITE", Error::CSeqMethodMismatch),
+            ("Date: Fri, 01 Jan 2010 16:00:00 EST", Error::InvalidDate),
+            ("no colon here", Error::InvalidHeader),
+            (" leading fold", Error::InvalidHeader),
+        ];
+        for (header, error) in cases {
+            assert_eq!(parse(&with(header), Framing::Datagram), Err(error), "{header}");
+        }
+        assert_eq!(parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n", Framing::Datagram), Err(Error::HeadersUnterminated));
+    }
+
+    #[test]
+    fn too_many_headers_is_an_error_not_a_panic() {
+        let mut msg = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
+        for _ in 0..=MAX_HEADERS {
+            msg.extend_from_slice(b"X: y\r\n");
+        }
+        msg.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&msg, Framing::Datagram), Err(Error::TooManyHeaders));
+    }
+}

@@ -1,0 +1,214 @@
+//! Byte-level grammar pieces shared by the SIP parsers: character classes,
+//! LWS trimming, quoted strings, decimal numbers, unfolding.
+
+use std::borrow::Cow;
+
+const fn token_table() -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        c += 1;
+    }
+    table
+}
+
+static TOKEN: [bool; 256] = token_table();
+
+/// RFC 3261 `token` character.
+#[inline]
+pub fn is_token_byte(b: u8) -> bool {
+    TOKEN[usize::from(b)]
+}
+
+/// Non-empty and made of token characters only.
+pub fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(|&b| is_token_byte(b))
+}
+
+/// Space, tab, CR or LF.
+#[inline]
+pub fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `bytes` without leading and trailing linear white space.
+pub fn trim(bytes: &[u8]) -> &[u8] {
+    trim_start(trim_end(bytes))
+}
+
+/// `bytes` without leading linear white space.
+pub fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| !is_lws(b)).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// `bytes` without trailing linear white space.
+pub fn trim_end(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| !is_lws(b)).map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+/// Parses `1*DIGIT` into a number no larger than `max`; `None` otherwise.
+pub fn parse_decimal(bytes: &[u8], max: u64) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 20 {
+        // More than 20 digits cannot fit a u64 (leading zeros aside: they
+        // are legal but nobody sends twenty of them).
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    (value <= max).then_some(value)
+}
+
+/// Length of the quoted string at the start of `bytes` (which begins with
+/// `"`), closing quote included; `None` when it never closes.
+pub fn quoted_len(bytes: &[u8]) -> Option<usize> {
+    debug_assert_eq!(bytes.first(), Some(&b'"'));
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The content of a quoted string (quotes removed, quoted-pairs resolved).
+/// `quoted` must be a complete quoted string as measured by [`quoted_len`].
+pub fn unquote(quoted: &[u8]) -> Cow<'_, [u8]> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if !inner.contains(&b'\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = Vec::with_capacity(inner.len());
+    let mut bytes = inner.iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'\\' {
+            if let Some(&escaped) = bytes.next() {
+                out.push(escaped);
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Replaces each line fold (CRLF or LF followed by white space) and the white
+/// space around it with one space, as RFC 3261 §7.3.1 says receivers may.
+pub fn unfold(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        if b == b'\r' || b == b'\n' {
+            while out.last().is_some_and(|&c| c == b' ' || c == b'\t') {
+                out.pop();
+            }
+            while i < value.len() && is_lws(value[i]) {
+                i += 1;
+            }
+            out.push(b' ');
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+/// Splits at `separator` bytes that are outside quoted strings and `<...>`.
+/// Yields every piece, empty ones included, trimmed of LWS.
+pub fn split_outside_quotes(value: &[u8], separator: u8) -> SplitOutsideQuotes<'_> {
+    SplitOutsideQuotes {
+        rest: Some(value),
+        separator,
+    }
+}
+
+/// Iterator returned by [`split_outside_quotes`].
+pub struct SplitOutsideQuotes<'a> {
+    rest: Option<&'a [u8]>,
+    separator: u8,
+}
+
+impl<'a> Iterator for SplitOutsideQuotes<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        let mut in_angle = false;
+        let mut i = 0;
+        while i < rest.len() {
+            match rest[i] {
+                b'"' => match quoted_len(&rest[i..]) {
+                    Some(len) => {
+                        i += len;
+                        continue;
+                    }
+                    None => break,
+                },
+                b'<' => in_angle = true,
+                b'>' => in_angle = false,
+                b if b == self.separator && !in_angle => {
+                    self.rest = Some(&rest[i + 1..]);
+                    return Some(trim(&rest[..i]));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.rest = None;
+        Some(trim(rest))
+    }
+}
+
+/// ASCII case-insensitive prefix test.
+pub fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
+    bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_limits() {
+        assert_eq!(parse_decimal(b"0068", 255), Some(68));
+        assert_eq!(parse_decimal(b"256", 255), None);
+        assert_eq!(parse_decimal(b"-1", 255), None);
+        assert_eq!(parse_decimal(b"", 255), None);
+        assert_eq!(parse_decimal(b"36893488147419103232", u64::MAX), None);
+    }
+
+    #[test]
+    fn quoted_strings() {
+        assert_eq!(quoted_len(br#""a\"b" rest"#), Some(6));
+        assert_eq!(quoted_len(br#""never closes"#), None);
+        assert_eq!(&*unquote(br#""J Rosenberg \\\"""#), br#"J Rosenberg \""#);
+        assert!(matches!(unquote(br#""plain""#), Cow::Borrowed(b"plain")));
+    }
+
+    #[test]
+    fn unfolding_collapses_white_space() {
+        assert_eq!(unfold(b"0009\r\n  INVITE"), b"0009 INVITE");
+        assert_eq!(unfold(b"a \r\n\tb"), b"a b");
+    }
+
+    #[test]
+    fn split_respects_quotes_and_angles() {
+        let parts: Vec<&[u8]> =
+            split_outside_quotes(br#""a,b" <sip:x;p=1,2>, <sip:y> ,, z"#, b',').collect();
+        assert_eq!(parts, [&br#""a,b" <sip:x;p=1,2>"#[..], b"<sip:y>", b"", b"z"]);
+    }
+}

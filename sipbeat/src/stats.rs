@@ -1,0 +1,142 @@
+//! Counters for everything the pipeline sees, drops, skips or rejects.
+//!
+//! Each worker owns a [`Stats`] and bumps plain integers (no atomics on the
+//! hot path); totals are summed with `+=` and printed by [`Stats::summary`].
+
+use std::fmt::Write as _;
+use std::ops::AddAssign;
+use std::time::Duration;
+
+use crate::decode::DecodeError;
+use crate::sip;
+
+/// Per-worker pipeline counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames handed to the pipeline.
+    pub frames: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Frames skipped by the capture source (link type not decoded).
+    pub unsupported_link: u64,
+    /// Frames that did not decode to a transport payload, by reason.
+    pub decode: [u64; DecodeError::COUNT],
+    /// UDP datagrams on no configured SIP port.
+    pub other_ports: u64,
+    /// Payloads on a SIP port that were not a valid SIP message, by reason.
+    pub rejected: [u64; sip::Error::COUNT],
+    /// Valid SIP messages.
+    pub messages: u64,
+    /// Events handed to the output.
+    pub events: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            frames: 0,
+            bytes: 0,
+            unsupported_link: 0,
+            decode: [0; DecodeError::COUNT],
+            other_ports: 0,
+            rejected: [0; sip::Error::COUNT],
+            messages: 0,
+            events: 0,
+        }
+    }
+}
+
+impl AddAssign<&Stats> for Stats {
+    fn add_assign(&mut self, other: &Stats) {
+        self.frames += other.frames;
+        self.bytes += other.bytes;
+        self.unsupported_link += other.unsupported_link;
+        for (mine, theirs) in self.decode.iter_mut().zip(other.decode) {
+            *mine += theirs;
+        }
+        self.other_ports += other.other_ports;
+        for (mine, theirs) in self.rejected.iter_mut().zip(other.rejected) {
+            *mine += theirs;
+        }
+        self.messages += other.messages;
+        self.events += other.events;
+    }
+}
+
+impl Stats {
+    /// Counts a frame that did not decode.
+    pub fn decode_error(&mut self, error: DecodeError) {
+        self.decode[error.index()] += 1;
+    }
+
+    /// Counts a SIP-port payload that was not a valid message.
+    pub fn rejected(&mut self, error: sip::Error) {
+        self.rejected[error.index()] += 1;
+    }
+
+    /// Count for one rejection reason.
+    pub fn rejected_by(&self, error: sip::Error) -> u64 {
+        self.rejected[error.index()]
+    }
+
+    /// All payloads rejected, whatever the reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// Frames broken below SIP (truncated, malformed headers).
+    pub fn malformed_frames(&self) -> u64 {
+        DecodeError::ALL
+            .iter()
+            .filter(|e| e.is_malformed())
+            .map(|e| self.decode[e.index()])
+            .sum()
+    }
+
+    /// Human-readable totals, one line per group, for the end of a run.
+    pub fn summary(&self, elapsed: Duration) -> String {
+        let seconds = elapsed.as_secs_f64();
+        let rate = if seconds > 0.0 { self.messages as f64 / seconds } else { 0.0 };
+        let mut out = format!(
+            "sipbeat: {} frames ({} bytes), {} SIP messages, {} events, {:.3}s, {:.0} messages/s\n",
+            self.frames, self.bytes, self.messages, self.events, seconds, rate
+        );
+        let decode = labelled(DecodeError::ALL.iter().map(|e| (e.label(), self.decode[e.index()])));
+        let _ = writeln!(
+            out,
+            "sipbeat: skipped: other_ports={} unsupported_link={}{}",
+            self.other_ports, self.unsupported_link, decode
+        );
+        let rejected = labelled(sip::Error::ALL.iter().map(|e| (e.label(), self.rejected[e.index()])));
+        let _ = writeln!(out, "sipbeat: rejected: {}{}", self.rejected_total(), rejected);
+        out
+    }
+}
+
+fn labelled<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {
+    counts
+        .filter(|&(_, n)| n > 0)
+        .map(|(label, n)| format!(" {label}={n}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_assign_sums_every_counter() {
+        let mut a = Stats::default();
+        a.frames = 2;
+        a.decode_error(DecodeError::NotIp);
+        a.rejected(sip::Error::NotSip);
+        let mut b = a.clone();
+        b.events = 5;
+        b += &a;
+        assert_eq!(b.frames, 4);
+        assert_eq!(b.decode[DecodeError::NotIp.index()], 2);
+        assert_eq!(b.rejected_by(sip::Error::NotSip), 2);
+        assert_eq!(b.events, 5);
+        assert!(b.summary(Duration::from_secs(1)).contains("not_sip=2"));
+    }
+}
