@@ -232,7 +232,12 @@ fn write_sip<'m>(
     if let Some(contact) = &message.contact {
         write_contact(w, contact);
     }
-    write_list(w, "via", message.list_values(HeaderName::Via), Case::AsIs);
+    let mut vias = message.list_values(HeaderName::Via).peekable();
+    if vias.peek().is_some() {
+        w.open("via");
+        write_list(w, "original", vias, Case::AsIs);
+        w.close();
+    }
     write_list(w, "allow", message.list_values(HeaderName::Allow), Case::Lower);
     write_list(w, "supported", message.list_values(HeaderName::Supported), Case::Lower);
     if let Some(accept) = message.first_value(HeaderName::Accept) {

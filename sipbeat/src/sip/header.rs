@@ -123,13 +123,14 @@ impl<'a> NameAddr<'a> {
         } else {
             match memchr::memchr(b'<', value) {
                 Some(angle) => {
+                    // RFC 3261 wants tokens here. Leniency: phones send other
+                    // bytes (Nero SIPPS writes `\"name\"`), which are harmless;
+                    // ',' and ';' are not, as they would split the header.
                     let display = trim(&value[..angle]);
-                    let is_tokens = display
-                        .split(|&b| is_lws(b))
-                        .all(|word| word.is_empty() || is_token(word));
-                    if !is_tokens {
+                    if display.iter().any(|&b| b == b',' || b == b';') {
                         return None;
                     }
+                    let display = strip_stray_quotes(display);
                     let display = (!display.is_empty()).then_some(Cow::Borrowed(display));
                     (display, &value[angle..])
                 }
@@ -170,6 +171,15 @@ impl<'a> NameAddr<'a> {
     pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
         param(self.params, name)
     }
+}
+
+/// An unquoted display name without the quotes and backslashes some
+/// senders wrap around it (`\"arik\"` → `arik`).
+fn strip_stray_quotes(display: &[u8]) -> &[u8] {
+    let is_stray = |b: &u8| matches!(b, b'"' | b'\\' | b'\'') || is_lws(*b);
+    let start = display.iter().position(|b| !is_stray(b)).unwrap_or(display.len());
+    let end = display.iter().rposition(|b| !is_stray(b)).map_or(start, |i| i + 1);
+    &display[start..end]
 }
 
 /// Finds parameter `name` in a `;`-separated parameter list.
@@ -276,6 +286,10 @@ mod tests {
 
         let bare = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(bare.display.as_deref(), Some(&b"caller"[..]));
+
+        let escaped = NameAddr::parse(br#"\"arik\" <sip:816666@voip.brurjula.net>;tag=6433ef9"#).unwrap();
+        assert_eq!(escaped.display.as_deref(), Some(&b"arik"[..]));
+        assert_eq!(escaped.param(b"tag"), Some(&b"6433ef9"[..]));
     }
 
     #[test]

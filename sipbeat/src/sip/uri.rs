@@ -22,6 +22,9 @@ pub struct Uri<'a> {
     pub params: &'a [u8],
     /// `?name=value&...` headers, without the leading `?`.
     pub headers: &'a [u8],
+    /// A sip/sips URI whose host or port did not parse (an unclosed IPv6
+    /// reference, a port that is not a number below 65536).
+    pub malformed: bool,
 }
 
 /// Which family a scheme belongs to.
@@ -93,6 +96,7 @@ impl<'a> Uri<'a> {
                 }
                 None => {
                     self.host = Some(hostport);
+                    self.malformed = true;
                     return;
                 }
             }
@@ -112,6 +116,7 @@ impl<'a> Uri<'a> {
                 .unwrap_or(port_text.len());
             self.port = super::text::parse_decimal(&port_text[..end], u64::from(u16::MAX))
                 .map(|p| p as u16);
+            self.malformed |= self.port.is_none();
             after = &port_text[end..];
         }
         let headers_at = memchr::memchr(b'?', after);
@@ -149,7 +154,7 @@ impl<'a> Uri<'a> {
             return false;
         }
         match self.scheme_kind() {
-            Scheme::Sip => self.host.is_some() && self.headers.is_empty(),
+            Scheme::Sip => self.host.is_some() && self.headers.is_empty() && !self.malformed,
             Scheme::Tel | Scheme::Other => true,
         }
     }
@@ -208,5 +213,9 @@ mod tests {
         let uri = Uri::parse(b"sip:bob@example.com:99999");
         assert_eq!(uri.host, Some(&b"example.com"[..]));
         assert_eq!(uri.port, None);
+        assert!(uri.malformed);
+        // RFC 5118 §4.2: an IPv6 address without brackets reads as host "2001".
+        assert!(!Uri::parse(b"sip:2001:db8::10").is_valid_request_uri());
+        assert!(Uri::parse(b"sip:[2001:db8::10]").is_valid_request_uri());
     }
 }
