@@ -111,6 +111,10 @@ fn expected(file: &str) -> Option<Expected> {
         "rfc5118/mult-ip-in-sdp" => e("SSG9559905523997077@hlau_4100", Method("INVITE"), (8912, "INVITE"), "sip:user@example.com", "sip:user@[2001:db8::10]"),
         "rfc5118/ipv4-mapped-ipv6" => e("SSG9559905523997077@hlau_4100", Method("INVITE"), (612, "INVITE"), "sip:user@east.example.com", "sip:user@example.com"),
         "rfc5118/ipv6-correct-abnf-2-colons" => e("G9559905523997077@hlau_4100", Method("OPTIONS"), (689, "OPTIONS"), "sip:user@example.com", "sip:user@[2001:db8::192.0.2.1]"),
+        // RFC 5118 §4.2 calls an unbracketed IPv6 Request-URI invalid, but
+        // real phones send it (heplify's sip_ipv6_udp.pcap): sipbeat reads
+        // it as the address it evidently is rather than lose the event.
+        "rfc5118/ipv6-bad" => e("SSG9559905523997077@hlau_4100", Method("REGISTER"), (98176, "REGISTER"), "sip:user@example.com", "sip:user@example.com"),
         "rfc5118/ipv6-bug-abnf-3-colons" => e("G9559905523997077@hlau_4100", Method("OPTIONS"), (689, "OPTIONS"), "sip:user@example.com", "sip:user@[2001:db8:::192.0.2.1]"),
         _ => None,
     }
@@ -136,7 +140,6 @@ fn expected_error(file: &str) -> Option<Error> {
         "rfc4475/badvers.dat" => Error::UnsupportedVersion,
         "rfc4475/mismatch01.dat" | "rfc4475/mismatch02.dat" => Error::CSeqMethodMismatch,
         "rfc4475/bigcode.dat" => Error::InvalidStatusCode,
-        "rfc5118/ipv6-bad" => Error::InvalidRequestUri,
         // RFC 4475 §3.3.9 expects a 400: two Content-Lengths leave the
         // body's end unknowable, so sipbeat cannot frame it either.
         "rfc4475/mcl01.dat" => Error::ConflictingContentLength,
@@ -187,7 +190,7 @@ fn torture_messages() {
             }
         }
     }
-    assert_eq!(rejected, 21, "19 RFC 4475 §3.1.2 messages, mcl01 and RFC 5118 ipv6-bad");
+    assert_eq!(rejected, 20, "the 19 RFC 4475 §3.1.2 messages and mcl01");
     assert_eq!(parsed, cases.len() - rejected);
 }
 

@@ -100,6 +100,9 @@ impl<'a> Uri<'a> {
                     return;
                 }
             }
+        } else if let Some(end) = bare_ipv6_end(hostport) {
+            self.host = Some(&hostport[..end]);
+            end
         } else {
             let end = hostport
                 .iter()
@@ -160,6 +163,29 @@ impl<'a> Uri<'a> {
     }
 }
 
+/// Leniency: an IPv6 address without brackets (RFC 5118 §4.2 calls it
+/// invalid; real phones send `sip:4321@fec0:0:0:0:216:d3ff:fe0d:22c:5060`).
+/// Returns where the address ends when the host part is one: the whole part
+/// if it parses as IPv6, or all but a trailing `:port` if that does.
+fn bare_ipv6_end(hostport: &[u8]) -> Option<usize> {
+    let end = hostport
+        .iter()
+        .position(|&b| matches!(b, b';' | b'?'))
+        .unwrap_or(hostport.len());
+    let candidate = &hostport[..end];
+    if candidate.iter().filter(|&&b| b == b':').count() < 2 {
+        return None;
+    }
+    let is_ipv6 = |bytes: &[u8]| {
+        std::str::from_utf8(bytes).is_ok_and(|t| t.parse::<std::net::Ipv6Addr>().is_ok())
+    };
+    if is_ipv6(candidate) {
+        return Some(end);
+    }
+    let last_colon = memchr::memrchr(b':', candidate)?;
+    is_ipv6(&candidate[..last_colon]).then_some(last_colon)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,8 +240,19 @@ mod tests {
         assert_eq!(uri.host, Some(&b"example.com"[..]));
         assert_eq!(uri.port, None);
         assert!(uri.malformed);
-        // RFC 5118 §4.2: an IPv6 address without brackets reads as host "2001".
-        assert!(!Uri::parse(b"sip:2001:db8::10").is_valid_request_uri());
         assert!(Uri::parse(b"sip:[2001:db8::10]").is_valid_request_uri());
+    }
+
+    #[test]
+    fn ipv6_without_brackets_is_read_leniently() {
+        let uri = Uri::parse(b"sip:4321@fec0:0:0:0:216:d3ff:fe0d:22c:5060;user=phone");
+        assert_eq!(uri.host, Some(&b"fec0:0:0:0:216:d3ff:fe0d:22c"[..]));
+        assert_eq!(uri.port, Some(5060));
+        assert_eq!(uri.params, b"user=phone");
+        let whole = Uri::parse(b"sip:2001:db8::10");
+        assert_eq!((whole.host, whole.port), (Some(&b"2001:db8::10"[..]), None));
+        assert!(whole.is_valid_request_uri());
+        // Not IPv6 either way: a host with a bad port.
+        assert!(!Uri::parse(b"sip:a:b:c").is_valid_request_uri());
     }
 }
