@@ -1,1 +1,73 @@
-fn main() {}
+//! `cargo xtask`: everything around the build that cargo alone does not do.
+//!
+//! - `run`: set up, then read the bundled capture to stdout (the README's demo).
+//! - `test`: set up, then the whole suite with every oracle required (CI).
+//! - `setup`: install what the tests need (apt packages), idempotently.
+//! - `gen-bench-data`: write a large pcap of realistic SIP calls.
+//! - `bench`: sipbeat vs tshark on that pcap, one core each.
+
+mod bench;
+mod callgen;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <run|test|setup|gen-bench-data [MESSAGES]|bench [MESSAGES]>";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let count = |index: usize, default: usize| -> Result<usize> {
+        args.get(index).map_or(Ok(default), |s| s.parse().context("MESSAGES must be a number"))
+    };
+    match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("setup") => setup::test_dependencies(),
+        Some("gen-bench-data") => bench::generate(count(1, bench::DEFAULT_MESSAGES)?).map(|_| ()),
+        Some("bench") => bench::run(count(1, bench::DEFAULT_MESSAGES)?),
+        _ => bail!(USAGE),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing on a non-zero exit.
+pub fn run_command(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}");
+    eprintln!("xtask: {shown}");
+    let status = command.current_dir(root()).status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The demo: the bundled capture through `sipbeat read`, events on stdout.
+fn run(extra: &[String]) -> Result<()> {
+    let capture = root().join("testdata/pcaps/suricata-verify/sip-method--sip.pcap");
+    run_command(
+        Command::new("cargo")
+            .args(["run", "--release", "--quiet", "--package", "sipbeat", "--", "read"])
+            .args(extra)
+            .arg(capture),
+    )
+}
+
+/// The whole suite, as CI runs it: formatting, lints, every test with the
+/// oracles (tshark, the shared corpus) required rather than skipped.
+fn test() -> Result<()> {
+    setup::test_dependencies()?;
+    run_command(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    run_command(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run_command(
+        Command::new("cargo")
+            .args(["test", "--workspace", "--all-targets"])
+            .env("SIPBEAT_REQUIRE_ORACLES", "1"),
+    )
+}

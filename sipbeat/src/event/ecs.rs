@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 
 use super::community_id;
-use super::json::{Case, JsonWriter};
+use super::json::{Case, JsonWriter, QuotedIp};
 use super::timestamp::TimestampFormatter;
 use super::{Agent, Context, EcsConfig};
 use crate::decode::protocol;
@@ -31,7 +31,41 @@ pub const ECS_VERSION: &str = "8.17.0";
 /// What an event needs besides the message.
 pub struct Env<'a> {
     pub config: &'a EcsConfig,
-    pub agent: &'a Agent,
+    /// [`metadata_members`] of the agent, written once.
+    pub metadata: &'a [u8],
+    /// [`agent_members`] of the agent, written once.
+    pub agent: &'a [u8],
+}
+
+/// `"@metadata":{...},"type":"sip"`: the same in every event.
+pub fn metadata_members(agent: &Agent) -> Vec<u8> {
+    let mut w = JsonWriter::default();
+    w.begin();
+    w.open("@metadata");
+    w.ascii("beat", "sipbeat");
+    w.ascii("type", "_doc");
+    w.str("version", agent.version.as_bytes());
+    w.close();
+    w.ascii("type", "sip");
+    w.members_written().to_vec()
+}
+
+/// `"ecs":{...},"agent":{...},"host":{...}`: the same in every event.
+pub fn agent_members(agent: &Agent) -> Vec<u8> {
+    let mut w = JsonWriter::default();
+    w.begin();
+    w.open("ecs");
+    w.ascii("version", ECS_VERSION);
+    w.close();
+    w.open("agent");
+    w.ascii("type", "sipbeat");
+    w.str("version", agent.version.as_bytes());
+    w.str("name", agent.hostname.as_bytes());
+    w.close();
+    w.open("host");
+    w.str("name", agent.hostname.as_bytes());
+    w.close();
+    w.members_written().to_vec()
 }
 
 /// Writes the whole event for `message` into `w`.
@@ -45,24 +79,23 @@ pub fn write_event(
 ) {
     let mut related = Related::default();
     let flow = &context.flow;
-    related.ip(flow.src);
-    related.ip(flow.dst);
+    let endpoints = Endpoints {
+        src: QuotedIp::new(&flow.src),
+        dst: QuotedIp::new(&flow.dst),
+    };
+    related.ip(flow.src, endpoints.src);
+    related.ip(flow.dst, endpoints.dst);
 
     w.begin();
     let millis = timestamps.millis(context.timestamp_ns);
     write_time(w, "@timestamp", &millis);
-    w.open("@metadata");
-    w.str("beat", b"sipbeat");
-    w.str("type", b"_doc");
-    w.str("version", env.agent.version.as_bytes());
-    w.close();
+    w.members(env.metadata);
 
     let code = match message.start {
         StartLine::Response { code, .. } => Some(code),
         StartLine::Request { .. } => None,
     };
-    w.str("type", b"sip");
-    w.str("status", if code.is_some_and(|c| c >= 400) { b"Error" } else { b"OK" });
+    w.ascii("status", if code.is_some_and(|c| c >= 400) { "Error" } else { "OK" });
 
     let credentials = message
         .first_value(HeaderName::Authorization)
@@ -83,20 +116,10 @@ pub fn write_event(
 
     write_event_fields(w, env, &millis, message, credentials.is_some(), code);
     write_network(w, flow, community_id);
-    write_endpoints(w, flow);
+    write_endpoints(w, flow, &endpoints);
     related.write(w);
 
-    w.open("ecs");
-    w.str("version", ECS_VERSION.as_bytes());
-    w.close();
-    w.open("agent");
-    w.str("type", b"sipbeat");
-    w.str("version", env.agent.version.as_bytes());
-    w.str("name", env.agent.hostname.as_bytes());
-    w.close();
-    w.open("host");
-    w.str("name", env.agent.hostname.as_bytes());
-    w.close();
+    w.members(env.agent);
 }
 
 /// A formatted timestamp: ASCII digits and punctuation, written unescaped.
@@ -117,18 +140,11 @@ fn write_event_fields(
     code: Option<u16>,
 ) {
     w.open("event");
-    w.str("kind", b"event");
-    w.open_array("category");
-    w.element(b"network", Case::AsIs);
-    if authenticated {
-        w.element(b"authentication", Case::AsIs);
-    }
-    w.close_array();
-    w.open_array("type");
-    w.element(b"info", Case::AsIs);
-    w.element(b"protocol", Case::AsIs);
-    w.close_array();
-    w.str("dataset", b"sip");
+    w.members(if authenticated {
+        br#""kind":"event","category":["network","authentication"],"type":["info","protocol"],"dataset":"sip""#
+    } else {
+        br#""kind":"event","category":["network"],"type":["info","protocol"],"dataset":"sip""#
+    });
     // Requests act by their method, responses by the method they answer.
     let action_method = match message.start {
         StartLine::Request { method, .. } => Some(method),
@@ -141,8 +157,8 @@ fn write_event_fields(
         w.u64("sequence", u64::from(cseq.number));
     }
     match code {
-        Some(200..=299) => w.str("outcome", b"success"),
-        Some(300..) => w.str("outcome", b"failure"),
+        Some(200..=299) => w.ascii("outcome", "success"),
+        Some(300..) => w.ascii("outcome", "failure"),
         _ => {}
     }
     if let StartLine::Response { reason, .. } = message.start {
@@ -150,7 +166,7 @@ fn write_event_fields(
     }
     write_time(w, "start", millis);
     write_time(w, "end", millis);
-    w.u64("duration", 0);
+    w.members(br#""duration":0"#);
     if env.config.keep_original {
         w.str("original", message.raw);
     }
@@ -159,27 +175,30 @@ fn write_event_fields(
 
 fn write_network(w: &mut JsonWriter, flow: &community_id::FlowKey, community_id: &[u8]) {
     w.open("network");
-    w.str("application", b"sip");
-    w.str("protocol", b"sip");
-    let (transport, iana): (&[u8], &[u8]) = match flow.protocol {
-        protocol::TCP => (b"tcp", b"6"),
-        _ => (b"udp", b"17"),
-    };
-    w.str("transport", transport);
-    w.str("iana_number", iana);
-    w.str("type", if flow.src.is_ipv4() { b"ipv4" } else { b"ipv6" });
+    w.members(match (flow.protocol, flow.src.is_ipv4()) {
+        (protocol::TCP, true) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv4""#,
+        (protocol::TCP, false) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv6""#,
+        (_, true) => br#""application":"sip","protocol":"sip","transport":"udp","iana_number":"17","type":"ipv4""#,
+        (_, false) => br#""application":"sip","protocol":"sip","transport":"udp","iana_number":"17","type":"ipv6""#,
+    });
     w.str("community_id", community_id);
     w.close();
 }
 
+/// The flow's addresses, formatted once per event.
+struct Endpoints {
+    src: QuotedIp,
+    dst: QuotedIp,
+}
+
 /// Source and destination as captured; Packetbeat's SIP module calls the
 /// sender the client and the receiver the server, for responses too.
-fn write_endpoints(w: &mut JsonWriter, flow: &community_id::FlowKey) {
+fn write_endpoints(w: &mut JsonWriter, flow: &community_id::FlowKey, endpoints: &Endpoints) {
     for (key, ip, port) in [
-        ("source", &flow.src, flow.src_port),
-        ("destination", &flow.dst, flow.dst_port),
-        ("client", &flow.src, flow.src_port),
-        ("server", &flow.dst, flow.dst_port),
+        ("source", &endpoints.src, flow.src_port),
+        ("destination", &endpoints.dst, flow.dst_port),
+        ("client", &endpoints.src, flow.src_port),
+        ("server", &endpoints.dst, flow.dst_port),
     ] {
         w.open(key);
         w.ip("ip", ip);
@@ -201,17 +220,17 @@ fn write_sip<'m>(
     w.open("sip");
     match message.start {
         StartLine::Request { method, uri } => {
-            w.str("type", b"request");
+            w.ascii("type", "request");
             w.str_upper("method", method);
             write_uri(w, "uri", &uri, UriFields::All, Some(related));
         }
         StartLine::Response { code, reason } => {
-            w.str("type", b"response");
+            w.ascii("type", "response");
             w.u64("code", u64::from(code));
             w.str("status", reason);
         }
     }
-    w.str("version", b"2.0");
+    w.ascii("version", "2.0");
     write_time(w, "timestamp", &timestamps.nanos(context.timestamp_ns));
 
     if let Some(call_id) = message.call_id {
@@ -421,8 +440,9 @@ fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) 
         w.str("version", origin.session_version);
         // sdp.owner.ip is mapped as `ip`: a host name there would fail indexing.
         if let Some(ip) = parse_ip(origin.address) {
-            w.ip("ip", &ip);
-            related.ip(ip);
+            let quoted = QuotedIp::new(&ip);
+            w.ip("ip", &quoted);
+            related.ip(ip, quoted);
         }
         w.close();
     }
@@ -469,33 +489,35 @@ fn parse_ip(text: &[u8]) -> Option<IpAddr> {
 /// `related.*` sets: insertion-ordered, de-duplicated, bounded.
 #[derive(Default)]
 struct Related<'m> {
-    ips: SmallSet<IpAddr, 4>,
+    ips: SmallSet<(IpAddr, QuotedIp), 4>,
     hosts: SmallSet<&'m [u8], 8>,
     users: SmallSet<&'m [u8], 8>,
 }
 
 impl<'m> Related<'m> {
-    fn ip(&mut self, ip: IpAddr) {
-        self.ips.insert(ip);
+    fn ip(&mut self, ip: IpAddr, quoted: QuotedIp) {
+        if !self.ips.items().any(|(seen, _)| *seen == ip) {
+            self.ips.push((ip, quoted));
+        }
     }
 
     fn host(&mut self, host: &'m [u8]) {
-        if !host.is_empty() {
-            self.hosts.insert(host);
+        if !host.is_empty() && !self.hosts.items().any(|seen| *seen == host) {
+            self.hosts.push(host);
         }
     }
 
     fn user(&mut self, user: &'m [u8]) {
-        if is_user(user) {
-            self.users.insert(user);
+        if is_user(user) && !self.users.items().any(|seen| *seen == user) {
+            self.users.push(user);
         }
     }
 
     fn write(&self, w: &mut JsonWriter) {
         w.open("related");
         w.open_array("ip");
-        for ip in self.ips.items() {
-            w.ip_element(ip);
+        for (_, quoted) in self.ips.items() {
+            w.ip_element(quoted);
         }
         w.close_array();
         if !self.hosts.is_empty() {
@@ -533,9 +555,10 @@ impl<T, const N: usize> Default for SmallSet<T, N> {
     }
 }
 
-impl<T: PartialEq + Copy, const N: usize> SmallSet<T, N> {
-    fn insert(&mut self, item: T) {
-        if self.len < N && !self.items[..self.len].contains(&Some(item)) {
+impl<T: Copy, const N: usize> SmallSet<T, N> {
+    /// Appends `item` unless full; callers check for duplicates.
+    fn push(&mut self, item: T) {
+        if self.len < N {
             self.items[self.len] = Some(item);
             self.len += 1;
         }

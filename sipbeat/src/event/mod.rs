@@ -80,7 +80,9 @@ fn hostname() -> String {
 #[derive(Debug)]
 pub struct EventBuilder {
     config: EcsConfig,
-    agent: Agent,
+    /// Members every event repeats, written once (see [`ecs::metadata_members`]).
+    metadata: Vec<u8>,
+    agent: Vec<u8>,
     json: JsonWriter,
     timestamps: TimestampFormatter,
     community_ids: CommunityIdCache,
@@ -90,7 +92,8 @@ impl EventBuilder {
     pub fn new(config: EcsConfig, agent: Agent) -> EventBuilder {
         EventBuilder {
             config,
-            agent,
+            metadata: ecs::metadata_members(&agent),
+            agent: ecs::agent_members(&agent),
             json: JsonWriter::with_capacity(8 * 1024),
             timestamps: TimestampFormatter::default(),
             community_ids: CommunityIdCache::default(),
@@ -103,6 +106,7 @@ impl EventBuilder {
             &mut self.json,
             &ecs::Env {
                 config: &self.config,
+                metadata: &self.metadata,
                 agent: &self.agent,
             },
             &mut self.timestamps,

@@ -31,6 +31,9 @@ pub enum HeaderName {
 }
 
 impl HeaderName {
+    /// Number of names, [`HeaderName::Other`] included.
+    pub const COUNT: usize = HeaderName::Other as usize + 1;
+
     /// Resolves a header name, ASCII case-insensitively, compact forms included.
     pub fn from_bytes(name: &[u8]) -> HeaderName {
         use HeaderName::*;

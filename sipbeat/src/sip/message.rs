@@ -80,7 +80,13 @@ pub struct Message<'a> {
     pub max_forwards: Option<u8>,
     pub content_length: Option<usize>,
     pub content_type: Option<&'a [u8]>,
+    /// Index of the first header of each [`HeaderName`], `NONE` if absent.
+    first: [u8; HeaderName::COUNT],
 }
+
+/// No header of that name ([`MAX_HEADERS`] fits in a `u8`).
+const NONE: u8 = u8::MAX;
+const _: () = assert!(MAX_HEADERS < NONE as usize);
 
 const SIP_VERSION: &[u8] = b"SIP/2.0";
 
@@ -133,6 +139,7 @@ impl<'a> Message<'a> {
             max_forwards: None,
             content_length: None,
             content_type: None,
+            first: [NONE; HeaderName::COUNT],
         };
         message.interpret_headers()?;
         let available = buf.len() - body_start;
@@ -159,26 +166,37 @@ impl<'a> Message<'a> {
 
     /// Values of every header called `name`, in order, each comma-separated
     /// element apart (empty elements skipped).
-    pub fn list_values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + '_ {
+    pub fn list_values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
         self.headers_named(name)
             .flat_map(|h| text::split_outside_quotes(&h.value, b','))
             .filter(|v| !v.is_empty())
     }
 
     /// Every header called `name`, in order.
-    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'a Header<'a>> + '_ {
-        self.headers.iter().filter(move |h| h.name == name)
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'a Header<'a>> + use<'a> {
+        let from = match self.first[name as usize] {
+            NONE => self.headers.len(),
+            index => usize::from(index),
+        };
+        self.headers[from..].iter().filter(move |h| h.name == name)
     }
 
     /// The first value of header `name`.
     pub fn first_value(&self, name: HeaderName) -> Option<&'a [u8]> {
-        self.headers_named(name).next().map(|h| &*h.value)
+        match self.first[name as usize] {
+            NONE => None,
+            index => Some(&self.headers[usize::from(index)].value),
+        }
     }
 
     /// Reads and checks the headers sipbeat interprets, in header order, so
     /// the first offending header names the error.
     fn interpret_headers(&mut self) -> Result<(), Error> {
-        for header in self.headers {
+        for (index, header) in self.headers.iter().enumerate() {
+            let first = &mut self.first[header.name as usize];
+            if *first == NONE {
+                *first = index as u8;
+            }
             let value: &'a [u8] = &header.value;
             match header.name {
                 HeaderName::CallId => {

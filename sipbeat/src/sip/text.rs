@@ -149,7 +149,15 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
         let rest = self.rest?;
         let mut in_angle = false;
         let mut i = 0;
-        while i < rest.len() {
+        loop {
+            // Jump to the next byte that matters instead of walking each one.
+            let found = if in_angle {
+                memchr::memchr2(b'>', b'"', &rest[i..])
+            } else {
+                memchr::memchr3(self.separator, b'<', b'"', &rest[i..])
+            };
+            let Some(offset) = found else { break };
+            i += offset;
             match rest[i] {
                 b'"' => match quoted_len(&rest[i..]) {
                     Some(len) => {
@@ -160,11 +168,10 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
                 },
                 b'<' => in_angle = true,
                 b'>' => in_angle = false,
-                b if b == self.separator && !in_angle => {
+                _ => {
                     self.rest = Some(&rest[i + 1..]);
                     return Some(trim(&rest[..i]));
                 }
-                _ => {}
             }
             i += 1;
         }

@@ -1,0 +1,106 @@
+//! `cargo xtask bench`: decode → parse → JSON throughput of `sipbeat read` on
+//! one core, next to tshark's `-Y sip -T ek` on the same generated capture.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{callgen, root, run_command};
+
+/// Messages in the default benchmark capture.
+pub const DEFAULT_MESSAGES: usize = 500_000;
+/// Runs of sipbeat; the fastest counts (the others absorb cache warm-up).
+const RUNS: usize = 5;
+
+/// Writes `bench-data/calls-N.pcap` unless it exists; returns its path.
+pub fn generate(messages: usize) -> Result<PathBuf> {
+    let dir = root().join("bench-data");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("calls-{messages}.pcap"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let partial = path.with_extension("pcap.partial");
+    let mut out = BufWriter::new(File::create(&partial)?);
+    let written = callgen::write_pcap(&mut out, messages)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&partial, &path)?;
+    eprintln!("xtask: wrote {written} SIP messages to {}", path.display());
+    Ok(path)
+}
+
+fn pinned(program: &str) -> Command {
+    // One core, as the goal is stated per core; core 1 keeps clear of most IRQs.
+    let mut command = Command::new("taskset");
+    command.args(["-c", "1", program]);
+    command
+}
+
+fn time(command: &mut Command) -> Result<(Duration, String)> {
+    let started = Instant::now();
+    let output = command.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        bail!("{command:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok((elapsed, String::from_utf8_lossy(&output.stderr).into_owned()))
+}
+
+fn peak_child_rss_kib() -> i64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss
+}
+
+/// Generates the capture, runs both tools, prints the figures.
+pub fn run(messages: usize) -> Result<()> {
+    crate::setup::test_dependencies()?;
+    run_command(Command::new("cargo").args(["build", "--release", "--quiet", "--package", "sipbeat"]))?;
+    let pcap = generate(messages)?;
+    let size = std::fs::metadata(&pcap)?.len();
+    let sipbeat = root().join("target/release/sipbeat");
+    let sipbeat = sipbeat.to_str().context("UTF-8 path")?;
+    let pcap_arg = pcap.to_str().context("UTF-8 path")?;
+
+    let mut best = Duration::MAX;
+    let mut summary = String::new();
+    for _ in 0..RUNS {
+        let (elapsed, stderr) = time(pinned(sipbeat).args(["read", pcap_arg]))?;
+        if elapsed < best {
+            best = elapsed;
+            summary = stderr;
+        }
+    }
+    let rss = peak_child_rss_kib();
+    let events = summary
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" events"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .context("sipbeat summary has an event count")?;
+    if events as usize != messages_in(&summary) {
+        bail!("sipbeat published {events} events for {} messages: {summary}", messages_in(&summary));
+    }
+
+    let (tshark_elapsed, _) = time(pinned("tshark").args(["-r", pcap_arg, "-Y", "sip", "-T", "ek"]))?;
+    let rate = |d: Duration| events as f64 / d.as_secs_f64();
+    println!("capture: {} ({messages} SIP messages, {:.1} MB)", pcap.display(), size as f64 / 1e6);
+    println!("sipbeat read, stdout to /dev/null, 1 core: {:.3} s, {:.0} messages/s, {:.0} MB/s of capture, peak RSS {} MiB (best of {RUNS})",
+        best.as_secs_f64(), rate(best), size as f64 / 1e6 / best.as_secs_f64(), rss / 1024, );
+    println!("tshark -Y sip -T ek, 1 core:              {:.3} s, {:.0} messages/s",
+        tshark_elapsed.as_secs_f64(), rate(tshark_elapsed));
+    println!("sipbeat / tshark: {:.0}x", tshark_elapsed.as_secs_f64() / best.as_secs_f64());
+    Ok(())
+}
+
+fn messages_in(summary: &str) -> usize {
+    summary
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" SIP messages"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
