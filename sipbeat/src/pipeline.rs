@@ -8,7 +8,7 @@ use crate::decode::{self, Packet, Transport};
 use crate::event::community_id::FlowKey;
 use crate::event::{Agent, Context, EcsConfig, EventBuilder};
 use crate::output::{OutputError, Sink};
-use crate::sip::{self, Framing, Message, Status, EMPTY_HEADER, MAX_HEADERS};
+use crate::sip::{self, Framing, HeaderSlots, Message, Status};
 use crate::stats::Stats;
 
 /// A set of ports as a bitmap: one load and a mask per lookup.
@@ -101,7 +101,7 @@ impl Pipeline {
 
     /// One UDP payload holds at most one SIP message (RFC 3261 §18.3).
     fn datagram(&mut self, payload: &[u8], context: &Context, sink: &mut dyn Sink) -> Result<(), OutputError> {
-        let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+        let mut slots = HeaderSlots::new();
         match Message::parse(payload, &mut slots, Framing::Datagram) {
             Ok(Status::Complete(message)) => self.publish(&message, context, sink),
             // A datagram parse never waits for more bytes.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use sipbeat::sip::{Error, Framing, Message, StartLine, Status, EMPTY_HEADER, MAX_HEADERS};
+use sipbeat::sip::{Error, Framing, HeaderSlots, Message, StartLine, Status};
 
 /// One torture file as `testdata/torture/INDEX.tsv` lists it.
 struct Case {
@@ -158,7 +158,7 @@ fn torture_messages() {
     let (mut parsed, mut rejected) = (0, 0);
     for case in &cases {
         let bytes = wire_bytes(case);
-        let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+        let mut slots = HeaderSlots::new();
         let result = Message::parse(&bytes, &mut slots, Framing::Datagram);
         match (expected_error(&case.file), result) {
             (Some(want), Err(got)) => {
@@ -199,7 +199,7 @@ fn extra_octets_after_a_datagram_message_are_ignored() {
     // RFC 4475 §3.1.1.8: the REGISTER ends at its Content-Length of 0; the
     // INVITE after it in the same datagram is not a second message.
     let bytes = std::fs::read(common::testdata().join("torture/rfc4475/dblreq.dat")).unwrap();
-    let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+    let mut slots = HeaderSlots::new();
     let Ok(Status::Complete(message)) = Message::parse(&bytes, &mut slots, Framing::Datagram) else {
         panic!("dblreq parses");
     };
@@ -216,7 +216,7 @@ fn truncations_and_corruptions_never_panic() {
         let bytes = wire_bytes(&case);
         for end in 0..bytes.len() {
             for framing in [Framing::Datagram, Framing::Stream] {
-                let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+                let mut slots = HeaderSlots::new();
                 let _ = Message::parse(&bytes[..end], &mut slots, framing);
             }
         }
@@ -225,7 +225,7 @@ fn truncations_and_corruptions_never_panic() {
             let saved = corrupt[i];
             for replacement in [0u8, b'\r', b'\n', b':', b'"', b'<', b';', 0xff] {
                 corrupt[i] = replacement;
-                let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+                let mut slots = HeaderSlots::new();
                 let _ = Message::parse(&corrupt, &mut slots, Framing::Datagram);
             }
             corrupt[i] = saved;

@@ -7,6 +7,7 @@
 //! whole message, a stream may return [`Status::Partial`].
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use memchr::memchr;
 
@@ -28,12 +29,60 @@ pub struct Header<'b> {
     pub value: Cow<'b, [u8]>,
 }
 
-/// An unused header slot, to fill arrays with: `[EMPTY_HEADER; MAX_HEADERS]`.
-pub const EMPTY_HEADER: Header<'static> = Header {
-    name: HeaderName::Other,
-    raw_name: b"",
-    value: Cow::Borrowed(b""),
-};
+/// Storage for a message's header lines, lent to [`Message::parse`].
+///
+/// Making one costs nothing: the slots start uninitialised and a parse
+/// writes only as many as the message has (a per-message array of
+/// initialised headers cost more than parsing a short message). Dropping it
+/// drops just those.
+pub struct HeaderSlots<'b> {
+    slots: [MaybeUninit<Header<'b>>; MAX_HEADERS],
+    /// Slots `..len` are initialised.
+    len: usize,
+}
+
+impl Default for HeaderSlots<'_> {
+    fn default() -> Self {
+        HeaderSlots::new()
+    }
+}
+
+impl<'b> HeaderSlots<'b> {
+    pub fn new() -> Self {
+        HeaderSlots {
+            slots: [const { MaybeUninit::uninit() }; MAX_HEADERS],
+            len: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        let len = std::mem::take(&mut self.len);
+        for slot in &mut self.slots[..len] {
+            // SAFETY: slots below the old `len` were written by `push` and
+            // are dropped once: `len` is already 0.
+            unsafe { slot.assume_init_drop() };
+        }
+    }
+
+    fn push(&mut self, header: Header<'b>) -> Result<(), Error> {
+        let slot = self.slots.get_mut(self.len).ok_or(Error::TooManyHeaders)?;
+        slot.write(header);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn as_slice(&self) -> &[Header<'b>] {
+        // SAFETY: the first `len` slots are initialised (see `push`), and
+        // MaybeUninit<T> has the layout of T.
+        unsafe { std::slice::from_raw_parts(self.slots.as_ptr().cast(), self.len) }
+    }
+}
+
+impl Drop for HeaderSlots<'_> {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
 
 /// Request line or status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,9 +146,10 @@ impl<'a> Message<'a> {
     /// borrows both. Leading CRLFs (keep-alives, RFC 3261 §7.5) are skipped.
     pub fn parse<'b: 'a>(
         buf: &'b [u8],
-        slots: &'a mut [Header<'b>],
+        slots: &'a mut HeaderSlots<'b>,
         framing: Framing,
     ) -> Result<Status<Message<'a>>, Error> {
+        slots.clear();
         let start = buf
             .iter()
             .position(|&b| !matches!(b, b'\r' | b'\n' | 0))
@@ -117,14 +167,14 @@ impl<'a> Message<'a> {
             };
         };
         let start_line = parse_start_line(strip_cr(&buf[start..line_end]))?;
-        let Some((count, body_start)) = split_headers(buf, line_end + 1, &mut *slots)? else {
+        let Some(body_start) = split_headers(buf, line_end + 1, &mut *slots)? else {
             return match framing {
                 Framing::Datagram => Err(Error::HeadersUnterminated),
                 Framing::Stream => Ok(Status::Partial),
             };
         };
-        let slots: &'a [Header<'b>] = slots;
-        let headers: &'a [Header<'a>] = &slots[..count];
+        let slots: &'a HeaderSlots<'b> = slots;
+        let headers: &'a [Header<'a>] = slots.as_slice();
         let mut message = Message {
             start: start_line,
             headers,
@@ -339,30 +389,22 @@ fn check_version(version: &[u8], otherwise: Error) -> Result<(), Error> {
     }
 }
 
-/// Fills `slots` with the header lines that start at `pos`. Returns the
-/// number of headers and where the body starts, or `None` when the header
-/// section does not end within `buf`.
-fn split_headers<'b>(
-    buf: &'b [u8],
-    mut pos: usize,
-    slots: &mut [Header<'b>],
-) -> Result<Option<(usize, usize)>, Error> {
-    let mut count = 0;
+/// Fills `slots` with the header lines that start at `pos`. Returns where
+/// the body starts, or `None` when the header section does not end within `buf`.
+fn split_headers<'b>(buf: &'b [u8], mut pos: usize, slots: &mut HeaderSlots<'b>) -> Result<Option<usize>, Error> {
     // The header being read: (name, value start, value end, folded).
     let mut open: Option<(&'b [u8], usize, usize, bool)> = None;
-    loop {
-        let Some(line_len) = memchr(b'\n', &buf[pos..]) else {
-            return Ok(None);
-        };
-        let line_end = pos + line_len;
+    let start = pos;
+    // One iterator over the line ends: no search set-up per line.
+    for line_end in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| start + i) {
         let line = strip_cr(&buf[pos..line_end]);
         let next = line_end + 1;
         match line.first() {
             None => {
                 if let Some(header) = open.take() {
-                    close_header(buf, header, slots, &mut count)?;
+                    close_header(buf, header, slots)?;
                 }
-                return Ok(Some((count, next)));
+                return Ok(Some(next));
             }
             Some(b' ' | b'\t') => match open.as_mut() {
                 Some((_, _, value_end, folded)) => {
@@ -373,7 +415,7 @@ fn split_headers<'b>(
             },
             Some(_) => {
                 if let Some(header) = open.take() {
-                    close_header(buf, header, slots, &mut count)?;
+                    close_header(buf, header, slots)?;
                 }
                 let colon = memchr(b':', line).ok_or(Error::InvalidHeader)?;
                 let name = text::trim_end(&line[..colon]);
@@ -385,23 +427,20 @@ fn split_headers<'b>(
         }
         pos = next;
     }
+    Ok(None)
 }
 
 fn close_header<'b>(
     buf: &'b [u8],
     (name, value_start, value_end, folded): (&'b [u8], usize, usize, bool),
-    slots: &mut [Header<'b>],
-    count: &mut usize,
+    slots: &mut HeaderSlots<'b>,
 ) -> Result<(), Error> {
-    let slot = slots.get_mut(*count).ok_or(Error::TooManyHeaders)?;
     let raw = trim(&buf[value_start..value_end]);
-    *slot = Header {
+    slots.push(Header {
         name: HeaderName::from_bytes(name),
         raw_name: name,
         value: if folded { Cow::Owned(text::unfold(raw)) } else { Cow::Borrowed(raw) },
-    };
-    *count += 1;
-    Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -410,7 +449,7 @@ mod tests {
 
     /// Parses and keeps what outlives the header slots: bytes consumed and header values.
     fn parse(bytes: &[u8], framing: Framing) -> Result<Status<(usize, Vec<Vec<u8>>)>, Error> {
-        let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+        let mut slots = HeaderSlots::new();
         Message::parse(bytes, &mut slots, framing).map(|status| match status {
             Status::Complete(m) => Status::Complete((
                 m.consumed,
@@ -424,7 +463,7 @@ mod tests {
 
     #[test]
     fn datagram_body_is_cut_at_content_length() {
-        let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+        let mut slots = HeaderSlots::new();
         let Status::Complete(m) = Message::parse(OPTIONS, &mut slots, Framing::Datagram).unwrap() else {
             panic!("complete message expected");
         };
@@ -449,7 +488,7 @@ mod tests {
     #[test]
     fn folded_values_are_unfolded() {
         let msg = b"SIP/2.0 200 OK\r\ncseq: 0009\r\n  INVITE\r\nX: a\r\n\tb\r\n\r\n";
-        let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+        let mut slots = HeaderSlots::new();
         let Ok(Status::Complete(m)) = Message::parse(msg, &mut slots, Framing::Datagram) else {
             panic!("complete");
         };

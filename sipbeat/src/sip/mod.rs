@@ -25,7 +25,7 @@ pub mod text;
 pub mod uri;
 
 pub use header::HeaderName;
-pub use message::{Framing, Header, Message, StartLine, Status, EMPTY_HEADER, MAX_HEADERS};
+pub use message::{Framing, Header, HeaderSlots, MAX_HEADERS, Message, StartLine, Status};
 
 crate::reasons! {
     /// Why bytes on a SIP port were not turned into a SIP message.
