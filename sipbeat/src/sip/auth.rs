@@ -25,7 +25,7 @@ impl<'a> Credentials<'a> {
     /// The value of parameter `name` (case-insensitive), quotes removed.
     pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
         text::split_outside_quotes(self.params, b',').find_map(|param| {
-            let eq = memchr::memchr(b'=', param)?;
+            let eq = text::find(param, b'=')?;
             if !trim(&param[..eq]).eq_ignore_ascii_case(name) {
                 return None;
             }

@@ -54,26 +54,29 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        let candidates: &[(&[u8], HeaderName)] = match name.len() {
-            2 => &[(b"to", To)],
-            3 => &[(b"via", Via)],
-            4 => &[(b"cseq", CSeq), (b"from", From), (b"date", Date)],
-            5 => &[(b"allow", Allow)],
-            6 => &[(b"accept", Accept)],
-            7 => &[(b"call-id", CallId), (b"contact", Contact)],
-            9 => &[(b"supported", Supported)],
-            10 => &[(b"user-agent", UserAgent)],
-            12 => &[(b"content-type", ContentType), (b"max-forwards", MaxForwards)],
-            13 => &[(b"authorization", Authorization)],
-            14 => &[(b"content-length", ContentLength)],
-            16 => &[(b"content-encoding", ContentEncoding), (b"p-associated-uri", PAssociatedUri)],
-            19 => &[(b"proxy-authorization", ProxyAuthorization)],
-            _ => &[],
+        // Length and first letter pick at most one candidate to compare.
+        let (candidate, header): (&[u8], HeaderName) = match (name.len(), name[0] | 0x20) {
+            (2, b't') => (b"to", To),
+            (3, b'v') => (b"via", Via),
+            (4, b'c') => (b"cseq", CSeq),
+            (4, b'f') => (b"from", From),
+            (4, b'd') => (b"date", Date),
+            (5, b'a') => (b"allow", Allow),
+            (6, b'a') => (b"accept", Accept),
+            (7, b'c') if name[1] | 0x20 == b'a' => (b"call-id", CallId),
+            (7, b'c') => (b"contact", Contact),
+            (9, b's') => (b"supported", Supported),
+            (10, b'u') => (b"user-agent", UserAgent),
+            (12, b'c') => (b"content-type", ContentType),
+            (12, b'm') => (b"max-forwards", MaxForwards),
+            (13, b'a') => (b"authorization", Authorization),
+            (14, b'c') => (b"content-length", ContentLength),
+            (16, b'c') => (b"content-encoding", ContentEncoding),
+            (16, b'p') => (b"p-associated-uri", PAssociatedUri),
+            (19, b'p') => (b"proxy-authorization", ProxyAuthorization),
+            _ => return Other,
         };
-        candidates
-            .iter()
-            .find(|(candidate, _)| name.eq_ignore_ascii_case(candidate))
-            .map_or(Other, |&(_, header)| header)
+        if name.eq_ignore_ascii_case(candidate) { header } else { Other }
     }
 }
 
@@ -124,7 +127,7 @@ impl<'a> NameAddr<'a> {
             let display = unquote(&value[..len]);
             (Some(display).filter(|d| !d.is_empty()), rest)
         } else {
-            match memchr::memchr(b'<', value) {
+            match text::find(value, b'<') {
                 Some(angle) => {
                     // RFC 3261 wants tokens here. Leniency: phones send other
                     // bytes (Nero SIPPS writes `\"name\"`), which are harmless;
@@ -141,7 +144,7 @@ impl<'a> NameAddr<'a> {
             }
         };
         let (uri, params) = if let Some(inside) = rest.strip_prefix(b"<") {
-            let close = memchr::memchr(b'>', inside)?;
+            let close = text::find(inside, b'>')?;
             let uri = &inside[..close];
             if uri.is_empty() || uri.iter().any(|&b| is_lws(b)) {
                 return None;
@@ -188,7 +191,7 @@ fn strip_stray_quotes(display: &[u8]) -> &[u8] {
 /// Finds parameter `name` in a `;`-separated parameter list.
 pub fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     text::split_outside_quotes(params, b';').find_map(|param| {
-        let (key, value) = match memchr::memchr(b'=', param) {
+        let (key, value) = match text::find(param, b'=') {
             Some(eq) => (trim(&param[..eq]), trim(&param[eq + 1..])),
             None => (param, &param[param.len()..]),
         };
@@ -200,7 +203,7 @@ pub fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// where value is a token, host or quoted string. LWS around separators is fine.
 pub fn valid_params(params: &[u8]) -> bool {
     text::split_outside_quotes(params, b';').all(|param| {
-        let (key, value) = match memchr::memchr(b'=', param) {
+        let (key, value) = match text::find(param, b'=') {
             Some(eq) => (trim(&param[..eq]), Some(trim(&param[eq + 1..]))),
             None => (param, None),
         };

@@ -327,8 +327,8 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
         return parse_status_line(line);
     }
     let (Some(first_space), Some(last_space)) = (
-        memchr(b' ', line),
-        memchr::memrchr(b' ', line),
+        text::find(line, b' '),
+        text::rfind(line, b' '),
     ) else {
         return Err(Error::NotSip);
     };
@@ -361,10 +361,10 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
 }
 
 fn parse_status_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
-    let version_end = memchr(b' ', line).ok_or(Error::InvalidStatusLine)?;
+    let version_end = text::find(line, b' ').ok_or(Error::InvalidStatusLine)?;
     check_version(&line[..version_end], Error::InvalidStatusLine)?;
     let rest = &line[version_end + 1..];
-    let code_end = memchr(b' ', rest).unwrap_or(rest.len());
+    let code_end = text::find(rest, b' ').unwrap_or(rest.len());
     let code = &rest[..code_end];
     if code.len() != 3 {
         return Err(Error::InvalidStatusCode);
@@ -417,7 +417,7 @@ fn split_headers<'b>(buf: &'b [u8], mut pos: usize, slots: &mut HeaderSlots<'b>)
                 if let Some(header) = open.take() {
                     close_header(buf, header, slots)?;
                 }
-                let colon = memchr(b':', line).ok_or(Error::InvalidHeader)?;
+                let colon = text::find(line, b':').ok_or(Error::InvalidHeader)?;
                 let name = text::trim_end(&line[..colon]);
                 if !is_token(name) {
                     return Err(Error::InvalidHeader);

@@ -3,6 +3,8 @@
 //! a sensor reports what it saw — but [`Uri::is_valid_request_uri`] applies
 //! the stricter rules of a Request-URI.
 
+use super::text;
+
 /// The parts of a URI, borrowed from the message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Uri<'a> {
@@ -73,10 +75,10 @@ impl<'a> Uri<'a> {
     fn parse_sip(&mut self, rest: &'a [u8]) {
         // '@' cannot appear in host, params or headers, so the first one ends
         // the userinfo even when the user part holds ';', '?' or ':'.
-        let hostport_start = match memchr::memchr(b'@', rest) {
+        let hostport_start = match text::find(rest, b'@') {
             Some(at) => {
                 let userinfo = &rest[..at];
-                match memchr::memchr(b':', userinfo) {
+                match text::find(userinfo, b':') {
                     Some(colon) => {
                         self.user = Some(&userinfo[..colon]);
                         self.password = Some(&userinfo[colon + 1..]);
@@ -89,7 +91,7 @@ impl<'a> Uri<'a> {
         };
         let hostport = &rest[hostport_start..];
         let host_end = if hostport.first() == Some(&b'[') {
-            match memchr::memchr(b']', hostport) {
+            match text::find(hostport, b']') {
                 Some(close) => {
                     self.host = Some(&hostport[1..close]);
                     close + 1
@@ -117,12 +119,12 @@ impl<'a> Uri<'a> {
                 .iter()
                 .position(|&b| matches!(b, b';' | b'?'))
                 .unwrap_or(port_text.len());
-            self.port = super::text::parse_decimal(&port_text[..end], u64::from(u16::MAX))
+            self.port = text::parse_decimal(&port_text[..end], u64::from(u16::MAX))
                 .map(|p| p as u16);
             self.malformed |= self.port.is_none();
             after = &port_text[end..];
         }
-        let headers_at = memchr::memchr(b'?', after);
+        let headers_at = text::find(after, b'?');
         let params_end = headers_at.unwrap_or(after.len());
         self.params = after[..params_end].strip_prefix(b";").unwrap_or(&after[..0]);
         if let Some(q) = headers_at {
@@ -137,7 +139,7 @@ impl<'a> Uri<'a> {
     /// a parameter without a value.
     pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
         self.params.split(|&b| b == b';').find_map(|param| {
-            let (key, value) = match memchr::memchr(b'=', param) {
+            let (key, value) = match text::find(param, b'=') {
                 Some(eq) => (&param[..eq], &param[eq + 1..]),
                 None => (param, &param[param.len()..]),
             };
@@ -182,7 +184,7 @@ fn bare_ipv6_end(hostport: &[u8]) -> Option<usize> {
     if is_ipv6(candidate) {
         return Some(end);
     }
-    let last_colon = memchr::memrchr(b':', candidate)?;
+    let last_colon = text::rfind(candidate, b':')?;
     is_ipv6(&candidate[..last_colon]).then_some(last_colon)
 }
 
