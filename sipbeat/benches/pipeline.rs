@@ -29,7 +29,10 @@ struct OwnedFrame {
 fn sip_frames() -> Vec<OwnedFrame> {
     let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcaps");
     let mut frames = Vec::new();
-    for file in ["suricata-verify/sip-method--sip.pcap", "packetbeat/sip.pcap"] {
+    for file in [
+        "suricata-verify/sip-method--sip.pcap",
+        "packetbeat/sip.pcap",
+    ] {
         PcapFile::open(testdata.join(file))
             .unwrap()
             .for_each_frame(|frame| {
@@ -96,10 +99,14 @@ fn stages(c: &mut Criterion) {
     group.bench_function("decode_parse", |b| {
         b.iter(|| {
             for frame in &frames {
-                let Ok(packet) = decode::decode(frame.link, &frame.data) else { continue };
+                let Ok(packet) = decode::decode(frame.link, &frame.data) else {
+                    continue;
+                };
                 let Transport::Udp(udp) = packet.transport;
                 let mut slots = HeaderSlots::new();
-                black_box(Message::parse(black_box(udp.payload), &mut slots, Framing::Datagram).is_ok());
+                black_box(
+                    Message::parse(black_box(udp.payload), &mut slots, Framing::Datagram).is_ok(),
+                );
             }
         })
     });

@@ -118,7 +118,10 @@ impl Config {
             ..ProtocolConfig::default()
         });
         if block.kind != "sip" {
-            return invalid(format!("protocols: unsupported type {:?} (sipbeat decodes sip)", block.kind));
+            return invalid(format!(
+                "protocols: unsupported type {:?} (sipbeat decodes sip)",
+                block.kind
+            ));
         }
         if sip_blocks.next().is_some() {
             return invalid("protocols: give one `type: sip` block".into());
@@ -133,7 +136,10 @@ impl Config {
         if ports.contains(&0) {
             return invalid("ports: 0 is not a port".into());
         }
-        let transport = overrides.transport.or(block.transport_protocol).unwrap_or_default();
+        let transport = overrides
+            .transport
+            .or(block.transport_protocol)
+            .unwrap_or_default();
         if transport != TransportProtocol::Udp {
             return invalid(format!(
                 "transport_protocol: {transport:?} is not supported by this build yet; SIP over TCP needs stream reassembly (use udp)"
@@ -145,7 +151,10 @@ impl Config {
                 .parse_authorization
                 .or(block.parse_authorization)
                 .unwrap_or(defaults.parse_authorization),
-            parse_body: overrides.parse_body.or(block.parse_body).unwrap_or(defaults.parse_body),
+            parse_body: overrides
+                .parse_body
+                .or(block.parse_body)
+                .unwrap_or(defaults.parse_body),
             keep_original: overrides
                 .keep_original
                 .or(block.keep_original)
@@ -156,7 +165,11 @@ impl Config {
             Some(OutputConfig::File { path }) => Output::File(path),
         });
         Ok(Config {
-            sip: SipConfig { ports, transport, ecs },
+            sip: SipConfig {
+                ports,
+                transport,
+                ecs,
+            },
             output,
         })
     }
@@ -178,7 +191,10 @@ impl FileConfig {
             path: shown.clone(),
             source,
         })?;
-        FileConfig::parse(&text).map_err(|source| ConfigError::Parse { path: shown, source })
+        FileConfig::parse(&text).map_err(|source| ConfigError::Parse {
+            path: shown,
+            source,
+        })
     }
 
     /// Parses YAML text.
@@ -240,17 +256,28 @@ output:
 
     #[test]
     fn mistakes_are_named() {
-        let unknown_key = FileConfig::parse("protocols:\n  - type: sip\n    portz: [1]\n").unwrap_err();
+        let unknown_key =
+            FileConfig::parse("protocols:\n  - type: sip\n    portz: [1]\n").unwrap_err();
         assert!(unknown_key.to_string().contains("portz"), "{unknown_key}");
         let cases = [
             ("protocols:\n  - type: http\n", "unsupported type"),
             ("protocols:\n  - type: sip\n    ports: []\n", "at least one"),
-            ("protocols:\n  - type: sip\n    ports: [0]\n", "0 is not a port"),
-            ("protocols:\n  - type: sip\n  - type: sip\n", "one `type: sip`"),
-            ("protocols:\n  - type: sip\n    transport_protocol: tcp\n", "not supported"),
+            (
+                "protocols:\n  - type: sip\n    ports: [0]\n",
+                "0 is not a port",
+            ),
+            (
+                "protocols:\n  - type: sip\n  - type: sip\n",
+                "one `type: sip`",
+            ),
+            (
+                "protocols:\n  - type: sip\n    transport_protocol: tcp\n",
+                "not supported",
+            ),
         ];
         for (yaml, expected) in cases {
-            let error = Config::build(FileConfig::parse(yaml).unwrap(), Overrides::default()).unwrap_err();
+            let error =
+                Config::build(FileConfig::parse(yaml).unwrap(), Overrides::default()).unwrap_err();
             assert!(error.to_string().contains(expected), "{yaml}: {error}");
         }
         let bad_port = FileConfig::parse("protocols:\n  - type: sip\n    ports: [70000]\n");

@@ -13,7 +13,7 @@ pub mod decode;
 pub mod event;
 pub mod output;
 pub mod pipeline;
-pub mod reason;
 pub mod read;
+pub mod reason;
 pub mod sip;
 pub mod stats;

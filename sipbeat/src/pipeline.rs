@@ -77,7 +77,11 @@ impl Pipeline {
                 return Ok(());
             }
         };
-        let Packet { src, dst, transport } = packet;
+        let Packet {
+            src,
+            dst,
+            transport,
+        } = packet;
         match transport {
             Transport::Udp(udp) => {
                 if !self.ports.contains(udp.src_port) && !self.ports.contains(udp.dst_port) {
@@ -100,7 +104,12 @@ impl Pipeline {
     }
 
     /// One UDP payload holds at most one SIP message (RFC 3261 §18.3).
-    fn datagram(&mut self, payload: &[u8], context: &Context, sink: &mut dyn Sink) -> Result<(), OutputError> {
+    fn datagram(
+        &mut self,
+        payload: &[u8],
+        context: &Context,
+        sink: &mut dyn Sink,
+    ) -> Result<(), OutputError> {
         let mut slots = HeaderSlots::new();
         match Message::parse(payload, &mut slots, Framing::Datagram) {
             Ok(Status::Complete(message)) => self.publish(&message, context, sink),
@@ -116,7 +125,12 @@ impl Pipeline {
         }
     }
 
-    fn publish(&mut self, message: &Message<'_>, context: &Context, sink: &mut dyn Sink) -> Result<(), OutputError> {
+    fn publish(
+        &mut self,
+        message: &Message<'_>,
+        context: &Context,
+        sink: &mut dyn Sink,
+    ) -> Result<(), OutputError> {
         self.stats.messages += 1;
         let json = self.events.build(message, context);
         sink.publish(json, message.call_id)?;
@@ -187,7 +201,13 @@ mod tests {
         let mut pipeline = pipeline();
         let mut sink = Collect::default();
         let other = udp4_frame([192, 0, 2, 1], [192, 0, 2, 2], 40000, 53, OPTIONS);
-        let garbage = udp4_frame([192, 0, 2, 1], [192, 0, 2, 2], 40000, 5060, b"\x16\x03\x01binary");
+        let garbage = udp4_frame(
+            [192, 0, 2, 1],
+            [192, 0, 2, 2],
+            40000,
+            5060,
+            b"\x16\x03\x01binary",
+        );
         for bytes in [&other, &garbage] {
             pipeline.process(frame(bytes), &mut sink).unwrap();
         }

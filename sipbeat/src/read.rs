@@ -13,7 +13,11 @@ use crate::pipeline::Pipeline;
 use crate::stats::Stats;
 
 /// Reads every file into `sink`; returns the totals.
-pub fn read_files(files: &[impl AsRef<Path>], config: &Config, sink: &mut dyn Sink) -> anyhow::Result<Stats> {
+pub fn read_files(
+    files: &[impl AsRef<Path>],
+    config: &Config,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<Stats> {
     // Open everything first: a typo in the last file should not cost a long run.
     let captures = files
         .iter()
@@ -34,7 +38,10 @@ pub fn read_files(files: &[impl AsRef<Path>], config: &Config, sink: &mut dyn Si
         }
         pipeline.stats_mut().unsupported_link += file_stats.unsupported_link;
         if file_stats.truncated {
-            eprintln!("sipbeat: warning: {} ends mid-record (cut short?); read what came before", capture.path().display());
+            eprintln!(
+                "sipbeat: warning: {} ends mid-record (cut short?); read what came before",
+                capture.path().display()
+            );
         }
     }
     sink.flush().context("output failed")?;

@@ -96,19 +96,36 @@ impl Stats {
     /// Human-readable totals, one line per group, for the end of a run.
     pub fn summary(&self, elapsed: Duration) -> String {
         let seconds = elapsed.as_secs_f64();
-        let rate = if seconds > 0.0 { self.messages as f64 / seconds } else { 0.0 };
+        let rate = if seconds > 0.0 {
+            self.messages as f64 / seconds
+        } else {
+            0.0
+        };
         let mut out = format!(
             "sipbeat: {} frames ({} bytes), {} SIP messages, {} events, {:.3}s, {:.0} messages/s\n",
             self.frames, self.bytes, self.messages, self.events, seconds, rate
         );
-        let decode = labelled(DecodeError::ALL.iter().map(|e| (e.label(), self.decode[e.index()])));
+        let decode = labelled(
+            DecodeError::ALL
+                .iter()
+                .map(|e| (e.label(), self.decode[e.index()])),
+        );
         let _ = writeln!(
             out,
             "sipbeat: skipped: other_ports={} unsupported_link={}{}",
             self.other_ports, self.unsupported_link, decode
         );
-        let rejected = labelled(sip::Error::ALL.iter().map(|e| (e.label(), self.rejected[e.index()])));
-        let _ = writeln!(out, "sipbeat: rejected: {}{}", self.rejected_total(), rejected);
+        let rejected = labelled(
+            sip::Error::ALL
+                .iter()
+                .map(|e| (e.label(), self.rejected[e.index()])),
+        );
+        let _ = writeln!(
+            out,
+            "sipbeat: rejected: {}{}",
+            self.rejected_total(),
+            rejected
+        );
         out
     }
 }
@@ -126,8 +143,10 @@ mod tests {
 
     #[test]
     fn add_assign_sums_every_counter() {
-        let mut a = Stats::default();
-        a.frames = 2;
+        let mut a = Stats {
+            frames: 2,
+            ..Stats::default()
+        };
         a.decode_error(DecodeError::NotIp);
         a.rejected(sip::Error::NotSip);
         let mut b = a.clone();

@@ -6,11 +6,17 @@ mod common;
 use std::process::{Command, Output};
 
 fn sipbeat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sipbeat")).args(args).output().expect("sipbeat runs")
+    Command::new(env!("CARGO_BIN_EXE_sipbeat"))
+        .args(args)
+        .output()
+        .expect("sipbeat runs")
 }
 
 fn bundled() -> String {
-    common::testdata().join("pcaps/suricata-verify/sip-method--sip.pcap").display().to_string()
+    common::testdata()
+        .join("pcaps/suricata-verify/sip-method--sip.pcap")
+        .display()
+        .to_string()
 }
 
 fn stderr(output: &Output) -> String {
@@ -21,10 +27,15 @@ fn stderr(output: &Output) -> String {
 fn read_writes_ndjson_and_a_summary() {
     let output = sipbeat(&["read", &bundled()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let lines: Vec<&[u8]> = output.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(lines.len(), 81);
     for line in &lines {
-        let event: serde_json::Value = serde_json::from_slice(line).expect("one JSON object per line");
+        let event: serde_json::Value =
+            serde_json::from_slice(line).expect("one JSON object per line");
         assert_eq!(event["@metadata"]["beat"], "sipbeat");
     }
     let summary = stderr(&output);
@@ -40,13 +51,25 @@ fn switches_and_file_output() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("events.ndjson");
     let spec = format!("file:{}", out.display());
-    let output = sipbeat(&["read", "-q", "--keep-original=false", "--parse-body", "false", "-o", &spec, &bundled()]);
+    let output = sipbeat(&[
+        "read",
+        "-q",
+        "--keep-original=false",
+        "--parse-body",
+        "false",
+        "-o",
+        &spec,
+        &bundled(),
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(output.stdout.is_empty());
     assert!(output.stderr.is_empty(), "quiet means no summary");
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 81);
-    assert!(!text.contains("\"original\":\"INVITE"), "event.original is off");
+    assert!(
+        !text.contains("\"original\":\"INVITE"),
+        "event.original is off"
+    );
     assert!(!text.contains("\"sdp\""), "body parsing is off");
     assert!(text.contains("\"auth\""), "authorization parsing stays on");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -62,8 +85,22 @@ fn config_file_sets_ports_and_flags_override_it() {
     let none = sipbeat(&["read", "-q", "-c", &config, &bundled()]);
     assert!(none.status.success());
     assert!(none.stdout.is_empty(), "no SIP on port 5999");
-    let some = sipbeat(&["read", "-q", "-c", &config, "--ports", "5999,5060", &bundled()]);
-    assert_eq!(some.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), 81);
+    let some = sipbeat(&[
+        "read",
+        "-q",
+        "-c",
+        &config,
+        "--ports",
+        "5999,5060",
+        &bundled(),
+    ]);
+    assert_eq!(
+        some.stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        81
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -76,12 +113,40 @@ fn mistakes_give_one_line_errors_and_fail() {
     let not_pcap = dir.join("notes.txt");
     std::fs::write(&not_pcap, "hello, not a capture").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["read".into(), "/nonexistent/file.pcap".into()], "cannot open /nonexistent/file.pcap"),
-        (vec!["read".into(), not_pcap.display().to_string()], "not a pcap or pcapng file"),
-        (vec!["read".into(), "-c".into(), bad_yaml.display().to_string(), bundled()], "unknown field `port`"),
-        (vec!["read".into(), "-c".into(), "/nonexistent.yml".into(), bundled()], "cannot read config /nonexistent.yml"),
-        (vec!["read".into(), "--ports".into(), "0".into(), bundled()], "0 is not a port"),
-        (vec!["read".into(), "--transport".into(), "tcp".into(), bundled()], "not supported"),
+        (
+            vec!["read".into(), "/nonexistent/file.pcap".into()],
+            "cannot open /nonexistent/file.pcap",
+        ),
+        (
+            vec!["read".into(), not_pcap.display().to_string()],
+            "not a pcap or pcapng file",
+        ),
+        (
+            vec![
+                "read".into(),
+                "-c".into(),
+                bad_yaml.display().to_string(),
+                bundled(),
+            ],
+            "unknown field `port`",
+        ),
+        (
+            vec![
+                "read".into(),
+                "-c".into(),
+                "/nonexistent.yml".into(),
+                bundled(),
+            ],
+            "cannot read config /nonexistent.yml",
+        ),
+        (
+            vec!["read".into(), "--ports".into(), "0".into(), bundled()],
+            "0 is not a port",
+        ),
+        (
+            vec!["read".into(), "--transport".into(), "tcp".into(), bundled()],
+            "not supported",
+        ),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -89,10 +154,18 @@ fn mistakes_give_one_line_errors_and_fail() {
         let message = stderr(&output);
         assert!(!output.status.success(), "{args:?} must fail");
         assert!(message.contains(expected), "{args:?}: {message}");
-        assert_eq!(message.trim_end().lines().count(), 1, "{args:?}: one line: {message}");
+        assert_eq!(
+            message.trim_end().lines().count(),
+            1,
+            "{args:?}: one line: {message}"
+        );
         assert!(message.starts_with("sipbeat: error: "), "{message}");
     }
     // clap's own usage errors (unknown flag, bad output spec) fail too.
-    assert!(!sipbeat(&["read", "--output", "kafka://x", &bundled()]).status.success());
+    assert!(
+        !sipbeat(&["read", "--output", "kafka://x", &bundled()])
+            .status
+            .success()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -18,7 +18,11 @@ enum Expect {
     SameAsTshark,
     /// tshark dissects these frames as (malformed) SIP; sipbeat rejects each
     /// with `reason`, as RFC 4475 asks of the same defect.
-    RejectedAs { events: usize, reason: Error, count: u64 },
+    RejectedAs {
+        events: usize,
+        reason: Error,
+        count: u64,
+    },
     /// A fuzzed capture: tshark labels corrupt frames SIP anyway. sipbeat
     /// publishes the intact messages and rejects the rest by reason.
     Fuzzed,
@@ -30,19 +34,30 @@ enum Expect {
 fn expectation(file: &str) -> Expect {
     match file {
         // "Content-Length: bad" / "xyz": RFC 3261 says 1*DIGIT (RFC 4475 §3.1.2.3).
-        "pcaps/zeek/invalid-content-length.pcap" => {
-            Expect::RejectedAs { events: 0, reason: Error::InvalidContentLength, count: 2 }
-        }
+        "pcaps/zeek/invalid-content-length.pcap" => Expect::RejectedAs {
+            events: 0,
+            reason: Error::InvalidContentLength,
+            count: 2,
+        },
         "pcaps/ndpi/fuzz-2006-06-26-2594.pcap" => Expect::Fuzzed,
-        "pcaps/heplify/erspan_sip_ipv4_udp.pcapng" | "pcaps/ndpi/gre.pcapng" | "pcaps/sngrep/ipv6frag.pcap" => {
-            Expect::NeedsReassemblyOrDecap
-        }
+        "pcaps/heplify/erspan_sip_ipv4_udp.pcapng"
+        | "pcaps/ndpi/gre.pcapng"
+        | "pcaps/sngrep/ipv6frag.pcap" => Expect::NeedsReassemblyOrDecap,
         _ => Expect::SameAsTshark,
     }
 }
 
 fn tshark_udp_sip_frames(pcap: &Path) -> Option<usize> {
-    let out = common::tshark(&["-r", pcap.to_str()?, "-Y", "sip && udp", "-T", "fields", "-e", "frame.number"])?;
+    let out = common::tshark(&[
+        "-r",
+        pcap.to_str()?,
+        "-Y",
+        "sip && udp",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ])?;
     Some(out.lines().filter(|l| !l.is_empty()).count())
 }
 
@@ -66,11 +81,24 @@ fn udp_captures_match_tshark() {
             return common::missing("tshark");
         };
         match expectation(file) {
-            Expect::SameAsTshark => assert_eq!(events.len(), tshark, "{file}: events vs tshark frames\n{}", stats.summary(Default::default())),
-            Expect::RejectedAs { events: n, reason, count } => {
+            Expect::SameAsTshark => assert_eq!(
+                events.len(),
+                tshark,
+                "{file}: events vs tshark frames\n{}",
+                stats.summary(Default::default())
+            ),
+            Expect::RejectedAs {
+                events: n,
+                reason,
+                count,
+            } => {
                 assert_eq!(events.len(), n, "{file}");
                 assert_eq!(stats.rejected_by(reason), count, "{file}");
-                assert_eq!(n as u64 + count, tshark as u64, "{file}: every tshark frame accounted for");
+                assert_eq!(
+                    n as u64 + count,
+                    tshark as u64,
+                    "{file}: every tshark frame accounted for"
+                );
             }
             Expect::Fuzzed => {
                 assert!(events.len() < tshark, "{file}: fuzzing broke most messages");
@@ -81,8 +109,13 @@ fn udp_captures_match_tshark() {
             }
         }
         // Every frame is accounted for: published, skipped or rejected.
-        let skipped: u64 = stats.decode.iter().sum::<u64>() + stats.other_ports + stats.unsupported_link;
-        assert_eq!(stats.frames + stats.unsupported_link, skipped + stats.rejected_total() + stats.events, "{file}");
+        let skipped: u64 =
+            stats.decode.iter().sum::<u64>() + stats.other_ports + stats.unsupported_link;
+        assert_eq!(
+            stats.frames + stats.unsupported_link,
+            skipped + stats.rejected_total() + stats.events,
+            "{file}"
+        );
         checked += 1;
     }
     assert!(checked >= 25, "only {checked} UDP captures checked");
@@ -110,5 +143,8 @@ fn bundled_capture_counts() {
         .iter()
         .filter_map(|e| e["sip"]["method"].as_str().map(str::to_string))
         .collect();
-    assert!(methods.contains("REGISTER") && methods.contains("INVITE"), "{methods:?}");
+    assert!(
+        methods.contains("REGISTER") && methods.contains("INVITE"),
+        "{methods:?}"
+    );
 }

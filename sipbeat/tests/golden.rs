@@ -8,7 +8,13 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 /// Fields compared as multisets, as Packetbeat's own golden test does.
-const UNORDERED: &[&str] = &["related.ip", "related.hosts", "related.user", "event.category", "event.type"];
+const UNORDERED: &[&str] = &[
+    "related.ip",
+    "related.hosts",
+    "related.user",
+    "event.category",
+    "event.type",
+];
 
 fn deviations() -> BTreeMap<String, Value> {
     let text = std::fs::read_to_string(common::testdata().join("deviations.json")).unwrap();
@@ -35,16 +41,21 @@ fn same(field: &str, want: &Value, got: &Value) -> bool {
 /// compared strictly.
 fn corrected(field: &str, want: &Value) -> Value {
     match (field, want) {
-        ("related.hosts", Value::Array(hosts)) => {
-            Value::Array(hosts.iter().filter(|h| !h.as_str().unwrap_or("").ends_with('>')).cloned().collect())
-        }
+        ("related.hosts", Value::Array(hosts)) => Value::Array(
+            hosts
+                .iter()
+                .filter(|h| !h.as_str().unwrap_or("").ends_with('>'))
+                .cloned()
+                .collect(),
+        ),
         _ => want.clone(),
     }
 }
 
 fn check_golden(pcap: &std::path::Path, golden: &str) {
     let golden_path = common::testdata().join("packetbeat").join(golden);
-    let golden: Vec<Map<String, Value>> = serde_json::from_str(&std::fs::read_to_string(golden_path).unwrap()).unwrap();
+    let golden: Vec<Map<String, Value>> =
+        serde_json::from_str(&std::fs::read_to_string(golden_path).unwrap()).unwrap();
     let (events, stats) = common::read_events(pcap, &common::config_with_ports(&[5060]));
     assert_eq!(events.len(), golden.len(), "one event per golden event");
     assert_eq!(stats.rejected_total(), 0);
@@ -67,7 +78,9 @@ fn check_golden(pcap: &std::path::Path, golden: &str) {
             }
             match got.get(field) {
                 Some(g) if same(field, &corrected(field, value), g) => matched += 1,
-                other => mismatches.push(format!("event {index}: {field}: want {value} got {other:?}")),
+                other => mismatches.push(format!(
+                    "event {index}: {field}: want {value} got {other:?}"
+                )),
             }
         }
     }
@@ -77,7 +90,10 @@ fn check_golden(pcap: &std::path::Path, golden: &str) {
 
 #[test]
 fn sip_golden() {
-    check_golden(&common::testdata().join("pcaps/packetbeat/sip.pcap"), "sip-expected.json");
+    check_golden(
+        &common::testdata().join("pcaps/packetbeat/sip.pcap"),
+        "sip-expected.json",
+    );
 }
 
 #[test]
@@ -99,11 +115,18 @@ fn ecs_diff_tool_reports_full_conformance() {
     };
     let tool = corpus.join("../tools/ecs-diff");
     for (pcap, golden) in [
-        (corpus.join("packetbeat/pcaps/sip.pcap"), "sip-expected.json"),
-        (corpus.join("packetbeat/pcaps/sip_authenticated_register.pcap"), "sip_authenticated_register-expected.json"),
+        (
+            corpus.join("packetbeat/pcaps/sip.pcap"),
+            "sip-expected.json",
+        ),
+        (
+            corpus.join("packetbeat/pcaps/sip_authenticated_register.pcap"),
+            "sip_authenticated_register-expected.json",
+        ),
     ] {
         let mut sink = common::Collected::default();
-        sipbeat::read::read_files(&[&pcap], &common::config_with_ports(&[5060]), &mut sink).unwrap();
+        sipbeat::read::read_files(&[&pcap], &common::config_with_ports(&[5060]), &mut sink)
+            .unwrap();
         let dir = std::env::temp_dir().join(format!("sipbeat-ecs-diff-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join(format!("{golden}.ndjson"));

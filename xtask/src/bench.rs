@@ -42,12 +42,18 @@ fn pinned(program: &str) -> Command {
 
 fn time(command: &mut Command) -> Result<(Duration, String)> {
     let started = Instant::now();
-    let output = command.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let output = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
     let elapsed = started.elapsed();
     if !output.status.success() {
         bail!("{command:?}: {}", String::from_utf8_lossy(&output.stderr));
     }
-    Ok((elapsed, String::from_utf8_lossy(&output.stderr).into_owned()))
+    Ok((
+        elapsed,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
 }
 
 fn peak_child_rss_kib() -> i64 {
@@ -60,7 +66,13 @@ fn peak_child_rss_kib() -> i64 {
 /// Generates the capture, runs both tools, prints the figures.
 pub fn run(messages: usize) -> Result<()> {
     crate::setup::test_dependencies()?;
-    run_command(Command::new("cargo").args(["build", "--release", "--quiet", "--package", "sipbeat"]))?;
+    run_command(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "sipbeat",
+    ]))?;
     let pcap = generate(messages)?;
     let size = std::fs::metadata(&pcap)?.len();
     let sipbeat = root().join("target/release/sipbeat");
@@ -83,17 +95,36 @@ pub fn run(messages: usize) -> Result<()> {
         .and_then(|n| n.parse::<u64>().ok())
         .context("sipbeat summary has an event count")?;
     if events as usize != messages_in(&summary) {
-        bail!("sipbeat published {events} events for {} messages: {summary}", messages_in(&summary));
+        bail!(
+            "sipbeat published {events} events for {} messages: {summary}",
+            messages_in(&summary)
+        );
     }
 
-    let (tshark_elapsed, _) = time(pinned("tshark").args(["-r", pcap_arg, "-Y", "sip", "-T", "ek"]))?;
+    let (tshark_elapsed, _) =
+        time(pinned("tshark").args(["-r", pcap_arg, "-Y", "sip", "-T", "ek"]))?;
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
-    println!("capture: {} ({messages} SIP messages, {:.1} MB)", pcap.display(), size as f64 / 1e6);
-    println!("sipbeat read, stdout to /dev/null, 1 core: {:.3} s, {:.0} messages/s, {:.0} MB/s of capture, peak RSS {} MiB (best of {RUNS})",
-        best.as_secs_f64(), rate(best), size as f64 / 1e6 / best.as_secs_f64(), rss / 1024, );
-    println!("tshark -Y sip -T ek, 1 core:              {:.3} s, {:.0} messages/s",
-        tshark_elapsed.as_secs_f64(), rate(tshark_elapsed));
-    println!("sipbeat / tshark: {:.0}x", tshark_elapsed.as_secs_f64() / best.as_secs_f64());
+    println!(
+        "capture: {} ({messages} SIP messages, {:.1} MB)",
+        pcap.display(),
+        size as f64 / 1e6
+    );
+    println!(
+        "sipbeat read, stdout to /dev/null, 1 core: {:.3} s, {:.0} messages/s, {:.0} MB/s of capture, peak RSS {} MiB (best of {RUNS})",
+        best.as_secs_f64(),
+        rate(best),
+        size as f64 / 1e6 / best.as_secs_f64(),
+        rss / 1024,
+    );
+    println!(
+        "tshark -Y sip -T ek, 1 core:              {:.3} s, {:.0} messages/s",
+        tshark_elapsed.as_secs_f64(),
+        rate(tshark_elapsed)
+    );
+    println!(
+        "sipbeat / tshark: {:.0}x",
+        tshark_elapsed.as_secs_f64() / best.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -51,7 +51,12 @@ pub fn write_pcap(out: &mut impl Write, messages: usize) -> std::io::Result<usiz
     let mut call = 0u64;
     while written < messages {
         let caller = Endpoint {
-            ip: [10, 1 + rng.below(8) as u8, rng.below(256) as u8, 1 + rng.below(250) as u8],
+            ip: [
+                10,
+                1 + rng.below(8) as u8,
+                rng.below(256) as u8,
+                1 + rng.below(250) as u8,
+            ],
             port: 5060,
             number: format!("+4930{:08}", rng.below(100_000_000)),
         };
@@ -61,12 +66,16 @@ pub fn write_pcap(out: &mut impl Write, messages: usize) -> std::io::Result<usiz
             number: format!("+4989{:08}", rng.below(100_000_000)),
         };
         let mut dialog = Vec::new();
-        if call % 10 == 0 {
+        if call.is_multiple_of(10) {
             dialog.extend(register(&mut rng, &caller, &callee));
         }
         dialog.extend(invite_dialog(&mut rng, &caller, &callee));
         for (from_caller, payload) in dialog {
-            let (src, dst) = if from_caller { (&caller, &callee) } else { (&callee, &caller) };
+            let (src, dst) = if from_caller {
+                (&caller, &callee)
+            } else {
+                (&callee, &caller)
+            };
             clock_ns += 20_000 + rng.below(200_000);
             write_frame(out, clock_ns, src, dst, payload.as_bytes())?;
             written += 1;
@@ -76,7 +85,13 @@ pub fn write_pcap(out: &mut impl Write, messages: usize) -> std::io::Result<usiz
     Ok(written)
 }
 
-fn write_frame(out: &mut impl Write, ns: u64, src: &Endpoint, dst: &Endpoint, payload: &[u8]) -> std::io::Result<()> {
+fn write_frame(
+    out: &mut impl Write,
+    ns: u64,
+    src: &Endpoint,
+    dst: &Endpoint,
+    payload: &[u8],
+) -> std::io::Result<()> {
     let udp_len = 8 + payload.len();
     let ip_len = 20 + udp_len;
     let frame_len = 14 + ip_len;
@@ -93,7 +108,10 @@ fn write_frame(out: &mut impl Write, ns: u64, src: &Endpoint, dst: &Endpoint, pa
     ip[9] = 17;
     ip[12..16].copy_from_slice(&src.ip);
     ip[16..20].copy_from_slice(&dst.ip);
-    let sum = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+    let sum = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
     let folded = (sum & 0xffff) + (sum >> 16);
     ip[10..12].copy_from_slice(&(!((folded & 0xffff) + (folded >> 16)) as u16).to_be_bytes());
     out.write_all(&ip)?;
@@ -133,7 +151,11 @@ fn invite_dialog(rng: &mut Rng, caller: &Endpoint, callee: &Endpoint) -> Vec<(bo
         "Via: SIP/2.0/UDP 192.0.2.10:5060;branch={proxy_branch}\r\nVia: SIP/2.0/UDP {a}:5060;rport;branch={branch}\r\n"
     );
     let dialog_headers = |to_tagged: bool, cseq: &str| {
-        let to_tag = if to_tagged { format!(";tag={to_tag}") } else { String::new() };
+        let to_tag = if to_tagged {
+            format!(";tag={to_tag}")
+        } else {
+            String::new()
+        };
         format!(
             "From: \"{from_user}\" <sip:{from_user}@{a};user=phone>;tag={from_tag}\r\n\
              To: <sip:{to_user}@{b};user=phone>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n"
@@ -227,5 +249,10 @@ fn register(rng: &mut Rng, caller: &Endpoint, registrar: &Endpoint) -> Vec<(bool
     );
     let first = request(1, "", rng.hex(12));
     let second = request(2, &credentials, rng.hex(12));
-    vec![(true, first), (false, challenge), (true, second), (false, ok)]
+    vec![
+        (true, first),
+        (false, challenge),
+        (true, second),
+        (false, ok),
+    ]
 }

@@ -15,12 +15,15 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <run|test|setup|gen-bench-data [MESSAGES]|bench [MESSAGES]>";
+const USAGE: &str =
+    "usage: cargo xtask <run|test|setup|gen-bench-data [MESSAGES]|bench [MESSAGES]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count = |index: usize, default: usize| -> Result<usize> {
-        args.get(index).map_or(Ok(default), |s| s.parse().context("MESSAGES must be a number"))
+        args.get(index).map_or(Ok(default), |s| {
+            s.parse().context("MESSAGES must be a number")
+        })
     };
     match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
@@ -34,14 +37,20 @@ fn main() -> Result<()> {
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
 }
 
 /// Runs a command in the workspace root, failing on a non-zero exit.
 pub fn run_command(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
     eprintln!("xtask: {shown}");
-    let status = command.current_dir(root()).status().with_context(|| format!("cannot start {shown}"))?;
+    let status = command
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
@@ -53,7 +62,15 @@ fn run(extra: &[String]) -> Result<()> {
     let capture = root().join("testdata/pcaps/suricata-verify/sip-method--sip.pcap");
     run_command(
         Command::new("cargo")
-            .args(["run", "--release", "--quiet", "--package", "sipbeat", "--", "read"])
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "sipbeat",
+                "--",
+                "read",
+            ])
             .args(extra)
             .arg(capture),
     )
@@ -64,7 +81,14 @@ fn run(extra: &[String]) -> Result<()> {
 fn test() -> Result<()> {
     setup::test_dependencies()?;
     run_command(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
-    run_command(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run_command(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run_command(
         Command::new("cargo")
             .args(["test", "--workspace", "--all-targets"])

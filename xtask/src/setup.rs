@@ -26,7 +26,10 @@ pub fn test_dependencies() -> Result<()> {
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("missing packages {missing:?}: run `sudo apt-get install -y {}`", missing.join(" "));
+        bail!(
+            "missing packages {missing:?}: run `sudo apt-get install -y {}`",
+            missing.join(" ")
+        );
     }
     crate::run_command(Command::new("apt-get").args(["update", "-qq"]))?;
     crate::run_command(

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use pcap_parser::pcapng::{Block, EnhancedPacketBlock, InterfaceDescriptionBlock};
 use pcap_parser::nom;
+use pcap_parser::pcapng::{Block, EnhancedPacketBlock, InterfaceDescriptionBlock};
 use pcap_parser::{LegacyPcapBlock, PcapHeader};
 
 use super::{Frame, LinkType};
@@ -117,13 +117,17 @@ impl PcapFile {
 
     fn walk_pcap(&self, on_frame: &mut impl FnMut(Frame<'_>)) -> Result<FileStats, CaptureError> {
         let data: &[u8] = &self.map;
-        let (mut rest, header) = pcap_parser::parse_pcap_header(data)
-            .map_err(|_| CaptureError::NotACapture {
+        let (mut rest, header) =
+            pcap_parser::parse_pcap_header(data).map_err(|_| CaptureError::NotACapture {
                 path: self.path.clone(),
             })?;
         let link = LinkType::from_pcap(header.network.0);
         let parse_record = record_parser(&header);
-        let fraction_to_ns: u64 = if header.is_nanosecond_precision() { 1 } else { 1000 };
+        let fraction_to_ns: u64 = if header.is_nanosecond_precision() {
+            1
+        } else {
+            1000
+        };
         let mut stats = FileStats::default();
         while !rest.is_empty() {
             let block = match parse_record(rest) {

@@ -62,7 +62,11 @@ pub fn ipv4(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     let header_len = usize::from(bytes[0] & 0x0f) * 4;
     let total_len = usize::from(u16_at(bytes, f::TOTAL_LEN));
     // Segmentation offload can leave total length 0 in captures of sent packets.
-    let total_len = if total_len == 0 { bytes.len() } else { total_len };
+    let total_len = if total_len == 0 {
+        bytes.len()
+    } else {
+        total_len
+    };
     if header_len < f::MIN_HEADER_LEN || total_len < header_len || bytes.len() < header_len {
         return Err(DecodeError::Ipv4Malformed);
     }
@@ -192,12 +196,18 @@ mod tests {
     #[test]
     fn ipv6_fragment_header_is_reported() {
         let ext = [17, 0, 0, 1, 0, 0, 0, 7];
-        assert_eq!(ipv6(&ipv6_packet(44, &ext, b"x")), Err(DecodeError::Fragment));
+        assert_eq!(
+            ipv6(&ipv6_packet(44, &ext, b"x")),
+            Err(DecodeError::Fragment)
+        );
     }
 
     #[test]
     fn ipv6_extension_past_the_end_is_malformed() {
         let ext = [17, 9];
-        assert_eq!(ipv6(&ipv6_packet(60, &ext, b"")), Err(DecodeError::Ipv6Malformed));
+        assert_eq!(
+            ipv6(&ipv6_packet(60, &ext, b"")),
+            Err(DecodeError::Ipv6Malformed)
+        );
     }
 }

@@ -80,13 +80,19 @@ pub fn ethernet(frame: &[u8]) -> Result<Network<'_>, DecodeError> {
     let mut ethertype = be16(frame, 12).ok_or(DecodeError::LinkTruncated)?;
     let mut offset = ETHERNET_LEN;
     for _ in 0..MAX_VLAN_TAGS {
-        if !matches!(ethertype, ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_LEGACY) {
+        if !matches!(
+            ethertype,
+            ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_LEGACY
+        ) {
             break;
         }
         ethertype = be16(frame, offset + 2).ok_or(DecodeError::LinkTruncated)?;
         offset += VLAN_TAG_LEN;
     }
-    by_ethertype(ethertype, frame.get(offset..).ok_or(DecodeError::LinkTruncated)?)
+    by_ethertype(
+        ethertype,
+        frame.get(offset..).ok_or(DecodeError::LinkTruncated)?,
+    )
 }
 
 fn by_ethertype(ethertype: u16, payload: &[u8]) -> Result<Network<'_>, DecodeError> {
@@ -141,16 +147,34 @@ mod tests {
         let mut sll2 = vec![0x08, 0x00];
         sll2.extend_from_slice(&[0u8; 18]);
         sll2.push(0x45);
-        assert_eq!(decode(LinkType::LinuxSll2, &sll2), Ok(Network::Ipv4(&[0x45])));
-        assert_eq!(decode(LinkType::LinuxSll, &sll[..10]), Err(DecodeError::LinkTruncated));
+        assert_eq!(
+            decode(LinkType::LinuxSll2, &sll2),
+            Ok(Network::Ipv4(&[0x45]))
+        );
+        assert_eq!(
+            decode(LinkType::LinuxSll, &sll[..10]),
+            Err(DecodeError::LinkTruncated)
+        );
     }
 
     #[test]
     fn null_loopback_in_either_byte_order() {
-        assert_eq!(decode(LinkType::Null, &[2, 0, 0, 0, 0x45]), Ok(Network::Ipv4(&[0x45])));
-        assert_eq!(decode(LinkType::Null, &[0, 0, 0, 2, 0x45]), Ok(Network::Ipv4(&[0x45])));
-        assert_eq!(decode(LinkType::Null, &[30, 0, 0, 0, 0x60]), Ok(Network::Ipv6(&[0x60])));
-        assert_eq!(decode(LinkType::Loop, &[0, 0, 0, 24, 0x60]), Ok(Network::Ipv6(&[0x60])));
+        assert_eq!(
+            decode(LinkType::Null, &[2, 0, 0, 0, 0x45]),
+            Ok(Network::Ipv4(&[0x45]))
+        );
+        assert_eq!(
+            decode(LinkType::Null, &[0, 0, 0, 2, 0x45]),
+            Ok(Network::Ipv4(&[0x45]))
+        );
+        assert_eq!(
+            decode(LinkType::Null, &[30, 0, 0, 0, 0x60]),
+            Ok(Network::Ipv6(&[0x60]))
+        );
+        assert_eq!(
+            decode(LinkType::Loop, &[0, 0, 0, 24, 0x60]),
+            Ok(Network::Ipv6(&[0x60]))
+        );
     }
 
     #[test]

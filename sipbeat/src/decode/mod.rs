@@ -91,7 +91,13 @@ pub(crate) mod testing {
     //! Frame builders for decoder tests.
 
     /// An Ethernet + IPv4 + UDP frame around `payload`.
-    pub fn udp4_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    pub fn udp4_frame(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut frame = vec![0u8; 12];
         frame.extend_from_slice(&[0x08, 0x00]);
         frame.extend_from_slice(&ipv4_udp(src, dst, sport, dport, payload));
@@ -101,7 +107,20 @@ pub(crate) mod testing {
     /// An IPv4 + UDP packet around `payload`.
     pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
         let total = 20 + 8 + payload.len();
-        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0, 0, 64, 17, 0, 0];
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ];
         p.extend_from_slice(&src);
         p.extend_from_slice(&dst);
         let udp_len = 8 + payload.len();

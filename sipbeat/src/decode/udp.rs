@@ -48,8 +48,14 @@ mod tests {
 
     #[test]
     fn short_capture_and_bad_lengths() {
-        assert_eq!(decode(&[0, 1, 0, 2, 0, 20, 0, 0, 1]), Err(DecodeError::UdpTruncated));
-        assert_eq!(decode(&[0, 1, 0, 2, 0, 4, 0, 0]), Err(DecodeError::UdpMalformed));
+        assert_eq!(
+            decode(&[0, 1, 0, 2, 0, 20, 0, 0, 1]),
+            Err(DecodeError::UdpTruncated)
+        );
+        assert_eq!(
+            decode(&[0, 1, 0, 2, 0, 4, 0, 0]),
+            Err(DecodeError::UdpMalformed)
+        );
         assert_eq!(decode(&[0, 1, 0]), Err(DecodeError::UdpMalformed));
     }
 }

@@ -23,13 +23,12 @@ pub const LEN: usize = 30;
 pub fn community_id(flow: &FlowKey) -> [u8; LEN] {
     let (a, b) = ((flow.src, flow.src_port), (flow.dst, flow.dst_port));
     // The spec orders endpoints so both directions hash the same.
-    let ((ip1, port1), (ip2, port2)) = if octets(&a.0) < octets(&b.0)
-        || (octets(&a.0) == octets(&b.0) && a.1 <= b.1)
-    {
-        (a, b)
-    } else {
-        (b, a)
-    };
+    let ((ip1, port1), (ip2, port2)) =
+        if octets(&a.0) < octets(&b.0) || (octets(&a.0) == octets(&b.0) && a.1 <= b.1) {
+            (a, b)
+        } else {
+            (b, a)
+        };
     let mut hasher = Sha1::new();
     hasher.update(0u16.to_be_bytes());
     hasher.update(octets(&ip1).as_slice());
@@ -73,8 +72,10 @@ impl Octets {
 /// hashing costs more than a lookup.
 #[derive(Debug)]
 pub struct CommunityIdCache {
-    slots: Box<[Option<(FlowKey, [u8; LEN])>]>,
+    slots: Box<[Option<CachedId>]>,
 }
+
+type CachedId = (FlowKey, [u8; LEN]);
 
 impl Default for CommunityIdCache {
     fn default() -> Self {

@@ -95,13 +95,28 @@ pub fn write_event(
         StartLine::Response { code, .. } => Some(code),
         StartLine::Request { .. } => None,
     };
-    w.ascii("status", if code.is_some_and(|c| c >= 400) { "Error" } else { "OK" });
+    w.ascii(
+        "status",
+        if code.is_some_and(|c| c >= 400) {
+            "Error"
+        } else {
+            "OK"
+        },
+    );
 
     let credentials = message
         .first_value(HeaderName::Authorization)
         .or_else(|| message.first_value(HeaderName::ProxyAuthorization));
 
-    write_sip(w, env, timestamps, message, context, credentials, &mut related);
+    write_sip(
+        w,
+        env,
+        timestamps,
+        message,
+        context,
+        credentials,
+        &mut related,
+    );
     if env.config.parse_authorization
         && let Some(name) = credentials
             .and_then(Credentials::parse)
@@ -257,8 +272,18 @@ fn write_sip<'m>(
         write_list(w, "original", vias, Case::AsIs);
         w.close();
     }
-    write_list(w, "allow", message.list_values(HeaderName::Allow), Case::Lower);
-    write_list(w, "supported", message.list_values(HeaderName::Supported), Case::Lower);
+    write_list(
+        w,
+        "allow",
+        message.list_values(HeaderName::Allow),
+        Case::Lower,
+    );
+    write_list(
+        w,
+        "supported",
+        message.list_values(HeaderName::Supported),
+        Case::Lower,
+    );
     if let Some(accept) = message.first_value(HeaderName::Accept) {
         w.str_lower("accept", accept);
     }
@@ -350,7 +375,12 @@ fn write_uri<'m>(
     }
 }
 
-fn write_party<'m>(w: &mut JsonWriter, key: &str, party: &'m NameAddr<'m>, related: &mut Related<'m>) {
+fn write_party<'m>(
+    w: &mut JsonWriter,
+    key: &str,
+    party: &'m NameAddr<'m>,
+    related: &mut Related<'m>,
+) {
     w.open(key);
     if let Some(display) = &party.display {
         w.str("display_info", display);
@@ -397,10 +427,16 @@ fn is_qvalue(q: &[u8]) -> bool {
         && whole.len() <= 3
         && whole.iter().all(u8::is_ascii_digit)
         && (whole == b"0" || !whole.starts_with(b"0"))
-        && fraction.is_none_or(|f| !f.is_empty() && f.len() <= 6 && f.iter().all(u8::is_ascii_digit))
+        && fraction
+            .is_none_or(|f| !f.is_empty() && f.len() <= 6 && f.iter().all(u8::is_ascii_digit))
 }
 
-fn write_list<'v>(w: &mut JsonWriter, key: &str, values: impl Iterator<Item = &'v [u8]>, case: Case) {
+fn write_list<'v>(
+    w: &mut JsonWriter,
+    key: &str,
+    values: impl Iterator<Item = &'v [u8]>,
+    case: Case,
+) {
     let mut values = values.peekable();
     if values.peek().is_none() {
         return;
@@ -418,7 +454,10 @@ fn is_sdp(message: &Message<'_>) -> bool {
     let Some(content_type) = message.content_type else {
         return false;
     };
-    let media_type = content_type.split(|&b| b == b';').next().unwrap_or_default();
+    let media_type = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
     !message.body.is_empty()
         && crate::sip::text::trim(media_type).eq_ignore_ascii_case(b"application/sdp")
         && message.first_value(HeaderName::ContentEncoding).is_none()
@@ -467,7 +506,15 @@ fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) 
                 w.u64("port", u64::from(port));
             }
             w.str("protocol", media.protocol);
-            write_list(w, "formats", media.formats.split(|&b| b == b' ').filter(|f| !f.is_empty()), Case::AsIs);
+            write_list(
+                w,
+                "formats",
+                media
+                    .formats
+                    .split(|&b| b == b' ')
+                    .filter(|f| !f.is_empty()),
+                Case::AsIs,
+            );
             if let Some(connection) = media.connection {
                 w.str("connection_address", connection.address);
             }
@@ -569,6 +616,8 @@ impl<T: Copy, const N: usize> SmallSet<T, N> {
     }
 
     fn items(&self) -> impl Iterator<Item = &T> + '_ {
-        self.items[..self.len].iter().map(|i| i.as_ref().expect("filled"))
+        self.items[..self.len]
+            .iter()
+            .map(|i| i.as_ref().expect("filled"))
     }
 }

@@ -160,7 +160,8 @@ impl JsonWriter {
     #[inline]
     pub fn u64(&mut self, key: &str, value: u64) {
         self.key(key);
-        self.buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
     /// `"key":` followed by `raw`, which must already be valid JSON.
@@ -208,7 +209,10 @@ pub struct QuotedIp {
 
 impl QuotedIp {
     pub fn new(ip: &IpAddr) -> QuotedIp {
-        let mut quoted = QuotedIp { text: [0; 48], len: 0 };
+        let mut quoted = QuotedIp {
+            text: [0; 48],
+            len: 0,
+        };
         let mut out = Vec::with_capacity(0);
         let text: &[u8] = match ip {
             IpAddr::V4(v4) => {
@@ -349,7 +353,10 @@ fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8]) -> Result<(), NotUtf8> 
         }
         i = clean_from;
     }
-    if !validated && value[i..].iter().any(|&b| b >= 0x80) && std::str::from_utf8(&value[i..]).is_err() {
+    if !validated
+        && value[i..].iter().any(|&b| b >= 0x80)
+        && std::str::from_utf8(&value[i..]).is_err()
+    {
         return Err(NotUtf8);
     }
     for (offset, &b) in value[i..].iter().enumerate() {
@@ -385,9 +392,15 @@ fn scan_chunk(chunk: &[u8]) -> (u32, u32) {
         let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
         let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
         // b <= 0x1f  <=>  max(b, 0x1f) == 0x1f (unsigned)
-        let control = _mm_cmpeq_epi8(_mm_max_epu8(bytes, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
+        let control = _mm_cmpeq_epi8(
+            _mm_max_epu8(bytes, _mm_set1_epi8(0x1f)),
+            _mm_set1_epi8(0x1f),
+        );
         let special = _mm_or_si128(_mm_or_si128(quote, backslash), control);
-        (_mm_movemask_epi8(special) as u32, _mm_movemask_epi8(bytes) as u32)
+        (
+            _mm_movemask_epi8(special) as u32,
+            _mm_movemask_epi8(bytes) as u32,
+        )
     }
 }
 
@@ -402,9 +415,12 @@ fn scan_chunk(chunk: &[u8]) -> (u32, u32) {
     let below_space = word.wrapping_sub(LO * 0x20) & !word;
     let quote = word ^ (LO * u64::from(b'"'));
     let backslash = word ^ (LO * u64::from(b'\\'));
-    let mask = (below_space | quote.wrapping_sub(LO) & !quote | backslash.wrapping_sub(LO) & !backslash) & HI;
+    let mask =
+        (below_space | quote.wrapping_sub(LO) & !quote | backslash.wrapping_sub(LO) & !backslash)
+            & HI;
     // One bit per byte, at the byte's index.
-    let compress = |m: u64| (0..8).fold(0u32, |acc, n| acc | (((m >> (8 * n + 7)) & 1) as u32) << n);
+    let compress =
+        |m: u64| (0..8).fold(0u32, |acc, n| acc | (((m >> (8 * n + 7)) & 1) as u32) << n);
     (compress(mask), compress(word & HI))
 }
 
@@ -463,7 +479,10 @@ mod tests {
                 let mut sample = vec![b'a'; 24];
                 sample[at] = special;
                 let text = std::str::from_utf8(&sample).unwrap();
-                assert_eq!(format!("\"{}\"", escaped(&sample)), serde_json::to_string(text).unwrap());
+                assert_eq!(
+                    format!("\"{}\"", escaped(&sample)),
+                    serde_json::to_string(text).unwrap()
+                );
             }
         }
     }

@@ -83,8 +83,17 @@ mod tests {
     fn known_instants() {
         let mut formatter = TimestampFormatter::default();
         assert_eq!(&formatter.millis(0), b"1970-01-01T00:00:00.000Z");
-        assert_eq!(&formatter.nanos(1_480_172_984_950_123_456), b"2016-11-26T15:09:44.950123456Z");
-        assert_eq!(&formatter.millis(951_782_400_000_000_000), b"2000-02-29T00:00:00.000Z");
-        assert_eq!(&formatter.millis(4_102_444_799_999_000_000), b"2099-12-31T23:59:59.999Z");
+        assert_eq!(
+            &formatter.nanos(1_480_172_984_950_123_456),
+            b"2016-11-26T15:09:44.950123456Z"
+        );
+        assert_eq!(
+            &formatter.millis(951_782_400_000_000_000),
+            b"2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            &formatter.millis(4_102_444_799_999_000_000),
+            b"2099-12-31T23:59:59.999Z"
+        );
     }
 }

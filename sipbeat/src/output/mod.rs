@@ -47,7 +47,9 @@ impl Output {
             }
             return Ok(Output::File(PathBuf::from(path)));
         }
-        Err(format!("unknown output {spec:?}: expected stdout or file:PATH"))
+        Err(format!(
+            "unknown output {spec:?}: expected stdout or file:PATH"
+        ))
     }
 
     /// Opens the sink.
@@ -76,7 +78,10 @@ mod tests {
     #[test]
     fn output_specs() {
         assert_eq!(Output::parse("stdout"), Ok(Output::Stdout));
-        assert_eq!(Output::parse("file:/tmp/x.ndjson"), Ok(Output::File("/tmp/x.ndjson".into())));
+        assert_eq!(
+            Output::parse("file:/tmp/x.ndjson"),
+            Ok(Output::File("/tmp/x.ndjson".into()))
+        );
         assert!(Output::parse("file:").is_err());
         assert!(Output::parse("kafka://x").is_err());
     }

@@ -21,7 +21,9 @@ impl<W: Write> NdjsonSink<W> {
 
     /// The inner writer, after flushing.
     pub fn into_inner(self) -> Result<W, OutputError> {
-        self.out.into_inner().map_err(|e| OutputError::Write(e.into_error()))
+        self.out
+            .into_inner()
+            .map_err(|e| OutputError::Write(e.into_error()))
     }
 }
 

@@ -14,7 +14,10 @@ impl<'a> Credentials<'a> {
     /// Splits the scheme from its parameters; `None` without a scheme token.
     pub fn parse(value: &'a [u8]) -> Option<Credentials<'a>> {
         let value = trim(value);
-        let end = value.iter().position(|&b| text::is_lws(b)).unwrap_or(value.len());
+        let end = value
+            .iter()
+            .position(|&b| text::is_lws(b))
+            .unwrap_or(value.len());
         let scheme = &value[..end];
         text::is_token(scheme).then(|| Credentials {
             scheme,

@@ -76,7 +76,11 @@ impl HeaderName {
             (19, b'p') => (b"proxy-authorization", ProxyAuthorization),
             _ => return Other,
         };
-        if name.eq_ignore_ascii_case(candidate) { header } else { Other }
+        if name.eq_ignore_ascii_case(candidate) {
+            header
+        } else {
+            Other
+        }
     }
 }
 
@@ -98,7 +102,8 @@ impl<'a> CSeq<'a> {
         let number = text::parse_decimal(&value[..digits_end], MAX_CSEQ)? as u32;
         let rest = &value[digits_end..];
         let method = trim(rest);
-        (rest.first().is_some_and(|&b| is_lws(b)) && is_token(method)).then_some(CSeq { number, method })
+        (rest.first().is_some_and(|&b| is_lws(b)) && is_token(method))
+            .then_some(CSeq { number, method })
     }
 }
 
@@ -183,8 +188,14 @@ impl<'a> NameAddr<'a> {
 /// senders wrap around it (`\"arik\"` → `arik`).
 fn strip_stray_quotes(display: &[u8]) -> &[u8] {
     let is_stray = |b: &u8| matches!(b, b'"' | b'\\' | b'\'') || is_lws(*b);
-    let start = display.iter().position(|b| !is_stray(b)).unwrap_or(display.len());
-    let end = display.iter().rposition(|b| !is_stray(b)).map_or(start, |i| i + 1);
+    let start = display
+        .iter()
+        .position(|b| !is_stray(b))
+        .unwrap_or(display.len());
+    let end = display
+        .iter()
+        .rposition(|b| !is_stray(b))
+        .map_or(start, |i| i + 1);
     &display[start..end]
 }
 
@@ -210,7 +221,9 @@ pub fn valid_params(params: &[u8]) -> bool {
         is_token(key)
             && value.is_none_or(|v| match v.first() {
                 Some(b'"') => quoted_len(v) == Some(v.len()),
-                Some(_) => v.iter().all(|&b| is_token_byte(b) || matches!(b, b':' | b'[' | b']')),
+                Some(_) => v
+                    .iter()
+                    .all(|&b| is_token_byte(b) || matches!(b, b':' | b'[' | b']')),
                 None => false,
             })
     })
@@ -221,7 +234,10 @@ pub fn valid_params(params: &[u8]) -> bool {
 pub fn valid_via(value: &[u8]) -> bool {
     let mut rest = trim(value);
     for part in 0..3 {
-        let end = rest.iter().position(|&b| !is_token_byte(b)).unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|&b| !is_token_byte(b))
+            .unwrap_or(rest.len());
         if end == 0 {
             return false;
         }
@@ -244,9 +260,9 @@ pub fn valid_via(value: &[u8]) -> bool {
         .unwrap_or(rest.len());
     let sent_by = &rest[..end];
     let sent_by_ok = !sent_by.is_empty()
-        && sent_by
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
+        && sent_by.iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        });
     let params = text::trim_start(&rest[end..]);
     sent_by_ok
         && match params {
@@ -264,15 +280,27 @@ mod tests {
     fn compact_and_long_names() {
         assert_eq!(HeaderName::from_bytes(b"i"), HeaderName::CallId);
         assert_eq!(HeaderName::from_bytes(b"L"), HeaderName::ContentLength);
-        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
-        assert_eq!(HeaderName::from_bytes(b"P-Associated-URI"), HeaderName::PAssociatedUri);
+        assert_eq!(
+            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
+        assert_eq!(
+            HeaderName::from_bytes(b"P-Associated-URI"),
+            HeaderName::PAssociatedUri
+        );
         assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"s"), HeaderName::Other);
     }
 
     #[test]
     fn cseq() {
-        assert_eq!(CSeq::parse(b"0009 INVITE"), Some(CSeq { number: 9, method: b"INVITE" }));
+        assert_eq!(
+            CSeq::parse(b"0009 INVITE"),
+            Some(CSeq {
+                number: 9,
+                method: b"INVITE"
+            })
+        );
         assert_eq!(CSeq::parse(b"36893488147419103232 REGISTER"), None);
         assert_eq!(CSeq::parse(b"2147483648 INVITE"), None);
         assert_eq!(CSeq::parse(b"1INVITE"), None);
@@ -286,14 +314,16 @@ mod tests {
         assert_eq!(from.uri.original, b"sip:sipp@10.0.2.20:5060");
         assert_eq!(from.param(b"tag"), Some(&b"1"[..]));
 
-        let to = NameAddr::parse(b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        let to =
+            NameAddr::parse(b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert_eq!(to.uri.original, b"sip:vivekg@chair-dnrc.example.com");
         assert_eq!(to.param(b"tag"), Some(&b"1918181833n"[..]));
 
         let bare = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(bare.display.as_deref(), Some(&b"caller"[..]));
 
-        let escaped = NameAddr::parse(br#"\"arik\" <sip:816666@voip.brurjula.net>;tag=6433ef9"#).unwrap();
+        let escaped =
+            NameAddr::parse(br#"\"arik\" <sip:816666@voip.brurjula.net>;tag=6433ef9"#).unwrap();
         assert_eq!(escaped.display.as_deref(), Some(&b"arik"[..]));
         assert_eq!(escaped.param(b"tag"), Some(&b"6433ef9"[..]));
     }
@@ -310,10 +340,16 @@ mod tests {
 
     #[test]
     fn via_values() {
-        assert!(valid_via(b"SIP/2.0/UDP 10.0.2.20:5060;branch=z9hG4bK-2187-1-0"));
+        assert!(valid_via(
+            b"SIP/2.0/UDP 10.0.2.20:5060;branch=z9hG4bK-2187-1-0"
+        ));
         assert!(valid_via(b"SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw"));
-        assert!(valid_via(b"SIP / 2.0 / TCP spindle.example.com ; branch = z9hG4bK9ikj8"));
-        assert!(valid_via(b"SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3-111"));
+        assert!(valid_via(
+            b"SIP / 2.0 / TCP spindle.example.com ; branch = z9hG4bK9ikj8"
+        ));
+        assert!(valid_via(
+            b"SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3-111"
+        ));
         assert!(!valid_via(b"SIP/2.0/UDP 192.0.2.15;;"));
         assert!(!valid_via(b""));
         assert!(!valid_via(b"SIP/2.0/UDP"));

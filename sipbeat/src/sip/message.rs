@@ -11,10 +11,10 @@ use std::mem::MaybeUninit;
 
 use memchr::memchr;
 
+use super::Error;
 use super::header::{self, CSeq, HeaderName, NameAddr};
 use super::text::{self, is_token, parse_decimal, trim};
 use super::uri::Uri;
-use super::Error;
 
 /// Header slots a parse may fill; a message with more header lines is rejected.
 pub const MAX_HEADERS: usize = 128;
@@ -223,7 +223,10 @@ impl<'a> Message<'a> {
     }
 
     /// Every header called `name`, in order.
-    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'a Header<'a>> + use<'a> {
+    pub fn headers_named(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = &'a Header<'a>> + use<'a> {
         let from = match self.first[name as usize] {
             NONE => self.headers.len(),
             index => usize::from(index),
@@ -288,17 +291,13 @@ impl<'a> Message<'a> {
                 HeaderName::ContentType => {
                     self.content_type.get_or_insert(value);
                 }
-                HeaderName::Via => {
-                    if !text::split_outside_quotes(value, b',').all(header::valid_via) {
-                        return Err(Error::InvalidVia);
-                    }
+                HeaderName::Via
+                    if !text::split_outside_quotes(value, b',').all(header::valid_via) =>
+                {
+                    return Err(Error::InvalidVia);
                 }
-                HeaderName::Date => {
-                    // RFC 3261 §25.1: SIP-date is an RFC 1123 date, always GMT.
-                    if !value.ends_with(b" GMT") {
-                        return Err(Error::InvalidDate);
-                    }
-                }
+                // RFC 3261 §25.1: SIP-date is an RFC 1123 date, always GMT.
+                HeaderName::Date if !value.ends_with(b" GMT") => return Err(Error::InvalidDate),
                 _ => {}
             }
         }
@@ -319,17 +318,19 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 fn classify_unterminated_start(bytes: &[u8]) -> Error {
     let looks_like_sip = text::starts_with_ignore_case(bytes, b"SIP/")
         || memchr::memmem::find(bytes, b" SIP/").is_some();
-    if looks_like_sip { Error::HeadersUnterminated } else { Error::NotSip }
+    if looks_like_sip {
+        Error::HeadersUnterminated
+    } else {
+        Error::NotSip
+    }
 }
 
 fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
     if text::starts_with_ignore_case(line, b"SIP/") {
         return parse_status_line(line);
     }
-    let (Some(first_space), Some(last_space)) = (
-        text::find(line, b' '),
-        text::rfind(line, b' '),
-    ) else {
+    let (Some(first_space), Some(last_space)) = (text::find(line, b' '), text::rfind(line, b' '))
+    else {
         return Err(Error::NotSip);
     };
     let version = &line[last_space + 1..];
@@ -381,7 +382,9 @@ fn check_version(version: &[u8], otherwise: Error) -> Result<(), Error> {
     if version.eq_ignore_ascii_case(SIP_VERSION) {
         Ok(())
     } else if text::starts_with_ignore_case(version, b"SIP/")
-        && version[4..].iter().all(|&b| b.is_ascii_digit() || b == b'.')
+        && version[4..]
+            .iter()
+            .all(|&b| b.is_ascii_digit() || b == b'.')
     {
         Err(Error::UnsupportedVersion)
     } else {
@@ -391,7 +394,11 @@ fn check_version(version: &[u8], otherwise: Error) -> Result<(), Error> {
 
 /// Fills `slots` with the header lines that start at `pos`. Returns where
 /// the body starts, or `None` when the header section does not end within `buf`.
-fn split_headers<'b>(buf: &'b [u8], mut pos: usize, slots: &mut HeaderSlots<'b>) -> Result<Option<usize>, Error> {
+fn split_headers<'b>(
+    buf: &'b [u8],
+    mut pos: usize,
+    slots: &mut HeaderSlots<'b>,
+) -> Result<Option<usize>, Error> {
     // The header being read: (name, value start, value end, folded).
     let mut open: Option<(&'b [u8], usize, usize, bool)> = None;
     let start = pos;
@@ -439,7 +446,11 @@ fn close_header<'b>(
     slots.push(Header {
         name: HeaderName::from_bytes(name),
         raw_name: name,
-        value: if folded { Cow::Owned(text::unfold(raw)) } else { Cow::Borrowed(raw) },
+        value: if folded {
+            Cow::Owned(text::unfold(raw))
+        } else {
+            Cow::Borrowed(raw)
+        },
     })
 }
 
@@ -447,8 +458,10 @@ fn close_header<'b>(
 mod tests {
     use super::*;
 
-    /// Parses and keeps what outlives the header slots: bytes consumed and header values.
-    fn parse(bytes: &[u8], framing: Framing) -> Result<Status<(usize, Vec<Vec<u8>>)>, Error> {
+    /// What outlives the header slots: bytes consumed and header values.
+    type Parsed = (usize, Vec<Vec<u8>>);
+
+    fn parse(bytes: &[u8], framing: Framing) -> Result<Status<Parsed>, Error> {
         let mut slots = HeaderSlots::new();
         Message::parse(bytes, &mut slots, framing).map(|status| match status {
             Status::Complete(m) => Status::Complete((
@@ -464,12 +477,19 @@ mod tests {
     #[test]
     fn datagram_body_is_cut_at_content_length() {
         let mut slots = HeaderSlots::new();
-        let Status::Complete(m) = Message::parse(OPTIONS, &mut slots, Framing::Datagram).unwrap() else {
+        let Status::Complete(m) = Message::parse(OPTIONS, &mut slots, Framing::Datagram).unwrap()
+        else {
             panic!("complete message expected");
         };
         assert_eq!(m.body, b"body");
         assert_eq!(m.call_id, Some(&b"a@b"[..]));
-        assert_eq!(m.cseq, Some(CSeq { number: 1, method: b"OPTIONS" }));
+        assert_eq!(
+            m.cseq,
+            Some(CSeq {
+                number: 1,
+                method: b"OPTIONS"
+            })
+        );
         assert_eq!(m.content_length, Some(4));
         assert!(m.raw.ends_with(b"body"));
     }
@@ -477,7 +497,11 @@ mod tests {
     #[test]
     fn stream_waits_for_headers_and_body() {
         for cut in [10, 60, OPTIONS.len() - 10] {
-            assert_eq!(parse(&OPTIONS[..cut], Framing::Stream), Ok(Status::Partial), "cut {cut}");
+            assert_eq!(
+                parse(&OPTIONS[..cut], Framing::Stream),
+                Ok(Status::Partial),
+                "cut {cut}"
+            );
         }
         let Ok(Status::Complete((consumed, _))) = parse(OPTIONS, Framing::Stream) else {
             panic!("complete");
@@ -492,8 +516,20 @@ mod tests {
         let Ok(Status::Complete(m)) = Message::parse(msg, &mut slots, Framing::Datagram) else {
             panic!("complete");
         };
-        assert_eq!(m.start, StartLine::Response { code: 200, reason: b"OK" });
-        assert_eq!(m.cseq, Some(CSeq { number: 9, method: b"INVITE" }));
+        assert_eq!(
+            m.start,
+            StartLine::Response {
+                code: 200,
+                reason: b"OK"
+            }
+        );
+        assert_eq!(
+            m.cseq,
+            Some(CSeq {
+                number: 9,
+                method: b"INVITE"
+            })
+        );
         let values: Vec<&[u8]> = m.headers.iter().map(|h| &*h.value).collect();
         assert_eq!(values, [&b"0009 INVITE"[..], b"a b"]);
     }
@@ -502,9 +538,18 @@ mod tests {
     fn keepalives_and_non_sip() {
         assert_eq!(parse(b"\r\n\r\n", Framing::Datagram), Err(Error::KeepAlive));
         assert_eq!(parse(b"\r\n\r\n", Framing::Stream), Ok(Status::Partial));
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Framing::Datagram), Err(Error::NotSip));
-        assert_eq!(parse(b"NOTIFY * HTTP/1.1\r\n\r\n", Framing::Datagram), Err(Error::NotSip));
-        assert_eq!(parse(b"\x00\x01binary", Framing::Datagram), Err(Error::NotSip));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Framing::Datagram),
+            Err(Error::NotSip)
+        );
+        assert_eq!(
+            parse(b"NOTIFY * HTTP/1.1\r\n\r\n", Framing::Datagram),
+            Err(Error::NotSip)
+        );
+        assert_eq!(
+            parse(b"\x00\x01binary", Framing::Datagram),
+            Err(Error::NotSip)
+        );
     }
 
     #[test]
@@ -513,20 +558,38 @@ mod tests {
             (b"SIP/2.0 4294967301 big\r\n\r\n", Error::InvalidStatusCode),
             (b"SIP/2.0 99 low\r\n\r\n", Error::InvalidStatusCode),
             (b"SIP/7.0 200 OK\r\n\r\n", Error::UnsupportedVersion),
-            (b"OPTIONS sip:a@b SIP/7.0\r\n\r\n", Error::UnsupportedVersion),
-            (b"INVITE  sip:a@b  SIP/2.0\r\n\r\n", Error::InvalidRequestLine),
-            (b"INVITE sip:a@b SIP/2.0  \r\n\r\n", Error::InvalidRequestLine),
-            (b"INVITE <sip:a@b> SIP/2.0\r\n\r\n", Error::InvalidRequestUri),
+            (
+                b"OPTIONS sip:a@b SIP/7.0\r\n\r\n",
+                Error::UnsupportedVersion,
+            ),
+            (
+                b"INVITE  sip:a@b  SIP/2.0\r\n\r\n",
+                Error::InvalidRequestLine,
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0  \r\n\r\n",
+                Error::InvalidRequestLine,
+            ),
+            (
+                b"INVITE <sip:a@b> SIP/2.0\r\n\r\n",
+                Error::InvalidRequestUri,
+            ),
             (b"INV@TE sip:a@b SIP/2.0\r\n\r\n", Error::InvalidMethod),
         ];
         for (bytes, error) in cases {
-            assert_eq!(parse(bytes, Framing::Datagram), Err(*error), "{}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                parse(bytes, Framing::Datagram),
+                Err(*error),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 
     #[test]
     fn header_errors() {
-        let with = |header: &str| format!("OPTIONS sip:a@b SIP/2.0\r\n{header}\r\n\r\n").into_bytes();
+        let with =
+            |header: &str| format!("OPTIONS sip:a@b SIP/2.0\r\n{header}\r\n\r\n").into_bytes();
         let cases = [
             ("Content-Length: -1", Error::InvalidContentLength),
             ("Content-Length: 10", Error::ContentLengthExceedsDatagram),
@@ -538,9 +601,16 @@ mod tests {
             (" leading fold", Error::InvalidHeader),
         ];
         for (header, error) in cases {
-            assert_eq!(parse(&with(header), Framing::Datagram), Err(error), "{header}");
+            assert_eq!(
+                parse(&with(header), Framing::Datagram),
+                Err(error),
+                "{header}"
+            );
         }
-        assert_eq!(parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n", Framing::Datagram), Err(Error::HeadersUnterminated));
+        assert_eq!(
+            parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n", Framing::Datagram),
+            Err(Error::HeadersUnterminated)
+        );
     }
 
     #[test]

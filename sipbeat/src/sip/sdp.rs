@@ -76,7 +76,9 @@ impl<'a> Sdp<'a> {
         let mut in_media = false;
         for line in body.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let [kind, b'=', value @ ..] = line else { continue };
+            let [kind, b'=', value @ ..] = line else {
+                continue;
+            };
             let value = trim(value);
             match kind {
                 b'v' => sdp.version = Some(value),
@@ -194,7 +196,10 @@ mod tests {
         assert_eq!(media[0].protocol, b"RTP/AVP");
         assert_eq!(media[0].formats, b"8 13 101");
         assert_eq!(media[0].connection.unwrap().address, b"10.0.0.9");
-        assert_eq!(media[0].rtpmaps(), [&b"8 PCMA/8000"[..], b"101 telephone-event/8000"]);
+        assert_eq!(
+            media[0].rtpmaps(),
+            [&b"8 PCMA/8000"[..], b"101 telephone-event/8000"]
+        );
         assert_eq!(media[1].port, Some(0));
     }
 

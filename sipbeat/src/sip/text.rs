@@ -9,7 +9,10 @@ const fn token_table() -> [bool; 256] {
     while c < 256 {
         let b = c as u8;
         table[c] = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
         c += 1;
     }
     table
@@ -41,7 +44,10 @@ pub fn trim(bytes: &[u8]) -> &[u8] {
 
 /// `bytes` without leading linear white space.
 pub fn trim_start(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|&b| !is_lws(b)).unwrap_or(bytes.len());
+    let start = bytes
+        .iter()
+        .position(|&b| !is_lws(b))
+        .unwrap_or(bytes.len());
     &bytes[start..]
 }
 
@@ -229,6 +235,9 @@ mod tests {
     fn split_respects_quotes_and_angles() {
         let parts: Vec<&[u8]> =
             split_outside_quotes(br#""a,b" <sip:x;p=1,2>, <sip:y> ,, z"#, b',').collect();
-        assert_eq!(parts, [&br#""a,b" <sip:x;p=1,2>"#[..], b"<sip:y>", b"", b"z"]);
+        assert_eq!(
+            parts,
+            [&br#""a,b" <sip:x;p=1,2>"#[..], b"<sip:y>", b"", b"z"]
+        );
     }
 }

@@ -119,14 +119,16 @@ impl<'a> Uri<'a> {
                 .iter()
                 .position(|&b| matches!(b, b';' | b'?'))
                 .unwrap_or(port_text.len());
-            self.port = text::parse_decimal(&port_text[..end], u64::from(u16::MAX))
-                .map(|p| p as u16);
+            self.port =
+                text::parse_decimal(&port_text[..end], u64::from(u16::MAX)).map(|p| p as u16);
             self.malformed |= self.port.is_none();
             after = &port_text[end..];
         }
         let headers_at = text::find(after, b'?');
         let params_end = headers_at.unwrap_or(after.len());
-        self.params = after[..params_end].strip_prefix(b";").unwrap_or(&after[..0]);
+        self.params = after[..params_end]
+            .strip_prefix(b";")
+            .unwrap_or(&after[..0]);
         if let Some(q) = headers_at {
             self.headers = &after[q + 1..];
         }
@@ -220,7 +222,10 @@ mod tests {
     #[test]
     fn host_only_and_tel() {
         let uri = Uri::parse(b"sip:sip.cybercity.dk");
-        assert_eq!((uri.user, uri.host, uri.port), (None, Some(&b"sip.cybercity.dk"[..]), None));
+        assert_eq!(
+            (uri.user, uri.host, uri.port),
+            (None, Some(&b"sip.cybercity.dk"[..]), None)
+        );
         let tel = Uri::parse(b"tel:+1-201-555-0123;phone-context=example.com");
         assert_eq!(tel.user, Some(&b"+1-201-555-0123"[..]));
         assert_eq!(tel.host, None);
@@ -230,7 +235,9 @@ mod tests {
     #[test]
     fn request_uri_rules() {
         assert!(!Uri::parse(b"<sip:user@example.com>").is_valid_request_uri());
-        assert!(!Uri::parse(b"sip:user@example.com?Route=%3Csip:example.com%3E").is_valid_request_uri());
+        assert!(
+            !Uri::parse(b"sip:user@example.com?Route=%3Csip:example.com%3E").is_valid_request_uri()
+        );
         assert!(Uri::parse(b"nobodyKnowsThisScheme:totallyopaquecontent").is_valid_request_uri());
         assert!(!Uri::parse(b"sip:").is_valid_request_uri());
         assert!(!Uri::parse(b"noscheme").is_valid_request_uri());

@@ -31,7 +31,10 @@ pub fn oracles_required() -> bool {
 
 /// Skips (or, when oracles are required, fails) a test that lacks `what`.
 pub fn missing(what: &str) {
-    assert!(!oracles_required(), "{what} is required (SIPBEAT_REQUIRE_ORACLES is set)");
+    assert!(
+        !oracles_required(),
+        "{what} is required (SIPBEAT_REQUIRE_ORACLES is set)"
+    );
     eprintln!("skipped: {what} not available; run `cargo xtask test` for the full suite");
 }
 
@@ -84,7 +87,11 @@ pub fn flatten(value: &Value) -> Map<String, Value> {
         match value {
             Value::Object(map) => {
                 for (key, child) in map {
-                    let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    let name = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
                     walk(&name, child, out);
                 }
             }
@@ -100,7 +107,14 @@ pub fn flatten(value: &Value) -> Map<String, Value> {
 
 /// Runs tshark with `args`; `None` when tshark is not installed.
 pub fn tshark(args: &[&str]) -> Option<String> {
-    let output = std::process::Command::new("tshark").args(args).output().ok()?;
-    assert!(output.status.success(), "tshark {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = std::process::Command::new("tshark")
+        .args(args)
+        .output()
+        .ok()?;
+    assert!(
+        output.status.success(),
+        "tshark {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Some(String::from_utf8(output.stdout).expect("tshark prints text"))
 }

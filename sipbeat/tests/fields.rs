@@ -1,0 +1,132 @@
+//! `fields.yml` documents every field sipbeat emits, and covers Packetbeat's
+//! SIP field set, so index templates built from it map every event fully.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+struct Field {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    origin: String,
+    description: String,
+}
+
+fn declared() -> Vec<Field> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fields.yml"))
+        .unwrap();
+    serde_norway::from_str(&text).unwrap()
+}
+
+/// Dotted names of every leaf; arrays of objects contribute their members.
+fn leaves(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaves(&name, child, out);
+            }
+        }
+        Value::Array(items) if items.iter().any(Value::is_object) => {
+            for item in items {
+                leaves(prefix, item, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string());
+        }
+    }
+}
+
+#[test]
+fn every_emitted_field_is_declared() {
+    let declared: BTreeSet<String> = declared().into_iter().map(|f| f.name).collect();
+    let mut captures: Vec<std::path::PathBuf> = Vec::new();
+    for dir in ["pcaps/packetbeat", "pcaps/suricata-verify", "pcaps/zeek"] {
+        for entry in std::fs::read_dir(common::testdata().join(dir)).unwrap() {
+            captures.push(entry.unwrap().path());
+        }
+    }
+    if let Some(corpus) = common::shared_corpus() {
+        for file in [
+            "pcaps/sngrep/aaa.pcap",
+            "pcaps/heplify/sip_ipv6_udp.pcap",
+            "packetbeat/pcaps/sip_authenticated_register.pcap",
+        ] {
+            captures.push(corpus.join(file));
+        }
+    }
+    let config = common::config_with_ports(&[5060, 5062]);
+    let mut emitted = BTreeSet::new();
+    for capture in &captures {
+        let (events, _) = common::read_events(capture, &config);
+        for event in &events {
+            leaves("", event, &mut emitted);
+        }
+    }
+    let undeclared: Vec<&String> = emitted.difference(&declared).collect();
+    assert!(
+        undeclared.is_empty(),
+        "fields missing from fields.yml: {undeclared:?}"
+    );
+    assert!(
+        emitted.len() > 90,
+        "the captures exercise most fields ({})",
+        emitted.len()
+    );
+}
+
+#[test]
+fn packetbeat_sip_fields_are_all_declared() {
+    let text = std::fs::read_to_string(common::testdata().join("packetbeat/fields.yml")).unwrap();
+    let packetbeat: Value = serde_norway::from_str(&text).unwrap();
+    let mut names = BTreeSet::new();
+    for group in packetbeat[0]["fields"].as_array().unwrap() {
+        for field in group["fields"].as_array().unwrap() {
+            names.insert(format!("sip.{}", field["name"].as_str().unwrap()));
+        }
+    }
+    assert!(names.len() > 60);
+    let declared = declared();
+    for name in &names {
+        let field = declared.iter().find(|f| &f.name == name);
+        let field = field.unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(field.origin, "packetbeat", "{name}");
+    }
+}
+
+#[test]
+fn declarations_are_complete_and_unique() {
+    let declared = declared();
+    let types = ["date", "date_nanos", "keyword", "long", "ip"];
+    let mut seen = BTreeSet::new();
+    for field in &declared {
+        assert!(seen.insert(&field.name), "{} declared twice", field.name);
+        assert!(
+            types.contains(&field.kind.as_str()),
+            "{}: type {}",
+            field.name,
+            field.kind
+        );
+        assert!(
+            ["ecs", "beats", "packetbeat", "sipbeat"].contains(&field.origin.as_str()),
+            "{}",
+            field.name
+        );
+        assert!(
+            !field.description.is_empty(),
+            "{} has no description",
+            field.name
+        );
+    }
+}
