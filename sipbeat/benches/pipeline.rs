@@ -139,7 +139,7 @@ fn stages(c: &mut Criterion) {
     group.finish();
 }
 
-/// The JSON string escaper against serde_json's, on whole SIP messages
+/// The JSON string escaper against serde_json's and simd-json's, on whole SIP messages
 /// (event.original is the largest value of an event).
 fn escaping(c: &mut Criterion) {
     let frames = sip_frames();
@@ -160,6 +160,15 @@ fn escaping(c: &mut Criterion) {
             out.clear();
             for payload in &payloads {
                 escape_into(&mut out, payload.as_bytes(), Case::AsIs).unwrap();
+            }
+            black_box(out.len())
+        })
+    });
+    group.bench_function("simd_json", |b| {
+        b.iter(|| {
+            out.clear();
+            for payload in &payloads {
+                simd_json::serde::to_writer(&mut out, payload).unwrap();
             }
             black_box(out.len())
         })
