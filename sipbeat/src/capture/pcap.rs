@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Advice, Mmap, UncheckedAdvice};
 use pcap_parser::nom;
 use pcap_parser::pcapng::{Block, EnhancedPacketBlock, InterfaceDescriptionBlock};
 use pcap_parser::{LegacyPcapBlock, PcapHeader};
@@ -78,6 +78,8 @@ impl PcapFile {
         if head != PCAPNG_MAGIC && !PCAP_MAGICS.contains(&head) {
             return Err(CaptureError::NotACapture { path });
         }
+        // Read-ahead helps; failing to advise only costs speed.
+        let _ = map.advise(Advice::Sequential);
         Ok(PcapFile { path, map })
     }
 
@@ -108,6 +110,22 @@ impl PcapFile {
         }
     }
 
+    /// Drops the pages of everything before `rest` from this process once a
+    /// whole window has been read, so a large capture does not count against
+    /// the sensor's resident memory.
+    fn release_read(&self, rest: &[u8], released: &mut usize) {
+        const WINDOW: usize = 32 << 20;
+        let read = (self.map.len() - rest.len()) & !(4096 - 1);
+        if read >= *released + WINDOW {
+            // SAFETY: the mapping is private and read-only, so dropping pages
+            // only makes later reads fetch them from the file again; and no
+            // frame before `rest` is borrowed any more (each callback has
+            // returned).
+            let _ = unsafe { self.map.unchecked_advise_range(UncheckedAdvice::DontNeed, *released, read - *released) };
+            *released = read;
+        }
+    }
+
     fn corrupt(&self, rest: &[u8]) -> CaptureError {
         CaptureError::Corrupt {
             path: self.path.clone(),
@@ -129,7 +147,9 @@ impl PcapFile {
             1000
         };
         let mut stats = FileStats::default();
+        let mut released = 0;
         while !rest.is_empty() {
+            self.release_read(rest, &mut released);
             let block = match parse_record(rest) {
                 Ok((next, block)) => {
                     rest = next;
@@ -161,7 +181,9 @@ impl PcapFile {
         let mut big_endian = false;
         let mut interfaces: Vec<Interface> = Vec::new();
         let mut stats = FileStats::default();
+        let mut released = 0;
         while !rest.is_empty() {
+            self.release_read(rest, &mut released);
             let parsed = if big_endian {
                 pcap_parser::pcapng::parse_block_be(rest)
             } else {
