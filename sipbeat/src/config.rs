@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::event::EcsConfig;
 use crate::output::Output;
 use crate::pipeline::{PipelineConfig, PortSet};
+use crate::reassemble::ReassemblyConfig;
 
 /// The default SIP port set, as in Packetbeat.
 pub const DEFAULT_PORTS: &[u16] = &[5060];
@@ -37,9 +38,10 @@ pub enum ConfigError {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TransportProtocol {
-    #[default]
     Udp,
     Tcp,
+    /// Both at once (Packetbeat needs one config per transport).
+    #[default]
     Both,
 }
 
@@ -51,6 +53,9 @@ pub struct FileConfig {
     pub protocols: Vec<ProtocolConfig>,
     #[serde(default, with = "serde_norway::with::singleton_map")]
     pub output: Option<OutputConfig>,
+    /// Limits of IP and TCP reassembly.
+    #[serde(default)]
+    pub reassembly: ReassemblyConfig,
 }
 
 /// One entry of `protocols`; only `type: sip` exists.
@@ -97,6 +102,7 @@ pub struct SipConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub sip: SipConfig,
+    pub reassembly: ReassemblyConfig,
     pub output: Output,
 }
 
@@ -140,11 +146,7 @@ impl Config {
             .transport
             .or(block.transport_protocol)
             .unwrap_or_default();
-        if transport != TransportProtocol::Udp {
-            return invalid(format!(
-                "transport_protocol: {transport:?} is not supported by this build yet; SIP over TCP needs stream reassembly (use udp)"
-            ).to_lowercase());
-        }
+        file.reassembly.validate().map_err(ConfigError::Invalid)?;
         let defaults = EcsConfig::default();
         let ecs = EcsConfig {
             parse_authorization: overrides
@@ -170,6 +172,7 @@ impl Config {
                 transport,
                 ecs,
             },
+            reassembly: file.reassembly,
             output,
         })
     }
@@ -178,7 +181,9 @@ impl Config {
     pub fn pipeline(&self) -> PipelineConfig {
         PipelineConfig {
             ports: PortSet::new(self.sip.ports.iter().copied()),
+            transport: self.sip.transport,
             ecs: self.sip.ecs,
+            reassembly: self.reassembly,
         }
     }
 }
@@ -251,6 +256,8 @@ output:
         let config = Config::build(FileConfig::default(), Overrides::default()).unwrap();
         assert_eq!(config.sip.ports, DEFAULT_PORTS);
         assert_eq!(config.sip.ecs, EcsConfig::default());
+        assert_eq!(config.sip.transport, TransportProtocol::Both);
+        assert_eq!(config.reassembly, ReassemblyConfig::default());
         assert_eq!(config.output, Output::Stdout);
     }
 
@@ -270,16 +277,24 @@ output:
                 "protocols:\n  - type: sip\n  - type: sip\n",
                 "one `type: sip`",
             ),
-            (
-                "protocols:\n  - type: sip\n    transport_protocol: tcp\n",
-                "not supported",
-            ),
+            ("reassembly:\n  tcp_max_streams: 0\n", "tcp_max_streams"),
         ];
         for (yaml, expected) in cases {
             let error =
                 Config::build(FileConfig::parse(yaml).unwrap(), Overrides::default()).unwrap_err();
             assert!(error.to_string().contains(expected), "{yaml}: {error}");
         }
+        let unknown_limit = FileConfig::parse("reassembly:\n  tcp_streams: 5\n").unwrap_err();
+        assert!(
+            unknown_limit.to_string().contains("tcp_streams"),
+            "{unknown_limit}"
+        );
+        let limits = FileConfig::parse("reassembly:\n  fragment_timeout_secs: 5\n").unwrap();
+        assert_eq!(limits.reassembly.fragment_timeout_secs, 5);
+        assert_eq!(
+            limits.reassembly.tcp_max_streams,
+            ReassemblyConfig::default().tcp_max_streams
+        );
         let bad_port = FileConfig::parse("protocols:\n  - type: sip\n    ports: [70000]\n");
         assert!(bad_port.is_err());
     }

@@ -1,7 +1,8 @@
 //! sipbeat: a passive SIP sensor.
 //!
 //! Frames come in from a [`capture`] source, are decoded down to their
-//! transport payload ([`decode`]), parsed as SIP in place ([`sip`]), turned
+//! transport payload ([`decode`]), put back together where IP fragmented
+//! them or TCP split them ([`reassemble`]), parsed as SIP in place ([`sip`]), turned
 //! into Packetbeat-compatible ECS events ([`event`]) and handed to an
 //! [`output`]. [`pipeline`] strings these together for one thread; [`stats`]
 //! counts every frame that does not make it, by reason.
@@ -15,5 +16,6 @@ pub mod output;
 pub mod pipeline;
 pub mod read;
 pub mod reason;
+pub mod reassemble;
 pub mod sip;
 pub mod stats;

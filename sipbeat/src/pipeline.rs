@@ -1,13 +1,18 @@
-//! The per-frame path every input shares: decode → SIP parse → ECS event →
-//! sink. A [`Pipeline`] belongs to one thread (one capture file, or later one
-//! RX queue) and reuses its buffers; it holds no locks and allocates nothing
-//! per frame except for folded header values.
+//! The per-frame path every input shares: decode → reassemble → SIP parse →
+//! ECS event → sink. A [`Pipeline`] belongs to one thread (one capture file,
+//! or later one RX queue) and reuses its buffers; it holds no locks and
+//! allocates nothing per frame except for folded header values, reassembled
+//! datagrams and TCP bytes that must wait for the rest of their message.
 
 use crate::capture::Frame;
-use crate::decode::{self, Packet, Transport};
+use crate::config::TransportProtocol;
+use crate::decode::{self, Packet, Transport, protocol};
 use crate::event::community_id::FlowKey;
 use crate::event::{Agent, Context, EcsConfig, EventBuilder};
 use crate::output::{OutputError, Sink};
+use crate::reassemble::ReassemblyConfig;
+use crate::reassemble::defrag::Defragmenter;
+use crate::reassemble::tcp::{StreamConsumer, StreamKey, TcpReassembler};
 use crate::sip::{self, Framing, HeaderSlots, Message, Status};
 use crate::stats::Stats;
 
@@ -30,34 +35,63 @@ impl PortSet {
     pub fn contains(&self, port: u16) -> bool {
         self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
     }
+
+    fn either(&self, a: u16, b: u16) -> bool {
+        self.contains(a) || self.contains(b)
+    }
 }
 
 /// What a pipeline needs to know, fixed for its lifetime.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineConfig {
     pub ports: PortSet,
+    pub transport: TransportProtocol,
     pub ecs: EcsConfig,
+    pub reassembly: ReassemblyConfig,
 }
 
-/// Decode, parse and publish, one frame at a time.
+/// Decode, reassemble, parse and publish, one frame at a time.
 pub struct Pipeline {
     ports: PortSet,
+    udp: bool,
+    tcp_enabled: bool,
     events: EventBuilder,
+    defrag: Defragmenter,
+    tcp: TcpReassembler,
     stats: Stats,
+    /// Capture time of the latest frame: the clock for the end of input.
+    now_ns: u64,
 }
+
+/// How many reassembled datagrams may nest (a fragmented tunnel carrying
+/// fragments); beyond this the inner fragments are dropped and counted.
+const MAX_REASSEMBLY_DEPTH: u8 = 2;
 
 impl Pipeline {
     pub fn new(config: PipelineConfig, agent: Agent) -> Pipeline {
+        let (udp, tcp_enabled) = match config.transport {
+            TransportProtocol::Udp => (true, false),
+            TransportProtocol::Tcp => (false, true),
+            TransportProtocol::Both => (true, true),
+        };
         Pipeline {
             ports: config.ports,
+            udp,
+            tcp_enabled,
             events: EventBuilder::new(config.ecs, agent),
+            defrag: Defragmenter::new(&config.reassembly),
+            tcp: TcpReassembler::new(&config.reassembly),
             stats: Stats::default(),
+            now_ns: 0,
         }
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// Counters so far, reassembly's included.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.tcp = *self.tcp.stats();
+        stats.defrag = *self.defrag.stats();
+        stats
     }
 
     /// Mutable counters, for sources that count on the pipeline's behalf.
@@ -70,13 +104,23 @@ impl Pipeline {
     pub fn process(&mut self, frame: Frame<'_>, sink: &mut dyn Sink) -> Result<(), OutputError> {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
-        let packet = match decode::decode(frame.link, frame.data) {
-            Ok(packet) => packet,
+        self.now_ns = self.now_ns.max(frame.timestamp_ns);
+        match decode::decode(frame.link, frame.data) {
+            Ok(packet) => self.packet(packet, frame.timestamp_ns, sink, 0),
             Err(error) => {
                 self.stats.decode_error(error);
-                return Ok(());
+                Ok(())
             }
-        };
+        }
+    }
+
+    fn packet(
+        &mut self,
+        packet: Packet<'_>,
+        timestamp_ns: u64,
+        sink: &mut dyn Sink,
+        depth: u8,
+    ) -> Result<(), OutputError> {
         let Packet {
             src,
             dst,
@@ -84,21 +128,73 @@ impl Pipeline {
         } = packet;
         match transport {
             Transport::Udp(udp) => {
-                if !self.ports.contains(udp.src_port) && !self.ports.contains(udp.dst_port) {
+                if !self.ports.either(udp.src_port, udp.dst_port) {
                     self.stats.other_ports += 1;
                     return Ok(());
                 }
+                if !self.udp {
+                    self.stats.transport_disabled += 1;
+                    return Ok(());
+                }
                 let context = Context {
-                    timestamp_ns: frame.timestamp_ns,
+                    timestamp_ns,
                     flow: FlowKey {
                         src,
                         dst,
                         src_port: udp.src_port,
                         dst_port: udp.dst_port,
-                        protocol: decode::protocol::UDP,
+                        protocol: protocol::UDP,
                     },
                 };
                 self.datagram(udp.payload, &context, sink)
+            }
+            Transport::Tcp(segment) => {
+                if !self.ports.either(segment.src_port, segment.dst_port) {
+                    self.stats.other_ports += 1;
+                    return Ok(());
+                }
+                if !self.tcp_enabled {
+                    self.stats.transport_disabled += 1;
+                    return Ok(());
+                }
+                let key = StreamKey {
+                    src,
+                    dst,
+                    src_port: segment.src_port,
+                    dst_port: segment.dst_port,
+                };
+                let mut framer = SipFramer {
+                    events: &mut self.events,
+                    stats: &mut self.stats,
+                    sink,
+                    failed: None,
+                };
+                self.tcp.segment(timestamp_ns, key, &segment, &mut framer);
+                framer.failed.map_or(Ok(()), Err)
+            }
+            Transport::Fragment {
+                protocol,
+                fragment,
+                payload,
+            } => {
+                if depth >= MAX_REASSEMBLY_DEPTH {
+                    self.stats
+                        .decode_error(decode::DecodeError::TooManyEncapsulations);
+                    return Ok(());
+                }
+                let Some(whole) =
+                    self.defrag
+                        .add(timestamp_ns, src, dst, protocol, fragment, payload)
+                else {
+                    return Ok(());
+                };
+                match decode::transport(src, dst, whole.protocol, &whole.payload) {
+                    Ok(packet) => self.packet(packet, timestamp_ns, sink, depth + 1),
+                    Err(error) => {
+                        self.stats.decode_error(error);
+                        Ok(())
+                    }
+                }
             }
         }
     }
@@ -112,7 +208,9 @@ impl Pipeline {
     ) -> Result<(), OutputError> {
         let mut slots = HeaderSlots::new();
         match Message::parse(payload, &mut slots, Framing::Datagram) {
-            Ok(Status::Complete(message)) => self.publish(&message, context, sink),
+            Ok(Status::Complete(message)) => {
+                publish(&mut self.events, &mut self.stats, &message, context, sink)
+            }
             // A datagram parse never waits for more bytes.
             Ok(Status::Partial) => {
                 self.stats.rejected(sip::Error::HeadersUnterminated);
@@ -125,17 +223,113 @@ impl Pipeline {
         }
     }
 
-    fn publish(
-        &mut self,
-        message: &Message<'_>,
-        context: &Context,
-        sink: &mut dyn Sink,
-    ) -> Result<(), OutputError> {
-        self.stats.messages += 1;
-        let json = self.events.build(message, context);
-        sink.publish(json, message.call_id)?;
-        self.stats.events += 1;
-        Ok(())
+    /// End of input: open TCP streams close, unfinished datagrams are dropped.
+    pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), OutputError> {
+        let mut framer = SipFramer {
+            events: &mut self.events,
+            stats: &mut self.stats,
+            sink,
+            failed: None,
+        };
+        self.tcp.finish(self.now_ns, &mut framer);
+        self.defrag.finish();
+        framer.failed.map_or(Ok(()), Err)
+    }
+}
+
+fn publish(
+    events: &mut EventBuilder,
+    stats: &mut Stats,
+    message: &Message<'_>,
+    context: &Context,
+    sink: &mut dyn Sink,
+) -> Result<(), OutputError> {
+    stats.messages += 1;
+    let json = events.build(message, context);
+    sink.publish(json, message.call_id)?;
+    stats.events += 1;
+    Ok(())
+}
+
+/// SIP framing over a TCP byte stream (RFC 3261 §18.3): messages end at
+/// Content-Length (at the headers' end without one). After a gap or a
+/// broken message it skips to the next line that is a SIP start line.
+struct SipFramer<'a> {
+    events: &'a mut EventBuilder,
+    stats: &'a mut Stats,
+    sink: &'a mut dyn Sink,
+    /// The first output failure; the stream is consumed regardless.
+    failed: Option<OutputError>,
+}
+
+/// Bytes of an unterminated line kept while looking for a start line.
+const MAX_START_LINE: usize = 8 * 1024;
+
+impl StreamConsumer for SipFramer<'_> {
+    fn consume(&mut self, key: &StreamKey, bytes: &[u8], in_sync: &mut bool, now_ns: u64) -> usize {
+        let context = Context {
+            timestamp_ns: now_ns,
+            flow: FlowKey {
+                src: key.src,
+                dst: key.dst,
+                src_port: key.src_port,
+                dst_port: key.dst_port,
+                protocol: protocol::TCP,
+            },
+        };
+        let mut used = 0;
+        loop {
+            // CRLF keep-alives (RFC 5626) between messages.
+            used += bytes[used..]
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            let rest = &bytes[used..];
+            if rest.is_empty() {
+                return used;
+            }
+            if !*in_sync {
+                match sip::find_start_line(rest) {
+                    Some(offset) => {
+                        self.stats.stream_bytes_skipped += offset as u64;
+                        used += offset;
+                        *in_sync = true;
+                        continue;
+                    }
+                    None => {
+                        // Keep the unterminated last line: it may be a start line.
+                        let keep = rest
+                            .iter()
+                            .rposition(|&b| b == b'\n')
+                            .map_or(rest.len(), |nl| rest.len() - nl - 1);
+                        let keep = if keep > MAX_START_LINE { 0 } else { keep };
+                        self.stats.stream_bytes_skipped += (rest.len() - keep) as u64;
+                        return used + rest.len() - keep;
+                    }
+                }
+            }
+            let mut slots = HeaderSlots::new();
+            match Message::parse(rest, &mut slots, Framing::Stream) {
+                Ok(Status::Complete(message)) => {
+                    used += message.consumed;
+                    if let Err(error) =
+                        publish(self.events, self.stats, &message, &context, self.sink)
+                    {
+                        self.failed.get_or_insert(error);
+                    }
+                }
+                Ok(Status::Partial) => return used,
+                Err(error) => {
+                    self.stats.rejected(error);
+                    *in_sync = false;
+                    // Past the offending start line, then look for the next.
+                    used += rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(rest.len(), |nl| nl + 1);
+                }
+            }
+        }
     }
 }
 
@@ -162,7 +356,9 @@ mod tests {
         Pipeline::new(
             PipelineConfig {
                 ports: PortSet::new([5060]),
+                transport: TransportProtocol::Both,
                 ecs: EcsConfig::default(),
+                reassembly: ReassemblyConfig::default(),
             },
             Agent {
                 version: "test".into(),

@@ -44,8 +44,9 @@ pub fn read_files(
             );
         }
     }
+    pipeline.finish(sink).context("output failed")?;
     sink.flush().context("output failed")?;
-    Ok(pipeline.stats().clone())
+    Ok(pipeline.stats())
 }
 
 /// `sipbeat read` as the CLI runs it: summary on stderr unless quiet.

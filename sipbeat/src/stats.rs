@@ -8,6 +8,8 @@ use std::ops::AddAssign;
 use std::time::Duration;
 
 use crate::decode::DecodeError;
+use crate::reassemble::defrag::DefragStats;
+use crate::reassemble::tcp::TcpStats;
 use crate::sip;
 
 /// Per-worker pipeline counters.
@@ -21,8 +23,17 @@ pub struct Stats {
     pub unsupported_link: u64,
     /// Frames that did not decode to a transport payload, by reason.
     pub decode: [u64; DecodeError::COUNT],
-    /// UDP datagrams on no configured SIP port.
+    /// UDP datagrams and TCP segments on no configured SIP port.
     pub other_ports: u64,
+    /// On a SIP port, but over a transport the config leaves out.
+    pub transport_disabled: u64,
+    /// Stream bytes skipped looking for a SIP start line (after a gap, a
+    /// broken message, or a capture that began mid-stream).
+    pub stream_bytes_skipped: u64,
+    /// TCP stream reassembly.
+    pub tcp: TcpStats,
+    /// IP fragment reassembly.
+    pub defrag: DefragStats,
     /// Payloads on a SIP port that were not a valid SIP message, by reason.
     pub rejected: [u64; sip::Error::COUNT],
     /// Valid SIP messages.
@@ -39,6 +50,10 @@ impl Default for Stats {
             unsupported_link: 0,
             decode: [0; DecodeError::COUNT],
             other_ports: 0,
+            transport_disabled: 0,
+            stream_bytes_skipped: 0,
+            tcp: TcpStats::default(),
+            defrag: DefragStats::default(),
             rejected: [0; sip::Error::COUNT],
             messages: 0,
             events: 0,
@@ -55,6 +70,10 @@ impl AddAssign<&Stats> for Stats {
             *mine += theirs;
         }
         self.other_ports += other.other_ports;
+        self.transport_disabled += other.transport_disabled;
+        self.stream_bytes_skipped += other.stream_bytes_skipped;
+        self.tcp += &other.tcp;
+        self.defrag += &other.defrag;
         for (mine, theirs) in self.rejected.iter_mut().zip(other.rejected) {
             *mine += theirs;
         }
@@ -112,8 +131,29 @@ impl Stats {
         );
         let _ = writeln!(
             out,
-            "sipbeat: skipped: other_ports={} unsupported_link={}{}",
-            self.other_ports, self.unsupported_link, decode
+            "sipbeat: skipped: other_ports={} transport_disabled={} unsupported_link={}{}",
+            self.other_ports, self.transport_disabled, self.unsupported_link, decode
+        );
+        let t = &self.tcp;
+        let _ = writeln!(
+            out,
+            "sipbeat: tcp: segments={} retransmitted={} overlapping={} out_of_order={} gaps={} overflows={} truncated={} idle_timeouts={} evicted={} bytes_skipped={}",
+            t.segments,
+            t.retransmitted,
+            t.overlapping,
+            t.out_of_order,
+            t.gaps,
+            t.overflows,
+            t.truncated,
+            t.idle_timeouts,
+            t.evicted,
+            self.stream_bytes_skipped
+        );
+        let d = &self.defrag;
+        let _ = writeln!(
+            out,
+            "sipbeat: ip fragments: fragments={} reassembled={} timed_out={} evicted={} overlaps={} invalid={}",
+            d.fragments, d.reassembled, d.timed_out, d.evicted, d.overlaps, d.invalid
         );
         let rejected = labelled(
             sip::Error::ALL

@@ -110,6 +110,8 @@ fn mistakes_give_one_line_errors_and_fail() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad_yaml = dir.join("bad.yml");
     std::fs::write(&bad_yaml, "protocols:\n  - type: sip\n    port: [5060]\n").unwrap();
+    let limits = dir.join("limits.yml");
+    std::fs::write(&limits, "reassembly:\n  tcp_max_streams: 0\n").unwrap();
     let not_pcap = dir.join("notes.txt");
     std::fs::write(&not_pcap, "hello, not a capture").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -144,8 +146,13 @@ fn mistakes_give_one_line_errors_and_fail() {
             "0 is not a port",
         ),
         (
-            vec!["read".into(), "--transport".into(), "tcp".into(), bundled()],
-            "not supported",
+            vec![
+                "read".into(),
+                "-c".into(),
+                limits.display().to_string(),
+                bundled(),
+            ],
+            "reassembly: tcp_max_streams must be at least 1",
         ),
     ];
     for (args, expected) in cases {

@@ -1,6 +1,11 @@
-//! Every UDP capture of the shared corpus through `sipbeat read`: SIP message
-//! counts agree with tshark's (`tshark -Y "sip && udp"`), except where tshark
-//! counts what sipbeat must refuse, each named below with its reason.
+//! Every capture of the shared corpus through `sipbeat read`: SIP message
+//! counts agree with tshark's, except where tshark counts what sipbeat must
+//! refuse or does not carry, each named below with its reason.
+//!
+//! tshark counts frames; a TCP frame may hold several messages, or finish
+//! one begun in earlier frames. So messages are counted as tshark's request
+//! and status lines (one per message), with TCP/6060 decoded as SIP as
+//! MANIFEST.tsv says.
 
 mod common;
 
@@ -8,61 +13,82 @@ use std::path::Path;
 
 use sipbeat::sip::Error;
 
-/// SIP ports of the corpus: 5060 and the 5062 of suricata-verify's
-/// pattern-matching capture (tshark finds SIP there by heuristics).
-const PORTS: &[u16] = &[5060, 5062];
+/// The corpus's SIP ports: 5060, plus 5062 (suricata-verify pattern
+/// matching, sngrep's IPv6 fragments), 5090 (sngrep's IP-in-IP TCP), 5260
+/// (heplify's ERSPAN mirror) and 6060 (heplify's fragmented TCP).
+const PORTS: &[u16] = &[5060, 5062, 5090, 5260, 6060];
 
 /// How sipbeat's count relates to tshark's for one capture.
 enum Expect {
-    /// One event per frame tshark decodes as SIP over UDP.
+    /// One event per SIP message tshark decodes.
     SameAsTshark,
-    /// tshark dissects these frames as (malformed) SIP; sipbeat rejects each
-    /// with `reason`, as RFC 4475 asks of the same defect.
-    RejectedAs {
-        events: usize,
-        reason: Error,
-        count: u64,
-    },
+    /// tshark dissects some messages that sipbeat rejects with `reason`, as
+    /// RFC 4475 asks of the same defect.
+    Rejects { reason: Error, count: u64 },
+    /// Messages tshark finds inside a layer sipbeat does not decode
+    /// (`filter` selects them in tshark).
+    NotCarried { filter: &'static str },
     /// A fuzzed capture: tshark labels corrupt frames SIP anyway. sipbeat
     /// publishes the intact messages and rejects the rest by reason.
     Fuzzed,
-    /// Tunnelled or IP-fragmented SIP, decoded once decapsulation and
-    /// reassembly land (issue 5); until then counted as skipped.
-    NeedsReassemblyOrDecap,
 }
 
 fn expectation(file: &str) -> Expect {
     match file {
         // "Content-Length: bad" / "xyz": RFC 3261 says 1*DIGIT (RFC 4475 §3.1.2.3).
-        "pcaps/zeek/invalid-content-length.pcap" => Expect::RejectedAs {
-            events: 0,
+        "pcaps/zeek/invalid-content-length.pcap" => Expect::Rejects {
             reason: Error::InvalidContentLength,
             count: 2,
         },
+        // Six mirrored messages carry binary garbage inside their To tag.
+        "pcaps/heplify/erspan_sip_ipv4_udp.pcapng" => Expect::Rejects {
+            reason: Error::InvalidTo,
+            count: 6,
+        },
+        // SIP over WebSocket (RFC 7118) on TCP/8080.
+        "pcaps/heplify/sip_tcp_websocket.pcap" => Expect::NotCarried {
+            filter: "websocket",
+        },
+        // SCTP is not a transport sipbeat decodes.
+        "pcaps/heplify/sip_sctp.pcap" => Expect::NotCarried { filter: "sctp" },
         "pcaps/ndpi/fuzz-2006-06-26-2594.pcap" => Expect::Fuzzed,
-        "pcaps/heplify/erspan_sip_ipv4_udp.pcapng"
-        | "pcaps/ndpi/gre.pcapng"
-        | "pcaps/sngrep/ipv6frag.pcap" => Expect::NeedsReassemblyOrDecap,
         _ => Expect::SameAsTshark,
     }
 }
 
-fn tshark_udp_sip_frames(pcap: &Path) -> Option<usize> {
+/// SIP messages tshark finds in `pcap`, optionally only those matching `filter`.
+fn tshark_messages(pcap: &Path, filter: Option<&str>) -> Option<usize> {
+    let display = match filter {
+        Some(extra) => format!("sip && {extra}"),
+        None => "sip".to_string(),
+    };
     let out = common::tshark(&[
         "-r",
         pcap.to_str()?,
+        "-d",
+        "tcp.port==6060,sip",
         "-Y",
-        "sip && udp",
+        &display,
         "-T",
         "fields",
+        "-E",
+        "aggregator=\u{1}",
+        "-E",
+        "separator=\u{1}",
         "-e",
-        "frame.number",
+        "sip.Request-Line",
+        "-e",
+        "sip.Status-Line",
     ])?;
-    Some(out.lines().filter(|l| !l.is_empty()).count())
+    Some(
+        out.split(['\u{1}', '\n'])
+            .filter(|field| !field.trim().is_empty())
+            .count(),
+    )
 }
 
 #[test]
-fn udp_captures_match_tshark() {
+fn every_capture_matches_tshark() {
     let Some(corpus) = common::shared_corpus() else {
         return common::missing("../shared/corpus");
     };
@@ -70,55 +96,91 @@ fn udp_captures_match_tshark() {
     let config = common::config_with_ports(PORTS);
     let mut checked = 0;
     for line in manifest.lines().skip(1) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let (file, transports) = (cols[0], cols[3]);
-        if !transports.split(',').any(|t| t == "udp") && transports != "-" {
-            continue;
-        }
+        let file = line.split('\t').next().unwrap();
         let path = corpus.join(file);
         let (events, stats) = common::read_events(&path, &config);
-        let Some(tshark) = tshark_udp_sip_frames(&path) else {
+        let Some(tshark) = tshark_messages(&path, None) else {
             return common::missing("tshark");
         };
+        let summary = stats.summary(Default::default());
         match expectation(file) {
-            Expect::SameAsTshark => assert_eq!(
-                events.len(),
-                tshark,
-                "{file}: events vs tshark frames\n{}",
-                stats.summary(Default::default())
-            ),
-            Expect::RejectedAs {
-                events: n,
-                reason,
-                count,
-            } => {
-                assert_eq!(events.len(), n, "{file}");
-                assert_eq!(stats.rejected_by(reason), count, "{file}");
+            Expect::SameAsTshark => {
+                assert_eq!(events.len(), tshark, "{file}: events vs tshark\n{summary}")
+            }
+            Expect::Rejects { reason, count } => {
+                assert_eq!(stats.rejected_by(reason), count, "{file}\n{summary}");
                 assert_eq!(
-                    n as u64 + count,
+                    events.len() as u64 + count,
                     tshark as u64,
-                    "{file}: every tshark frame accounted for"
+                    "{file}: every tshark message accounted for\n{summary}"
                 );
+            }
+            Expect::NotCarried { filter } => {
+                let inside = tshark_messages(&path, Some(filter)).unwrap();
+                assert!(inside > 0, "{file}: tshark finds SIP over {filter}");
+                assert_eq!(events.len() + inside, tshark, "{file}\n{summary}");
             }
             Expect::Fuzzed => {
                 assert!(events.len() < tshark, "{file}: fuzzing broke most messages");
                 assert!(stats.rejected_total() > 0, "{file}");
             }
-            Expect::NeedsReassemblyOrDecap => {
-                assert!(events.len() <= tshark, "{file}");
-            }
         }
-        // Every frame is accounted for: published, skipped or rejected.
-        let skipped: u64 =
-            stats.decode.iter().sum::<u64>() + stats.other_ports + stats.unsupported_link;
-        assert_eq!(
-            stats.frames + stats.unsupported_link,
-            skipped + stats.rejected_total() + stats.events,
-            "{file}"
-        );
+        assert_eq!(stats.events, events.len() as u64);
         checked += 1;
     }
-    assert!(checked >= 25, "only {checked} UDP captures checked");
+    assert!(checked >= 34, "only {checked} captures checked");
+}
+
+/// The tunnelled, fragmented and TCP captures the issue names produce their
+/// events, with the transport and addresses of the innermost packet.
+#[test]
+fn tunnels_fragments_and_streams() {
+    let Some(corpus) = common::shared_corpus() else {
+        return common::missing("../shared/corpus");
+    };
+    let config = common::config_with_ports(PORTS);
+    let cases: &[(&str, &str, &str)] = &[
+        ("pcaps/heplify/sip_ipv4_tcp_fragmented.pcap", "tcp", "ipv4"),
+        ("pcaps/heplify/sip_ipv4_tcp_retrans.pcap", "tcp", "ipv4"),
+        ("pcaps/sngrep/ipv6frag.pcap", "udp", "ipv6"),
+        ("pcaps/heplify/erspan_sip_ipv4_udp.pcapng", "udp", "ipv4"),
+        ("pcaps/heplify/ipip0.pcap", "udp", "ipv4"),
+        ("pcaps/sngrep/ipip.pcap", "tcp", "ipv4"),
+        ("pcaps/ndpi/gre.pcapng", "udp", "ipv4"),
+    ];
+    for &(file, transport, ip) in cases {
+        let (events, stats) = common::read_events(&corpus.join(file), &config);
+        assert!(!events.is_empty(), "{file}");
+        let matching = events
+            .iter()
+            .filter(|e| e["network"]["transport"] == transport && e["network"]["type"] == ip)
+            .count();
+        assert!(matching > 0, "{file}: no {transport}/{ip} events");
+        for event in events.iter().filter(|e| e["network"]["transport"] == "tcp") {
+            assert_eq!(event["network"]["iana_number"], "6", "{file}");
+        }
+        if file.contains("frag") && ip == "ipv6" {
+            assert!(stats.defrag.reassembled >= 2, "{file}: {:?}", stats.defrag);
+        }
+    }
+}
+
+/// The negative cases produce no event, and the summary says why.
+#[test]
+fn http_on_the_sip_port_is_not_sip() {
+    let Some(corpus) = common::shared_corpus() else {
+        return common::missing("../shared/corpus");
+    };
+    let (events, stats) = common::read_events(
+        &corpus.join("pcaps/ndpi/http_on_sip_port.pcap"),
+        &common::config_with_ports(PORTS),
+    );
+    assert!(events.is_empty());
+    assert!(
+        stats.rejected_by(Error::NotSip) > 0 || stats.stream_bytes_skipped > 0,
+        "{}",
+        stats.summary(Default::default())
+    );
 }
 
 /// The negative case carries no SIP, and sipbeat says why.

@@ -121,7 +121,13 @@ impl PcapFile {
             // only makes later reads fetch them from the file again; and no
             // frame before `rest` is borrowed any more (each callback has
             // returned).
-            let _ = unsafe { self.map.unchecked_advise_range(UncheckedAdvice::DontNeed, *released, read - *released) };
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    UncheckedAdvice::DontNeed,
+                    *released,
+                    read - *released,
+                )
+            };
             *released = read;
         }
     }

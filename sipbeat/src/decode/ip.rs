@@ -2,7 +2,8 @@
 //!
 //! IPv4 payloads are cut to the header's total length (dropping Ethernet
 //! padding); IPv6 extension headers are walked to the upper layer. Fragments
-//! are reported, not reassembled: reassembly holds state and lives elsewhere.
+//! are described ([`Fragment`]), not reassembled: reassembly holds state and
+//! lives in [`crate::reassemble::defrag`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -17,10 +18,24 @@ pub struct Datagram<'a> {
     /// The upper-layer protocol number (after IPv6 extension headers).
     pub protocol: u8,
     pub payload: &'a [u8],
+    /// Set when this datagram is one fragment of a larger one.
+    pub fragment: Option<Fragment>,
+}
+
+/// Where a fragment's payload belongs in its original datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// IPv4 identification (16 bits) or IPv6 fragment identification.
+    pub id: u32,
+    /// Byte offset of this payload in the original payload.
+    pub offset: usize,
+    /// More fragments follow.
+    pub more: bool,
 }
 
 mod ipv4_field {
     pub const TOTAL_LEN: core::ops::Range<usize> = 2..4;
+    pub const IDENTIFICATION: core::ops::Range<usize> = 4..6;
     pub const FLAGS_FRAGMENT: core::ops::Range<usize> = 6..8;
     pub const PROTOCOL: usize = 9;
     pub const SRC: core::ops::Range<usize> = 12..16;
@@ -71,11 +86,13 @@ pub fn ipv4(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
         return Err(DecodeError::Ipv4Malformed);
     }
     let flags_fragment = u16_at(bytes, f::FLAGS_FRAGMENT);
-    let more_fragments = flags_fragment & 0x2000 != 0;
-    let fragment_offset = flags_fragment & 0x1fff;
-    if more_fragments || fragment_offset != 0 {
-        return Err(DecodeError::Fragment);
-    }
+    let more = flags_fragment & 0x2000 != 0;
+    let offset = usize::from(flags_fragment & 0x1fff) * 8;
+    let fragment = (more || offset != 0).then(|| Fragment {
+        id: u32::from(u16_at(bytes, f::IDENTIFICATION)),
+        offset,
+        more,
+    });
     let src: [u8; 4] = bytes[f::SRC].try_into().expect("4 bytes");
     let dst: [u8; 4] = bytes[f::DST].try_into().expect("4 bytes");
     // A capture may hold fewer bytes than the total length (snap length);
@@ -86,6 +103,7 @@ pub fn ipv4(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
         dst: IpAddr::V4(Ipv4Addr::from(dst)),
         protocol: bytes[f::PROTOCOL],
         payload: &bytes[header_len..end],
+        fragment,
     })
 }
 
@@ -105,6 +123,7 @@ pub fn ipv6(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     let dst: [u8; 16] = bytes[24..40].try_into().expect("16 bytes");
     let mut next = bytes[6];
     let mut offset = IPV6_HEADER_LEN;
+    let mut fragment = None;
     for _ in 0..MAX_IPV6_EXTENSIONS {
         let header_len = match next {
             ipv6_next::HOP_BY_HOP
@@ -118,7 +137,23 @@ pub fn ipv6(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
                 let len = *bytes.get(offset + 1).ok_or(DecodeError::Ipv6Malformed)?;
                 (usize::from(len) + 2) * 4
             }
-            ipv6_next::FRAGMENT => return Err(DecodeError::Fragment),
+            ipv6_next::FRAGMENT => {
+                let header: [u8; 8] = bytes
+                    .get(offset..offset + 8)
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or(DecodeError::Ipv6Malformed)?;
+                let offset_flags = u16::from_be_bytes([header[2], header[3]]);
+                let (offset, more) = (usize::from(offset_flags >> 3) * 8, offset_flags & 1 != 0);
+                // An atomic fragment (offset 0, no more) is a whole datagram.
+                if offset != 0 || more {
+                    fragment = Some(Fragment {
+                        id: u32::from_be_bytes([header[4], header[5], header[6], header[7]]),
+                        offset,
+                        more,
+                    });
+                }
+                8
+            }
             _ => break,
         };
         next = *bytes.get(offset).ok_or(DecodeError::Ipv6Malformed)?;
@@ -132,6 +167,7 @@ pub fn ipv6(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
         dst: IpAddr::V6(Ipv6Addr::from(dst)),
         protocol: next,
         payload: &bytes[offset..end],
+        fragment,
     })
 }
 
@@ -151,13 +187,24 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_fragments_are_reported() {
+    fn ipv4_fragments_are_described() {
         let mut packet = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"hi");
+        assert_eq!(ipv4(&packet).unwrap().fragment, None);
         packet[6] = 0x20; // more fragments
-        assert_eq!(ipv4(&packet), Err(DecodeError::Fragment));
+        let first = Fragment {
+            id: 1,
+            offset: 0,
+            more: true,
+        };
+        assert_eq!(ipv4(&packet).unwrap().fragment, Some(first));
         packet[6] = 0x00;
         packet[7] = 0x10; // offset 16 * 8
-        assert_eq!(ipv4(&packet), Err(DecodeError::Fragment));
+        let last = Fragment {
+            id: 1,
+            offset: 128,
+            more: false,
+        };
+        assert_eq!(ipv4(&packet).unwrap().fragment, Some(last));
     }
 
     #[test]
@@ -194,11 +241,23 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_fragment_header_is_reported() {
+    fn ipv6_fragment_header_is_described() {
         let ext = [17, 0, 0, 1, 0, 0, 0, 7];
+        let packet = ipv6_packet(44, &ext, b"x");
+        let datagram = ipv6(&packet).unwrap();
+        assert_eq!(datagram.protocol, 17);
         assert_eq!(
-            ipv6(&ipv6_packet(44, &ext, b"x")),
-            Err(DecodeError::Fragment)
+            datagram.fragment,
+            Some(Fragment {
+                id: 7,
+                offset: 0,
+                more: true
+            })
+        );
+        let atomic = [17, 0, 0, 0, 0, 0, 0, 7];
+        assert_eq!(
+            ipv6(&ipv6_packet(44, &atomic, b"x")).unwrap().fragment,
+            None
         );
     }
 

@@ -2,29 +2,31 @@
 //!
 //! Each layer is a function over borrowed bytes that checks lengths before it
 //! reads and returns the next layer's bytes; nothing here copies or allocates.
-//! [`decode`] chains them: link ([`link`]) → IP ([`ip`]) → UDP ([`udp`]).
-//! Stateful work — IP reassembly and TCP streams — lives outside, so the wire
-//! views stay pure functions that a fuzzer can call on any input.
+//! [`decode`] chains them: link ([`link`]) → IP ([`ip`]) → UDP ([`udp`]) or
+//! TCP ([`tcp`]), looking through tunnels on the way (IP-in-IP, GRE with
+//! ERSPAN or PPP ([`gre`]), VXLAN) and keeping the innermost addresses.
+//! Stateful work — IP reassembly and TCP streams — lives in
+//! [`crate::reassemble`], so these views stay pure functions a fuzzer can
+//! call on any input.
 
+pub mod gre;
 pub mod ip;
 pub mod link;
+pub mod tcp;
 pub mod udp;
 
 use std::net::IpAddr;
 
 use crate::capture::LinkType;
+use link::Network;
 
 crate::reasons! {
     /// Why a frame did not yield a transport payload.
     pub enum DecodeError {
         /// Not IPv4 or IPv6 at the network layer (ARP, LLDP, ...).
         NotIp => "not_ip",
-        /// An IP protocol sipbeat does not carry SIP over (ICMP, ESP, ...).
+        /// An IP protocol sipbeat does not carry SIP over (ICMP, ESP, SCTP, ...).
         OtherTransport => "other_transport",
-        /// An IP fragment; reassembly is not enabled for this input.
-        Fragment => "ip_fragment",
-        /// SIP over TCP is not decoded by this pipeline.
-        Tcp => "tcp",
         /// Frame shorter than its link header.
         LinkTruncated => "link_truncated",
         /// IPv4 header too short, wrong version or length fields out of range.
@@ -35,26 +37,37 @@ crate::reasons! {
         UdpMalformed => "udp_malformed",
         /// The capture kept fewer bytes than the UDP datagram had (snap length).
         UdpTruncated => "udp_truncated",
+        /// TCP header cut short or its data offset out of range.
+        TcpMalformed => "tcp_malformed",
+        /// A GRE, ERSPAN, PPP or VXLAN header cut short.
+        TunnelMalformed => "tunnel_malformed",
+        /// More nested tunnels than [`MAX_ENCAPSULATIONS`].
+        TooManyEncapsulations => "too_many_encapsulations",
     }
 }
 
 impl DecodeError {
     /// Whether the frame was broken, as opposed to simply not being SIP-bearing traffic.
     pub const fn is_malformed(self) -> bool {
-        !matches!(
-            self,
-            DecodeError::NotIp | DecodeError::OtherTransport | DecodeError::Tcp
-        )
+        !matches!(self, DecodeError::NotIp | DecodeError::OtherTransport)
     }
 }
 
 /// IP protocol numbers this layer looks at.
 pub mod protocol {
+    pub const IPV4_IN_IP: u8 = 4;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+    pub const IPV6_IN_IP: u8 = 41;
+    pub const GRE: u8 = 47;
 }
 
-/// A decoded packet: addresses plus what the transport carries.
+/// VXLAN's IANA port (RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+/// Tunnels looked through before giving up (a crafted packet could nest forever).
+pub const MAX_ENCAPSULATIONS: usize = 4;
+
+/// A decoded packet: innermost addresses plus what the transport carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet<'a> {
     pub src: IpAddr,
@@ -66,24 +79,96 @@ pub struct Packet<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport<'a> {
     Udp(udp::Datagram<'a>),
+    Tcp(tcp::Segment<'a>),
+    /// One fragment of an IP datagram: `protocol` is the upper layer of the
+    /// whole datagram, `payload` this fragment's share of it.
+    Fragment {
+        protocol: u8,
+        fragment: ip::Fragment,
+        payload: &'a [u8],
+    },
 }
 
 /// Decodes one frame down to its transport payload.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    let network = link::decode(link, frame)?;
-    let datagram = ip::decode(network)?;
-    match datagram.protocol {
-        protocol::UDP => {
-            let udp = udp::decode(datagram.payload)?;
-            Ok(Packet {
-                src: datagram.src,
-                dst: datagram.dst,
-                transport: Transport::Udp(udp),
-            })
-        }
-        protocol::TCP => Err(DecodeError::Tcp),
-        _ => Err(DecodeError::OtherTransport),
+    network(link::decode(link, frame)?, 0)
+}
+
+fn network(network: Network<'_>, depth: usize) -> Result<Packet<'_>, DecodeError> {
+    if depth > MAX_ENCAPSULATIONS {
+        return Err(DecodeError::TooManyEncapsulations);
     }
+    let datagram = ip::decode(network)?;
+    if let Some(fragment) = datagram.fragment {
+        return Ok(Packet {
+            src: datagram.src,
+            dst: datagram.dst,
+            transport: Transport::Fragment {
+                protocol: datagram.protocol,
+                fragment,
+                payload: datagram.payload,
+            },
+        });
+    }
+    upper(
+        datagram.src,
+        datagram.dst,
+        datagram.protocol,
+        datagram.payload,
+        depth,
+    )
+}
+
+/// Decodes a whole (unfragmented or reassembled) IP payload.
+pub fn transport(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    payload: &[u8],
+) -> Result<Packet<'_>, DecodeError> {
+    upper(src, dst, protocol, payload, 0)
+}
+
+fn upper(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    payload: &[u8],
+    depth: usize,
+) -> Result<Packet<'_>, DecodeError> {
+    let transport = match protocol {
+        protocol::UDP => {
+            let udp = udp::decode(payload)?;
+            if udp.dst_port == VXLAN_PORT && is_vxlan(udp.payload) {
+                return ethernet(&udp.payload[8..], depth + 1);
+            }
+            Transport::Udp(udp)
+        }
+        protocol::TCP => Transport::Tcp(tcp::decode(payload)?),
+        protocol::IPV4_IN_IP => return network(Network::Ipv4(payload), depth + 1),
+        protocol::IPV6_IN_IP => return network(Network::Ipv6(payload), depth + 1),
+        protocol::GRE => {
+            return match gre::decode(payload)? {
+                gre::Inner::Network(inner) => network(inner, depth + 1),
+                gre::Inner::Ethernet(frame) => ethernet(frame, depth + 1),
+            };
+        }
+        _ => return Err(DecodeError::OtherTransport),
+    };
+    Ok(Packet {
+        src,
+        dst,
+        transport,
+    })
+}
+
+fn ethernet(frame: &[u8], depth: usize) -> Result<Packet<'_>, DecodeError> {
+    network(link::ethernet(frame)?, depth)
+}
+
+/// A VXLAN header with the I flag (valid VNI) and room for an inner frame.
+fn is_vxlan(payload: &[u8]) -> bool {
+    payload.len() >= 8 + 14 && payload[0] & 0x08 != 0
 }
 
 #[cfg(test)]
@@ -102,6 +187,41 @@ pub(crate) mod testing {
         frame.extend_from_slice(&[0x08, 0x00]);
         frame.extend_from_slice(&ipv4_udp(src, dst, sport, dport, payload));
         frame
+    }
+
+    /// An IPv4 + TCP packet around `payload`.
+    pub fn ipv4_tcp(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let total = 20 + 20 + payload.len();
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0, 0x50, flags | 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        p
     }
 
     /// An IPv4 + UDP packet around `payload`.
@@ -130,5 +250,136 @@ pub(crate) mod testing {
         p.extend_from_slice(&[0, 0]);
         p.extend_from_slice(payload);
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    fn ethernet_frame(ethertype: [u8; 2], payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&ethertype);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    fn outer_ipv4(protocol: u8, payload: &[u8]) -> Vec<u8> {
+        let total = 20 + payload.len();
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            9,
+            0,
+            0,
+            64,
+            protocol,
+            0,
+            0,
+        ];
+        p.extend_from_slice(&[198, 51, 100, 1, 198, 51, 100, 2]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn inner_udp(packet: Packet<'_>) -> (IpAddr, u16, Vec<u8>) {
+        match packet.transport {
+            Transport::Udp(udp) => (packet.src, udp.dst_port, udp.payload.to_vec()),
+            other => panic!("expected UDP, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ip_in_ip_keeps_inner_addresses() {
+        let inner = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"sip");
+        let frame = ethernet_frame([0x08, 0x00], &outer_ipv4(protocol::IPV4_IN_IP, &inner));
+        let (src, port, payload) = inner_udp(decode(LinkType::Ethernet, &frame).unwrap());
+        assert_eq!(src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!((port, payload.as_slice()), (5060, &b"sip"[..]));
+    }
+
+    #[test]
+    fn gre_with_ethernet_inside() {
+        let inner = ethernet_frame(
+            [0x08, 0x00],
+            &ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"sip"),
+        );
+        let mut gre = vec![0, 0, 0x65, 0x58];
+        gre.extend_from_slice(&inner);
+        let frame = ethernet_frame([0x08, 0x00], &outer_ipv4(protocol::GRE, &gre));
+        assert_eq!(
+            inner_udp(decode(LinkType::Ethernet, &frame).unwrap()).2,
+            b"sip"
+        );
+    }
+
+    #[test]
+    fn vxlan_on_its_port() {
+        let inner = ethernet_frame(
+            [0x08, 0x00],
+            &ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"sip"),
+        );
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        vxlan.extend_from_slice(&inner);
+        let outer = ipv4_udp(
+            [198, 51, 100, 1],
+            [198, 51, 100, 2],
+            40000,
+            VXLAN_PORT,
+            &vxlan,
+        );
+        let frame = ethernet_frame([0x08, 0x00], &outer);
+        assert_eq!(
+            inner_udp(decode(LinkType::Ethernet, &frame).unwrap()).2,
+            b"sip"
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut packet = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"sip");
+        for _ in 0..=MAX_ENCAPSULATIONS {
+            packet = outer_ipv4(protocol::IPV4_IN_IP, &packet);
+        }
+        assert_eq!(
+            decode(LinkType::RawIp, &packet),
+            Err(DecodeError::TooManyEncapsulations)
+        );
+    }
+
+    #[test]
+    fn tcp_segments_and_fragments() {
+        let segment = ipv4_tcp(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            5060,
+            5060,
+            7,
+            tcp::flag::SYN,
+            b"",
+        );
+        let packet = decode(LinkType::RawIp, &segment).unwrap();
+        assert!(
+            matches!(packet.transport, Transport::Tcp(s) if s.seq == 7 && s.has(tcp::flag::SYN))
+        );
+        let mut fragment = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"sip");
+        fragment[6] = 0x20;
+        let packet = decode(LinkType::RawIp, &fragment).unwrap();
+        assert!(matches!(
+            packet.transport,
+            Transport::Fragment {
+                protocol: 17,
+                fragment: ip::Fragment {
+                    offset: 0,
+                    more: true,
+                    ..
+                },
+                ..
+            }
+        ));
     }
 }

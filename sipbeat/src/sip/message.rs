@@ -325,6 +325,19 @@ fn classify_unterminated_start(bytes: &[u8]) -> Error {
     }
 }
 
+/// Offset of the first line of `bytes` that is a valid SIP request or status
+/// line: where a stream picks up again after a gap or a broken message.
+pub fn find_start_line(bytes: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    for line_end in memchr::memchr_iter(b'\n', bytes) {
+        if parse_start_line(strip_cr(&bytes[line_start..line_end])).is_ok() {
+            return Some(line_start);
+        }
+        line_start = line_end + 1;
+    }
+    None
+}
+
 fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
     if text::starts_with_ignore_case(line, b"SIP/") {
         return parse_status_line(line);
@@ -610,6 +623,21 @@ mod tests {
         assert_eq!(
             parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n", Framing::Datagram),
             Err(Error::HeadersUnterminated)
+        );
+    }
+
+    #[test]
+    fn start_lines_are_found_after_junk() {
+        assert_eq!(find_start_line(b"INVITE sip:a@b SIP/2.0\r\n"), Some(0));
+        assert_eq!(
+            find_start_line(b"body tail\r\nmore\r\nSIP/2.0 200 OK\r\nVia: x\r\n"),
+            Some(17)
+        );
+        assert_eq!(find_start_line(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), None);
+        assert_eq!(
+            find_start_line(b"SIP/2.0 200 OK"),
+            None,
+            "a line without its end may still grow"
         );
     }
 

@@ -25,7 +25,9 @@ pub mod text;
 pub mod uri;
 
 pub use header::HeaderName;
-pub use message::{Framing, Header, HeaderSlots, MAX_HEADERS, Message, StartLine, Status};
+pub use message::{
+    Framing, Header, HeaderSlots, MAX_HEADERS, Message, StartLine, Status, find_start_line,
+};
 
 crate::reasons! {
     /// Why bytes on a SIP port were not turned into a SIP message.

@@ -1,0 +1,386 @@
+//! IPv4 and IPv6 reassembly (RFC 791, RFC 8200 §4.5), bounded.
+//!
+//! Fragments are kept per `(source, destination, protocol, id)` until the
+//! datagram is whole. Overlaps: IPv6 drops the whole datagram (RFC 5722);
+//! IPv4 keeps the bytes that came first. Datagrams older than the timeout
+//! and the oldest ones beyond the count or byte limits are evicted; each
+//! outcome is counted in [`DefragStats`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::{LruOrder, ReassemblyConfig};
+use crate::decode::ip::Fragment;
+
+/// Largest IP payload a datagram can carry without jumbograms.
+const MAX_PAYLOAD: usize = 65_535;
+
+/// What reassembly did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefragStats {
+    pub fragments: u64,
+    pub reassembled: u64,
+    /// Datagrams dropped unfinished after the timeout.
+    pub timed_out: u64,
+    /// Datagrams evicted unfinished to stay within the limits.
+    pub evicted: u64,
+    /// Fragments overlapping bytes already held.
+    pub overlaps: u64,
+    /// Fragments reaching past 65535 bytes, or inconsistent with the end already seen.
+    pub invalid: u64,
+}
+
+impl std::ops::AddAssign<&DefragStats> for DefragStats {
+    fn add_assign(&mut self, o: &DefragStats) {
+        self.fragments += o.fragments;
+        self.reassembled += o.reassembled;
+        self.timed_out += o.timed_out;
+        self.evicted += o.evicted;
+        self.overlaps += o.overlaps;
+        self.invalid += o.invalid;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    id: u32,
+}
+
+#[derive(Debug)]
+struct Pending {
+    data: Vec<u8>,
+    /// Received byte ranges, sorted and merged.
+    have: Vec<(usize, usize)>,
+    /// Payload length, once the last fragment is in.
+    total: Option<usize>,
+    first_seen_ns: u64,
+    stamp: u64,
+}
+
+impl Pending {
+    fn covers(&self, start: usize, end: usize) -> bool {
+        self.have.iter().any(|&(s, e)| s <= start && end <= e)
+    }
+
+    fn overlaps(&self, start: usize, end: usize) -> bool {
+        self.have.iter().any(|&(s, e)| start < e && s < end)
+    }
+
+    /// Writes `payload` at `start`, keeping bytes already held.
+    fn insert(&mut self, start: usize, payload: &[u8]) {
+        let end = start + payload.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        let mut cursor = start;
+        for &(s, e) in self.have.iter().filter(|&&(s, e)| s < end && start < e) {
+            if cursor < s {
+                self.data[cursor..s].copy_from_slice(&payload[cursor - start..s - start]);
+            }
+            cursor = cursor.max(e);
+        }
+        if cursor < end {
+            self.data[cursor..end].copy_from_slice(&payload[cursor - start..]);
+        }
+        self.have.push((start, end));
+        self.have.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.have.len());
+        for &(s, e) in &self.have {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.have = merged;
+    }
+
+    fn complete(&self) -> bool {
+        self.total
+            .is_some_and(|total| self.have.first() == Some(&(0, total)))
+    }
+}
+
+/// A whole datagram's upper-layer protocol and payload.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reassembled {
+    pub protocol: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Reassembles fragments; one per worker.
+#[derive(Debug)]
+pub struct Defragmenter {
+    max_datagrams: usize,
+    max_bytes: usize,
+    timeout_ns: u64,
+    pending: HashMap<Key, Pending>,
+    order: LruOrder<Key>,
+    bytes: usize,
+    stats: DefragStats,
+}
+
+impl Defragmenter {
+    pub fn new(config: &ReassemblyConfig) -> Defragmenter {
+        Defragmenter {
+            max_datagrams: config.fragment_max_datagrams,
+            max_bytes: config.fragment_max_bytes,
+            timeout_ns: config.fragment_timeout_secs.saturating_mul(1_000_000_000),
+            pending: HashMap::new(),
+            order: LruOrder::default(),
+            bytes: 0,
+            stats: DefragStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &DefragStats {
+        &self.stats
+    }
+
+    /// Datagrams waiting for fragments.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes held for them.
+    pub fn bytes_held(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds one fragment; returns the datagram when it is whole.
+    pub fn add(
+        &mut self,
+        now_ns: u64,
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: u8,
+        fragment: Fragment,
+        payload: &[u8],
+    ) -> Option<Reassembled> {
+        self.stats.fragments += 1;
+        self.expire(now_ns);
+        let start = fragment.offset;
+        let end = start + payload.len();
+        if end > MAX_PAYLOAD || (fragment.more && payload.len() % 8 != 0) {
+            self.stats.invalid += 1;
+            return None;
+        }
+        let key = Key {
+            src,
+            dst,
+            protocol,
+            id: fragment.id,
+        };
+        if !self.pending.contains_key(&key) {
+            self.make_room(payload.len());
+            let stamp = self.order.touch(key);
+            self.pending.insert(
+                key,
+                Pending {
+                    data: Vec::new(),
+                    have: Vec::new(),
+                    total: None,
+                    first_seen_ns: now_ns,
+                    stamp,
+                },
+            );
+        }
+        let pending = self.pending.get_mut(&key).expect("inserted above");
+        let ends_here = (!fragment.more).then_some(end);
+        let inconsistent = match (pending.total, ends_here) {
+            (Some(total), Some(end)) => total != end,
+            (Some(total), None) => end > total,
+            (None, Some(end)) => pending.have.last().is_some_and(|&(_, e)| e > end),
+            (None, None) => false,
+        };
+        if inconsistent {
+            self.stats.invalid += 1;
+            self.drop_key(&key);
+            return None;
+        }
+        if pending.overlaps(start, end) {
+            self.stats.overlaps += 1;
+            // RFC 5722: overlapping IPv6 fragments poison the datagram.
+            if src.is_ipv6() {
+                self.drop_key(&key);
+                return None;
+            }
+            if pending.covers(start, end) {
+                return None;
+            }
+        }
+        let before = pending.data.len();
+        pending.insert(start, payload);
+        pending.total = pending.total.or(ends_here);
+        self.bytes += pending.data.len() - before;
+        if !pending.complete() {
+            return None;
+        }
+        let done = self.pending.remove(&key).expect("present");
+        self.bytes -= done.data.len();
+        self.stats.reassembled += 1;
+        Some(Reassembled {
+            protocol,
+            payload: done.data,
+        })
+    }
+
+    /// The datagram that started first (datagrams are never touched again).
+    fn oldest(&mut self) -> Option<Key> {
+        let pending = &self.pending;
+        self.order.oldest(|k| pending.get(k).map(|p| p.stamp))
+    }
+
+    /// Drops what has waited longer than the timeout, oldest first.
+    fn expire(&mut self, now_ns: u64) {
+        while let Some(key) = self.oldest() {
+            let first_seen = self.pending[&key].first_seen_ns;
+            if first_seen.saturating_add(self.timeout_ns) >= now_ns {
+                break;
+            }
+            self.stats.timed_out += 1;
+            self.drop_key(&key);
+        }
+        let pending = &self.pending;
+        self.order
+            .compact(pending.len(), |k| pending.get(k).map(|p| p.stamp));
+    }
+
+    /// Evicts the oldest datagrams until one more of `incoming` bytes fits.
+    fn make_room(&mut self, incoming: usize) {
+        while self.pending.len() >= self.max_datagrams || self.bytes + incoming > self.max_bytes {
+            let Some(key) = self.oldest() else { break };
+            self.stats.evicted += 1;
+            self.drop_key(&key);
+        }
+    }
+
+    fn drop_key(&mut self, key: &Key) {
+        if let Some(dropped) = self.pending.remove(key) {
+            self.bytes -= dropped.data.len();
+        }
+    }
+
+    /// Counts everything still waiting as timed out (end of input).
+    pub fn finish(&mut self) {
+        self.stats.timed_out += self.pending.len() as u64;
+        self.pending.clear();
+        self.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defrag() -> Defragmenter {
+        Defragmenter::new(&ReassemblyConfig::default())
+    }
+
+    fn frag(id: u32, offset: usize, more: bool) -> Fragment {
+        Fragment { id, offset, more }
+    }
+
+    const A: &str = "192.0.2.1";
+    const B: &str = "192.0.2.2";
+
+    fn add(d: &mut Defragmenter, now: u64, f: Fragment, payload: &[u8]) -> Option<Reassembled> {
+        d.add(now, A.parse().unwrap(), B.parse().unwrap(), 17, f, payload)
+    }
+
+    #[test]
+    fn in_order_and_out_of_order() {
+        let data: Vec<u8> = (0..40u8).collect();
+        for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0]] {
+            let mut d = defrag();
+            let mut result = None;
+            for i in order {
+                let more = i < 2;
+                result = add(
+                    &mut d,
+                    0,
+                    frag(7, i * 16, more),
+                    &data[i * 16..(i * 16 + 16).min(40)],
+                );
+            }
+            assert_eq!(
+                result,
+                Some(Reassembled {
+                    protocol: 17,
+                    payload: data.clone()
+                }),
+                "{order:?}"
+            );
+            assert_eq!(d.in_flight(), 0);
+            assert_eq!(d.bytes_held(), 0);
+        }
+    }
+
+    #[test]
+    fn ipv4_overlap_keeps_first_bytes() {
+        let mut d = defrag();
+        assert!(add(&mut d, 0, frag(1, 0, true), &[1; 16]).is_none());
+        assert!(add(&mut d, 0, frag(1, 8, true), &[2; 16]).is_none());
+        let done = add(&mut d, 0, frag(1, 24, false), &[3; 4]).unwrap();
+        assert_eq!(&done.payload[..16], &[1; 16]);
+        assert_eq!(&done.payload[16..24], &[2; 8]);
+        assert_eq!(d.stats().overlaps, 1);
+    }
+
+    #[test]
+    fn ipv6_overlap_drops_the_datagram() {
+        let mut d = defrag();
+        let (a, b) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        assert!(d.add(0, a, b, 17, frag(1, 0, true), &[1; 16]).is_none());
+        assert!(d.add(0, a, b, 17, frag(1, 8, false), &[2; 16]).is_none());
+        assert_eq!(d.in_flight(), 0);
+        assert_eq!(d.stats().overlaps, 1);
+    }
+
+    #[test]
+    fn timeout_and_limits_evict_oldest_first() {
+        let mut d = Defragmenter::new(&ReassemblyConfig {
+            fragment_max_datagrams: 2,
+            fragment_timeout_secs: 1,
+            ..ReassemblyConfig::default()
+        });
+        add(&mut d, 0, frag(1, 0, true), &[0; 8]);
+        add(&mut d, 0, frag(2, 0, true), &[0; 8]);
+        add(&mut d, 0, frag(3, 0, true), &[0; 8]);
+        assert_eq!(d.stats().evicted, 1);
+        assert_eq!(d.in_flight(), 2);
+        add(&mut d, 2_000_000_000, frag(4, 0, true), &[0; 8]);
+        assert_eq!(d.stats().timed_out, 2);
+        assert_eq!(d.in_flight(), 1);
+        d.finish();
+        assert_eq!(d.stats().timed_out, 3);
+    }
+
+    #[test]
+    fn invalid_fragments() {
+        let mut d = defrag();
+        assert!(add(&mut d, 0, frag(1, 65_528, false), &[0; 16]).is_none());
+        assert!(add(&mut d, 0, frag(2, 0, true), &[0; 5]).is_none());
+        add(&mut d, 0, frag(3, 16, false), &[0; 8]);
+        assert!(add(&mut d, 0, frag(3, 32, true), &[0; 8]).is_none());
+        assert_eq!(d.stats().invalid, 3);
+    }
+
+    #[test]
+    fn byte_limit_holds_under_a_flood() {
+        let mut d = Defragmenter::new(&ReassemblyConfig {
+            fragment_max_bytes: 100_000,
+            ..ReassemblyConfig::default()
+        });
+        for id in 0..10_000 {
+            add(&mut d, 0, frag(id, 0, true), &[0; 1000]);
+            assert!(d.bytes_held() <= 100_000);
+        }
+        assert!(d.stats().evicted >= 9_900);
+    }
+}

@@ -1,0 +1,609 @@
+//! TCP streams put back in order, per direction, bounded.
+//!
+//! Each direction of a connection is a [`StreamKey`]. Segments in order are
+//! handed straight to the consumer without a copy; only bytes the consumer
+//! cannot use yet (an incomplete message) are kept. Retransmissions and
+//! overlaps are trimmed, out-of-order segments wait (bounded), and when a
+//! hole does not fill the stream jumps over it: a gap, after which the
+//! consumer must find the next message start again (`in_sync = false`).
+//! FIN/RST end a stream; idle streams time out; the least recently active
+//! are evicted at the stream and byte limits. All of it is counted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::{LruOrder, ReassemblyConfig};
+use crate::decode::tcp::{Segment, flag};
+
+/// Segments a stream holds out of order before it declares a gap.
+const MAX_PENDING_SEGMENTS: usize = 64;
+
+/// One direction of a TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// Turns in-order stream bytes into messages.
+pub trait StreamConsumer {
+    /// Called with a stream's unconsumed bytes, in order. Returns how many
+    /// bytes it used (whole messages, or junk it skipped). `in_sync` says
+    /// whether `bytes` begins at a message boundary; the consumer updates it.
+    fn consume(&mut self, key: &StreamKey, bytes: &[u8], in_sync: &mut bool, now_ns: u64) -> usize;
+}
+
+/// What stream reassembly did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpStats {
+    pub segments: u64,
+    /// Segments whose bytes had all been seen (retransmissions).
+    pub retransmitted: u64,
+    /// Segments partly overlapping bytes already seen (trimmed).
+    pub overlapping: u64,
+    /// Segments that arrived ahead of a hole and waited.
+    pub out_of_order: u64,
+    /// Holes jumped over: the bytes in them never arrived.
+    pub gaps: u64,
+    /// Streams that held more than `tcp_max_stream_bytes` of one message.
+    pub overflows: u64,
+    /// Streams ended (FIN, RST, timeout, eviction, end of input) inside a message.
+    pub truncated: u64,
+    /// Streams forgotten after `tcp_idle_timeout_secs`.
+    pub idle_timeouts: u64,
+    /// Streams evicted to stay within `tcp_max_streams` or `tcp_max_buffered_bytes`.
+    pub evicted: u64,
+}
+
+impl std::ops::AddAssign<&TcpStats> for TcpStats {
+    fn add_assign(&mut self, o: &TcpStats) {
+        self.segments += o.segments;
+        self.retransmitted += o.retransmitted;
+        self.overlapping += o.overlapping;
+        self.out_of_order += o.out_of_order;
+        self.gaps += o.gaps;
+        self.overflows += o.overflows;
+        self.truncated += o.truncated;
+        self.idle_timeouts += o.idle_timeouts;
+        self.evicted += o.evicted;
+    }
+}
+
+#[derive(Debug)]
+struct Stream {
+    /// Sequence number of the next byte expected.
+    next_seq: u32,
+    /// In-order bytes the consumer has not used yet.
+    buffer: Vec<u8>,
+    /// Segments ahead of `next_seq`: (sequence number, bytes).
+    pending: Vec<(u32, Vec<u8>)>,
+    pending_bytes: usize,
+    in_sync: bool,
+    last_seen_ns: u64,
+    stamp: u64,
+}
+
+impl Stream {
+    fn held(&self) -> usize {
+        self.buffer.len() + self.pending_bytes
+    }
+}
+
+/// Signed distance from `b` to `a` in sequence space (RFC 9293 arithmetic).
+fn seq_diff(a: u32, b: u32) -> i64 {
+    i64::from(a.wrapping_sub(b) as i32)
+}
+
+/// Reassembles TCP streams; one per worker.
+#[derive(Debug)]
+pub struct TcpReassembler {
+    config: ReassemblyConfig,
+    idle_timeout_ns: u64,
+    streams: HashMap<StreamKey, Stream>,
+    order: LruOrder<StreamKey>,
+    /// Bytes held by all streams.
+    held: usize,
+    stats: TcpStats,
+}
+
+impl TcpReassembler {
+    pub fn new(config: &ReassemblyConfig) -> TcpReassembler {
+        TcpReassembler {
+            config: *config,
+            idle_timeout_ns: config.tcp_idle_timeout_secs.saturating_mul(1_000_000_000),
+            streams: HashMap::new(),
+            order: LruOrder::default(),
+            held: 0,
+            stats: TcpStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &TcpStats {
+        &self.stats
+    }
+
+    /// Streams tracked now.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Bytes held by all streams now.
+    pub fn bytes_held(&self) -> usize {
+        self.held
+    }
+
+    /// Feeds one segment of the stream `key`.
+    pub fn segment(
+        &mut self,
+        now_ns: u64,
+        key: StreamKey,
+        segment: &Segment<'_>,
+        consumer: &mut dyn StreamConsumer,
+    ) {
+        self.stats.segments += 1;
+        self.expire(now_ns);
+        let syn = segment.has(flag::SYN);
+        let payload_seq = segment.seq.wrapping_add(u32::from(syn));
+        if syn && let Some(old) = self.streams.remove(&key) {
+            // A new connection on the same four-tuple.
+            self.forget(old);
+        }
+        if !self.streams.contains_key(&key) {
+            if segment.payload.is_empty() && !syn {
+                // A bare ACK or FIN of a stream not tracked: nothing to keep.
+                return;
+            }
+            self.make_room(key);
+            let stamp = self.order.touch(key);
+            self.streams.insert(
+                key,
+                Stream {
+                    next_seq: payload_seq,
+                    buffer: Vec::new(),
+                    pending: Vec::new(),
+                    pending_bytes: 0,
+                    // Picked up mid-connection, the first bytes may be mid-message.
+                    in_sync: syn,
+                    last_seen_ns: now_ns,
+                    stamp,
+                },
+            );
+        } else {
+            let stamp = self.order.touch(key);
+            let stream = self.streams.get_mut(&key).expect("present");
+            stream.stamp = stamp;
+            stream.last_seen_ns = now_ns;
+        }
+        if !segment.payload.is_empty() {
+            self.accept(now_ns, key, payload_seq, segment.payload, consumer);
+        }
+        if segment.has(flag::FIN) || segment.has(flag::RST) {
+            self.close(now_ns, key, consumer);
+        }
+        self.enforce_byte_limit();
+    }
+
+    fn accept(
+        &mut self,
+        now_ns: u64,
+        key: StreamKey,
+        seq: u32,
+        payload: &[u8],
+        consumer: &mut dyn StreamConsumer,
+    ) {
+        let max_stream_bytes = self.config.tcp_max_stream_bytes;
+        let stream = self.streams.get_mut(&key).expect("caller ensured");
+        let before = stream.held();
+        let ahead = seq_diff(seq, stream.next_seq);
+        if ahead > 0 {
+            let fits = stream.pending.len() < MAX_PENDING_SEGMENTS
+                && stream.pending_bytes + payload.len() <= max_stream_bytes;
+            if !fits {
+                Self::jump_gap(stream, &mut self.stats);
+            }
+            self.stats.out_of_order += 1;
+            stream.pending.push((seq, payload.to_vec()));
+            stream.pending_bytes += payload.len();
+            if !fits {
+                Self::drain_pending(
+                    &key,
+                    stream,
+                    consumer,
+                    now_ns,
+                    &mut self.stats,
+                    max_stream_bytes,
+                );
+            }
+        } else {
+            let seen = (-ahead) as usize;
+            if seen >= payload.len() {
+                self.stats.retransmitted += 1;
+            } else {
+                if seen > 0 {
+                    self.stats.overlapping += 1;
+                }
+                Self::deliver(
+                    &key,
+                    stream,
+                    &payload[seen..],
+                    consumer,
+                    now_ns,
+                    &mut self.stats,
+                    max_stream_bytes,
+                );
+                Self::drain_pending(
+                    &key,
+                    stream,
+                    consumer,
+                    now_ns,
+                    &mut self.stats,
+                    max_stream_bytes,
+                );
+            }
+        }
+        let after = stream.held();
+        self.held = self.held + after - before;
+    }
+
+    /// Appends in-order bytes and lets the consumer use what it can.
+    fn deliver(
+        key: &StreamKey,
+        stream: &mut Stream,
+        bytes: &[u8],
+        consumer: &mut dyn StreamConsumer,
+        now_ns: u64,
+        stats: &mut TcpStats,
+        max_stream_bytes: usize,
+    ) {
+        stream.next_seq = stream.next_seq.wrapping_add(bytes.len() as u32);
+        if stream.buffer.is_empty() {
+            // The common case: whole messages in one segment, no copy.
+            let used = consumer.consume(key, bytes, &mut stream.in_sync, now_ns);
+            stream.buffer.extend_from_slice(&bytes[used..]);
+        } else {
+            stream.buffer.extend_from_slice(bytes);
+            let used = consumer.consume(key, &stream.buffer, &mut stream.in_sync, now_ns);
+            stream.buffer.drain(..used);
+        }
+        if stream.buffer.len() > max_stream_bytes {
+            stats.overflows += 1;
+            stream.buffer.clear();
+            stream.in_sync = false;
+        }
+    }
+
+    /// Delivers waiting segments that have become in order.
+    fn drain_pending(
+        key: &StreamKey,
+        stream: &mut Stream,
+        consumer: &mut dyn StreamConsumer,
+        now_ns: u64,
+        stats: &mut TcpStats,
+        max_stream_bytes: usize,
+    ) {
+        loop {
+            let next = stream.next_seq;
+            let Some(index) = stream
+                .pending
+                .iter()
+                .position(|(seq, _)| seq_diff(*seq, next) <= 0)
+            else {
+                return;
+            };
+            let (seq, bytes) = stream.pending.swap_remove(index);
+            stream.pending_bytes -= bytes.len();
+            let seen = (-seq_diff(seq, next)) as usize;
+            if seen < bytes.len() {
+                Self::deliver(
+                    key,
+                    stream,
+                    &bytes[seen..],
+                    consumer,
+                    now_ns,
+                    stats,
+                    max_stream_bytes,
+                );
+            } else {
+                stats.retransmitted += 1;
+            }
+        }
+    }
+
+    /// Skips to the earliest waiting segment: the bytes before it are lost.
+    fn jump_gap(stream: &mut Stream, stats: &mut TcpStats) {
+        let Some(&(earliest, _)) = stream
+            .pending
+            .iter()
+            .min_by_key(|(seq, _)| seq_diff(*seq, stream.next_seq))
+        else {
+            return;
+        };
+        stats.gaps += 1;
+        stream.next_seq = earliest;
+        stream.buffer.clear();
+        stream.in_sync = false;
+    }
+
+    /// Ends a stream (FIN, RST): waiting segments go past any gap, and a
+    /// message still incomplete counts as truncated.
+    fn close(&mut self, now_ns: u64, key: StreamKey, consumer: &mut dyn StreamConsumer) {
+        let max_stream_bytes = self.config.tcp_max_stream_bytes;
+        let Some(mut stream) = self.streams.remove(&key) else {
+            return;
+        };
+        self.held -= stream.held();
+        while !stream.pending.is_empty() {
+            Self::jump_gap(&mut stream, &mut self.stats);
+            Self::drain_pending(
+                &key,
+                &mut stream,
+                consumer,
+                now_ns,
+                &mut self.stats,
+                max_stream_bytes,
+            );
+        }
+        if !stream.buffer.is_empty() {
+            self.stats.truncated += 1;
+        }
+    }
+
+    /// Forgets a stream without delivering anything more.
+    fn forget(&mut self, stream: Stream) {
+        self.held -= stream.held();
+        if stream.held() > 0 {
+            self.stats.truncated += 1;
+        }
+    }
+
+    fn oldest(&mut self) -> Option<StreamKey> {
+        let streams = &self.streams;
+        self.order.oldest(|k| streams.get(k).map(|s| s.stamp))
+    }
+
+    fn expire(&mut self, now_ns: u64) {
+        while let Some(key) = self.oldest() {
+            if self.streams[&key]
+                .last_seen_ns
+                .saturating_add(self.idle_timeout_ns)
+                >= now_ns
+            {
+                break;
+            }
+            self.stats.idle_timeouts += 1;
+            let stream = self.streams.remove(&key).expect("present");
+            self.forget(stream);
+        }
+        let streams = &self.streams;
+        self.order
+            .compact(streams.len(), |k| streams.get(k).map(|s| s.stamp));
+    }
+
+    /// Evicts the least recently active streams so `incoming` can be tracked.
+    fn make_room(&mut self, incoming: StreamKey) {
+        while self.streams.len() >= self.config.tcp_max_streams {
+            let Some(key) = self.oldest() else { break };
+            debug_assert_ne!(key, incoming);
+            self.stats.evicted += 1;
+            let stream = self.streams.remove(&key).expect("present");
+            self.forget(stream);
+        }
+    }
+
+    fn enforce_byte_limit(&mut self) {
+        while self.held > self.config.tcp_max_buffered_bytes {
+            let Some(key) = self.oldest() else { break };
+            self.stats.evicted += 1;
+            let stream = self.streams.remove(&key).expect("present");
+            self.forget(stream);
+        }
+    }
+
+    /// End of input: every stream closes as if by FIN.
+    pub fn finish(&mut self, now_ns: u64, consumer: &mut dyn StreamConsumer) {
+        let keys: Vec<StreamKey> = self.streams.keys().copied().collect();
+        for key in keys {
+            self.close(now_ns, key, consumer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits on `|` as if each were a whole message; records them.
+    #[derive(Default)]
+    struct Messages {
+        seen: Vec<String>,
+        resyncs: usize,
+    }
+
+    impl StreamConsumer for Messages {
+        fn consume(&mut self, _: &StreamKey, bytes: &[u8], in_sync: &mut bool, _: u64) -> usize {
+            let mut used = 0;
+            if !*in_sync {
+                // Resynchronise after the next separator.
+                match bytes.iter().position(|&b| b == b'|') {
+                    Some(at) => {
+                        used = at + 1;
+                        *in_sync = true;
+                        self.resyncs += 1;
+                    }
+                    None => return bytes.len(),
+                }
+            }
+            while let Some(at) = bytes[used..].iter().position(|&b| b == b'|') {
+                self.seen
+                    .push(String::from_utf8_lossy(&bytes[used..used + at]).into_owned());
+                used += at + 1;
+            }
+            used
+        }
+    }
+
+    fn key() -> StreamKey {
+        StreamKey {
+            src: "192.0.2.1".parse().unwrap(),
+            dst: "192.0.2.2".parse().unwrap(),
+            src_port: 40000,
+            dst_port: 5060,
+        }
+    }
+
+    fn seg(seq: u32, flags: u8, payload: &[u8]) -> Segment<'_> {
+        Segment {
+            src_port: 40000,
+            dst_port: 5060,
+            seq,
+            flags,
+            payload,
+        }
+    }
+
+    fn run(segments: &[(u32, u8, &[u8])]) -> (Messages, TcpReassembler) {
+        let mut tcp = TcpReassembler::new(&ReassemblyConfig::default());
+        let mut messages = Messages::default();
+        for &(seq, flags, payload) in segments {
+            tcp.segment(0, key(), &seg(seq, flags, payload), &mut messages);
+        }
+        (messages, tcp)
+    }
+
+    #[test]
+    fn split_and_coalesced_messages() {
+        let (m, tcp) = run(&[
+            (99, flag::SYN, b""),
+            (100, 0, b"one|tw"),
+            (106, 0, b"o|three|fo"),
+            (116, 0, b"ur|"),
+        ]);
+        assert_eq!(m.seen, ["one", "two", "three", "four"]);
+        assert_eq!(tcp.bytes_held(), 0);
+    }
+
+    #[test]
+    fn retransmission_and_overlap_are_trimmed() {
+        let (m, tcp) = run(&[
+            (99, flag::SYN, b""),
+            (100, 0, b"one|"),
+            (100, 0, b"one|"),
+            (102, 0, b"e|two|"),
+        ]);
+        assert_eq!(m.seen, ["one", "two"]);
+        assert_eq!(tcp.stats().retransmitted, 1);
+        assert_eq!(tcp.stats().overlapping, 1);
+    }
+
+    #[test]
+    fn out_of_order_segments_wait() {
+        let (m, tcp) = run(&[
+            (99, flag::SYN, b""),
+            (104, 0, b"two|"),
+            (108, 0, b"three|"),
+            (100, 0, b"one|"),
+        ]);
+        assert_eq!(m.seen, ["one", "two", "three"]);
+        assert_eq!(tcp.stats().out_of_order, 2);
+        assert_eq!(tcp.stats().gaps, 0);
+    }
+
+    #[test]
+    fn a_gap_is_jumped_at_close_and_counted() {
+        // "two|" at 104 never arrives; FIN closes the stream.
+        let (m, tcp) = run(&[
+            (99, flag::SYN, b""),
+            (100, 0, b"one|"),
+            (108, 0, b"thr"),
+            (111, flag::FIN, b"ee|four|"),
+        ]);
+        assert_eq!(
+            m.seen,
+            ["one", "four"],
+            "three's start is lost with the gap; resync at the next '|'"
+        );
+        assert_eq!(tcp.stats().gaps, 1);
+        assert_eq!(tcp.streams(), 0);
+    }
+
+    #[test]
+    fn too_many_waiting_segments_force_a_gap() {
+        let mut segments: Vec<(u32, u8, Vec<u8>)> = vec![(99, flag::SYN, vec![])];
+        for i in 0..=MAX_PENDING_SEGMENTS as u32 {
+            segments.push((200 + 4 * i, 0, b"ab|c".to_vec()));
+        }
+        let segments: Vec<(u32, u8, &[u8])> = segments
+            .iter()
+            .map(|(s, f, p)| (*s, *f, p.as_slice()))
+            .collect();
+        let (m, tcp) = run(&segments);
+        assert_eq!(tcp.stats().gaps, 1);
+        assert!(m.seen.len() >= MAX_PENDING_SEGMENTS - 1, "{}", m.seen.len());
+    }
+
+    #[test]
+    fn mid_stream_pickup_resyncs() {
+        let (m, _) = run(&[(5000, 0, b"ssage-tail|next|")]);
+        assert_eq!(m.seen, ["next"]);
+        assert_eq!(m.resyncs, 1);
+    }
+
+    #[test]
+    fn incomplete_message_at_close_is_truncated() {
+        let (_, tcp) = run(&[(99, flag::SYN, b""), (100, flag::FIN, b"never ends")]);
+        assert_eq!(tcp.stats().truncated, 1);
+        assert_eq!(tcp.bytes_held(), 0);
+    }
+
+    #[test]
+    fn limits_hold_under_a_flood_of_half_open_streams() {
+        let config = ReassemblyConfig {
+            tcp_max_streams: 1000,
+            tcp_max_stream_bytes: 4096,
+            tcp_max_buffered_bytes: 64 * 1024,
+            ..ReassemblyConfig::default()
+        };
+        let mut tcp = TcpReassembler::new(&config);
+        let mut messages = Messages::default();
+        for port in 0..20_000u16 {
+            let key = StreamKey {
+                src_port: port,
+                ..key()
+            };
+            tcp.segment(0, key, &seg(1, 0, b"no end in sight"), &mut messages);
+            assert!(tcp.streams() <= 1000);
+            assert!(tcp.bytes_held() <= 64 * 1024);
+        }
+        assert_eq!(tcp.stats().evicted, 19_000);
+    }
+
+    #[test]
+    fn idle_streams_time_out() {
+        let mut tcp = TcpReassembler::new(&ReassemblyConfig {
+            tcp_idle_timeout_secs: 10,
+            ..ReassemblyConfig::default()
+        });
+        let mut messages = Messages::default();
+        tcp.segment(0, key(), &seg(1, 0, b"x|partial"), &mut messages);
+        let other = StreamKey {
+            src_port: 1,
+            ..key()
+        };
+        tcp.segment(11_000_000_000, other, &seg(1, 0, b"y"), &mut messages);
+        assert_eq!(tcp.stats().idle_timeouts, 1);
+        assert_eq!(tcp.stats().truncated, 1);
+        assert_eq!(tcp.streams(), 1);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let (m, _) = run(&[
+            (u32::MAX - 1, flag::SYN, b""),
+            (u32::MAX, 0, b"on"),
+            (1, 0, b"e|"),
+        ]);
+        assert_eq!(m.seen, ["one"]);
+    }
+}
