@@ -163,7 +163,7 @@ impl Defragmenter {
         self.expire(now_ns);
         let start = fragment.offset;
         let end = start + payload.len();
-        if end > MAX_PAYLOAD || (fragment.more && payload.len() % 8 != 0) {
+        if end > MAX_PAYLOAD || (fragment.more && !payload.len().is_multiple_of(8)) {
             self.stats.invalid += 1;
             return None;
         }
