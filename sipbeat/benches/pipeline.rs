@@ -12,11 +12,13 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sipbeat::capture::pcap::PcapFile;
 use sipbeat::capture::{Frame, LinkType};
-use sipbeat::decode::{self, Transport};
+use sipbeat::config::TransportProtocol;
+use sipbeat::decode::{self, Packet, Transport};
 use sipbeat::event::json::{Case, escape_into};
 use sipbeat::event::{Agent, EcsConfig};
 use sipbeat::output::{OutputError, Sink};
 use sipbeat::pipeline::{Pipeline, PipelineConfig, PortSet};
+use sipbeat::reassemble::ReassemblyConfig;
 use sipbeat::sip::{Framing, HeaderSlots, Message};
 
 struct OwnedFrame {
@@ -36,8 +38,9 @@ fn sip_frames() -> Vec<OwnedFrame> {
         PcapFile::open(testdata.join(file))
             .unwrap()
             .for_each_frame(|frame| {
-                if let Ok(packet) = decode::decode(frame.link, frame.data) {
-                    let Transport::Udp(udp) = packet.transport;
+                if let Ok(packet) = decode::decode(frame.link, frame.data)
+                    && let Transport::Udp(udp) = packet.transport
+                {
                     let mut slots = HeaderSlots::new();
                     if (udp.src_port == 5060 || udp.dst_port == 5060)
                         && Message::parse(udp.payload, &mut slots, Framing::Datagram).is_ok()
@@ -74,7 +77,9 @@ fn pipeline(ecs: EcsConfig) -> Pipeline {
     Pipeline::new(
         PipelineConfig {
             ports: PortSet::new([5060]),
+            transport: TransportProtocol::Both,
             ecs,
+            reassembly: ReassemblyConfig::default(),
         },
         Agent {
             version: "bench".into(),
@@ -145,11 +150,12 @@ fn escaping(c: &mut Criterion) {
     let frames = sip_frames();
     let payloads: Vec<String> = frames
         .iter()
-        .map(|frame| {
-            let packet = decode::decode(frame.link, &frame.data).unwrap();
-            let Transport::Udp(udp) = packet.transport;
-            String::from_utf8_lossy(udp.payload).into_owned()
-        })
+        .map(
+            |frame| match decode::decode(frame.link, &frame.data).unwrap().transport {
+                Transport::Udp(udp) => String::from_utf8_lossy(udp.payload).into_owned(),
+                other => unreachable!("only SIP datagrams were kept: {other:?}"),
+            },
+        )
         .collect();
     let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
     let mut group = c.benchmark_group("escape_sip_messages");
