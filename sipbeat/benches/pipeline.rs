@@ -104,10 +104,13 @@ fn stages(c: &mut Criterion) {
     group.bench_function("decode_parse", |b| {
         b.iter(|| {
             for frame in &frames {
-                let Ok(packet) = decode::decode(frame.link, &frame.data) else {
+                let Ok(Packet {
+                    transport: Transport::Udp(udp),
+                    ..
+                }) = decode::decode(frame.link, &frame.data)
+                else {
                     continue;
                 };
-                let Transport::Udp(udp) = packet.transport;
                 let mut slots = HeaderSlots::new();
                 black_box(
                     Message::parse(black_box(udp.payload), &mut slots, Framing::Datagram).is_ok(),
