@@ -106,6 +106,27 @@ fn sip_authenticated_register_golden() {
     check_golden(&pcap, "sip_authenticated_register-expected.json");
 }
 
+#[test]
+fn sip_through_tcp_golden() {
+    let Some(corpus) = common::shared_corpus() else {
+        return common::missing("../shared/corpus (AGPL-sourced sip_tcp.pcap)");
+    };
+    check_golden(
+        &corpus.join("packetbeat/pcaps/sip_tcp.pcap"),
+        "sip_through_tcp-expected.json",
+    );
+    // The documented fix: TCP is IANA protocol 6 (Packetbeat writes 17).
+    let (events, _) = common::read_events(
+        &corpus.join("packetbeat/pcaps/sip_tcp.pcap"),
+        &common::config_with_ports(&[5060]),
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["network"]["iana_number"] == "6" && e["network"]["transport"] == "tcp")
+    );
+}
+
 /// The shared `ecs-diff` tool agrees: 100 % conformance with the repo's
 /// deviations file.
 #[test]

@@ -118,3 +118,83 @@ pub fn tshark(args: &[&str]) -> Option<String> {
     );
     Some(String::from_utf8(output.stdout).expect("tshark prints text"))
 }
+
+/// Builds Ethernet/IPv4 frames and writes them as a pcap, for tests that
+/// need traffic no public capture has.
+pub mod craft {
+    use std::path::{Path, PathBuf};
+
+    /// An Ethernet frame around an IPv4 packet with the given fields.
+    pub fn ipv4(
+        src: [u8; 4],
+        dst: [u8; 4],
+        protocol: u8,
+        id: u16,
+        fragment: (usize, bool),
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (offset, more) = fragment;
+        let total = 20 + payload.len();
+        let flags_offset = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        frame.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8]);
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(&flags_offset.to_be_bytes());
+        frame.extend_from_slice(&[64, protocol, 0, 0]);
+        frame.extend_from_slice(&src);
+        frame.extend_from_slice(&dst);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// A UDP header and payload.
+    pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + payload.len());
+        out.extend_from_slice(&sport.to_be_bytes());
+        out.extend_from_slice(&dport.to_be_bytes());
+        out.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    pub const SYN: u8 = 0x02;
+    pub const FIN: u8 = 0x01;
+    pub const ACK: u8 = 0x10;
+
+    /// A TCP header (no options) and payload.
+    pub fn tcp(sport: u16, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20 + payload.len());
+        out.extend_from_slice(&sport.to_be_bytes());
+        out.extend_from_slice(&dport.to_be_bytes());
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// Writes `frames` (Ethernet, 1 ms apart) as a nanosecond pcap in a fresh temp dir.
+    pub fn pcap(name: &str, frames: &[Vec<u8>]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sipbeat-craft-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.pcap"));
+        write(&path, frames);
+        path
+    }
+
+    fn write(path: &Path, frames: &[Vec<u8>]) {
+        let mut out = Vec::new();
+        out.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+        out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&65535u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        for (i, frame) in frames.iter().enumerate() {
+            out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+            out.extend_from_slice(&(i as u32 * 1_000_000).to_le_bytes());
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            out.extend_from_slice(frame);
+        }
+        std::fs::write(path, out).unwrap();
+    }
+}
