@@ -5,9 +5,11 @@
 //! - `setup`: install what the tests need (apt packages), idempotently.
 //! - `gen-bench-data`: write a large pcap of realistic SIP calls.
 //! - `bench`: sipbeat vs tshark on that pcap, one core each.
+//! - `fuzz [SECONDS]`: every fuzz target for SECONDS (default 60) each.
 
 mod bench;
 mod callgen;
+mod fuzz;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ fn main() -> Result<()> {
         Some("setup") => setup::test_dependencies(),
         Some("gen-bench-data") => bench::generate(count(1, bench::DEFAULT_MESSAGES)?).map(|_| ()),
         Some("bench") => bench::run(count(1, bench::DEFAULT_MESSAGES)?),
+        Some("fuzz") => fuzz::run(count(1, 60)? as u64).map(|_| ()),
         _ => bail!(USAGE),
     }
 }

@@ -174,7 +174,7 @@ impl Defragmenter {
             id: fragment.id,
         };
         if !self.pending.contains_key(&key) {
-            self.make_room(payload.len());
+            self.make_room(None, 0);
             let stamp = self.order.touch(key);
             self.pending.insert(
                 key,
@@ -186,6 +186,12 @@ impl Defragmenter {
                     stamp,
                 },
             );
+        }
+        // The buffer grows to the fragment's end: room for that first,
+        // which may evict this very datagram if it is the oldest.
+        let growth = end.saturating_sub(self.pending[&key].data.len());
+        if !self.make_room(Some(key), growth) {
+            return None;
         }
         let pending = self.pending.get_mut(&key).expect("inserted above");
         let ends_here = (!fragment.more).then_some(end);
@@ -248,13 +254,22 @@ impl Defragmenter {
             .compact(pending.len(), |k| pending.get(k).map(|p| p.stamp));
     }
 
-    /// Evicts the oldest datagrams until one more of `incoming` bytes fits.
-    fn make_room(&mut self, incoming: usize) {
-        while self.pending.len() >= self.max_datagrams || self.bytes + incoming > self.max_bytes {
+    /// Evicts the oldest datagrams until `growth` more bytes fit, and (when
+    /// `growing` is `None`, a datagram is about to start) one more datagram.
+    /// Returns false when `growing` itself had to go.
+    fn make_room(&mut self, growing: Option<Key>, growth: usize) -> bool {
+        let starting = usize::from(growing.is_none());
+        while self.pending.len() + starting > self.max_datagrams
+            || self.bytes + growth > self.max_bytes
+        {
             let Some(key) = self.oldest() else { break };
             self.stats.evicted += 1;
             self.drop_key(&key);
+            if Some(key) == growing {
+                return false;
+            }
         }
+        true
     }
 
     fn drop_key(&mut self, key: &Key) {
@@ -369,6 +384,20 @@ mod tests {
         add(&mut d, 0, frag(3, 16, false), &[0; 8]);
         assert!(add(&mut d, 0, frag(3, 32, true), &[0; 8]).is_none());
         assert_eq!(d.stats().invalid, 3);
+    }
+
+    #[test]
+    fn a_far_offset_counts_its_whole_buffer() {
+        // Found by fuzzing: a fragment at a high offset sizes the buffer to
+        // its end, which must be within the byte limit too.
+        let mut d = Defragmenter::new(&ReassemblyConfig {
+            fragment_max_bytes: 65_535,
+            ..ReassemblyConfig::default()
+        });
+        add(&mut d, 0, frag(1, 40_000, true), &[0; 8]);
+        add(&mut d, 0, frag(2, 60_000, true), &[0; 8]);
+        assert!(d.bytes_held() <= 65_535, "{}", d.bytes_held());
+        assert_eq!(d.stats().evicted, 1);
     }
 
     #[test]

@@ -1,0 +1,40 @@
+//! Any bytes through the SIP parser, as a datagram and as a stream, and the
+//! parsed message through the ECS event writer: no panic, valid JSON out.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sipbeat::event::community_id::FlowKey;
+use sipbeat::event::{Agent, Context, EcsConfig, EventBuilder};
+use sipbeat::sip::{Framing, HeaderSlots, Message, Status, find_start_line};
+
+fuzz_target!(|data: &[u8]| {
+    let mut events = EventBuilder::new(
+        EcsConfig::default(),
+        Agent {
+            version: "fuzz".into(),
+            hostname: "fuzz".into(),
+        },
+    );
+    let context = Context {
+        timestamp_ns: 0,
+        flow: FlowKey {
+            src: [192, 0, 2, 1].into(),
+            dst: [192, 0, 2, 2].into(),
+            src_port: 5060,
+            dst_port: 5060,
+            protocol: 17,
+        },
+    };
+    for framing in [Framing::Datagram, Framing::Stream] {
+        let mut slots = HeaderSlots::new();
+        if let Ok(Status::Complete(message)) = Message::parse(data, &mut slots, framing) {
+            assert!(message.consumed <= data.len());
+            let json = events.build(&message, &context);
+            assert!(json.starts_with(b"{") && json.ends_with(b"}"));
+            assert!(std::str::from_utf8(json).is_ok());
+        }
+    }
+    if let Some(at) = find_start_line(data) {
+        assert!(at < data.len());
+    }
+});
