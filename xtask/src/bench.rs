@@ -135,3 +135,83 @@ fn messages_in(summary: &str) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// Writes `bench-data/flood-N.pcap` (N half-open streams, N unfinished
+/// fragment chains) unless it exists.
+fn generate_flood(count: usize) -> Result<PathBuf> {
+    let path = root()
+        .join("bench-data")
+        .join(format!("flood-{count}.pcap"));
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(path.parent().expect("in bench-data"))?;
+    let partial = path.with_extension("pcap.partial");
+    let mut out = BufWriter::new(File::create(&partial)?);
+    callgen::write_flood_pcap(&mut out, count, count)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
+/// Peak resident memory of `sipbeat read` on `pcap`, from `/usr/bin/time -v`.
+fn peak_rss(sipbeat: &str, pcap: &str, extra: &[&str]) -> Result<(u64, Duration, String)> {
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .args(["-v", sipbeat, "read", pcap])
+        .args(extra)
+        .stdout(Stdio::null())
+        .output()
+        .context("/usr/bin/time (Debian package time) runs sipbeat")?;
+    let elapsed = started.elapsed();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!("sipbeat failed: {log}");
+    }
+    let kib = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .context("time -v reports the peak RSS")?;
+    Ok((kib, elapsed, log))
+}
+
+/// `cargo xtask bench-flood [N]`: N half-open TCP streams and N unfinished
+/// fragment chains; peak RSS stays under the configured limits.
+pub fn flood(count: usize) -> Result<()> {
+    crate::setup::test_dependencies()?;
+    run_command(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "sipbeat",
+    ]))?;
+    let pcap = generate_flood(count)?;
+    let sipbeat = root().join("target/release/sipbeat");
+    let (sipbeat, pcap_arg) = (
+        sipbeat.to_str().context("UTF-8 path")?,
+        pcap.to_str().context("UTF-8 path")?,
+    );
+    let size = std::fs::metadata(&pcap)?.len();
+    let (kib, elapsed, log) = peak_rss(sipbeat, pcap_arg, &[])?;
+    let summary: Vec<&str> = log.lines().filter(|l| l.starts_with("sipbeat:")).collect();
+    println!(
+        "flood capture: {} ({count} half-open streams + {count} unfinished fragment chains, {:.0} MB)",
+        pcap.display(),
+        size as f64 / 1e6
+    );
+    println!(
+        "sipbeat read, default limits: peak RSS {} MiB, {:.1} s",
+        kib / 1024,
+        elapsed.as_secs_f64()
+    );
+    for line in summary {
+        println!("  {line}");
+    }
+    // The defaults promise well under 256 MiB whatever the traffic.
+    if kib > 256 * 1024 {
+        bail!("peak RSS {} MiB exceeds 256 MiB", kib / 1024);
+    }
+    Ok(())
+}

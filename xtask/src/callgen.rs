@@ -256,3 +256,112 @@ fn register(rng: &mut Rng, caller: &Endpoint, registrar: &Endpoint) -> Vec<(bool
         (false, ok),
     ]
 }
+
+/// Writes a hostile capture for memory bounds: `streams` TCP connections
+/// that each open (SYN) and send the first 300 bytes of an INVITE and never
+/// more, then `chains` UDP datagrams of which only the first fragment ever
+/// arrives. Every one of them would be held forever without limits.
+pub fn write_flood_pcap(
+    out: &mut impl Write,
+    streams: usize,
+    chains: usize,
+) -> std::io::Result<()> {
+    out.write_all(&0xa1b2_3c4du32.to_le_bytes())?;
+    out.write_all(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
+    out.write_all(&65535u32.to_le_bytes())?;
+    out.write_all(&1u32.to_le_bytes())?;
+    let mut rng = Rng(0xf100_d5ee_d000_0001);
+    let mut clock_ns: u64 = 1_764_000_000_000_000_000;
+    let callee = Endpoint {
+        ip: [172, 16, 0, 1],
+        port: 5060,
+        number: "+498900000000".into(),
+    };
+    for i in 0..streams {
+        let caller = Endpoint {
+            ip: [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+            port: 1024 + (i % 60_000) as u16,
+            number: format!("+4930{i:08}"),
+        };
+        let invite = invite_dialog(&mut rng, &caller, &callee).swap_remove(0).1;
+        let seq = rng.next() as u32;
+        clock_ns += 1_000;
+        write_tcp_frame(out, clock_ns, &caller, &callee, seq, 0x02, &[])?;
+        clock_ns += 1_000;
+        write_tcp_frame(
+            out,
+            clock_ns,
+            &caller,
+            &callee,
+            seq.wrapping_add(1),
+            0x18,
+            &invite.as_bytes()[..300],
+        )?;
+    }
+    for i in 0..chains {
+        let caller = Endpoint {
+            ip: [10, 128 | (i >> 16) as u8, (i >> 8) as u8, i as u8],
+            port: 5060,
+            number: String::new(),
+        };
+        clock_ns += 1_000;
+        // 576 bytes of a larger UDP datagram, more fragments to follow (never).
+        write_ipv4_frame(
+            out,
+            clock_ns,
+            &caller,
+            &callee,
+            17,
+            (i as u16, 0x2000),
+            &[0x5a; 576],
+        )?;
+    }
+    Ok(())
+}
+
+fn write_tcp_frame(
+    out: &mut impl Write,
+    ns: u64,
+    src: &Endpoint,
+    dst: &Endpoint,
+    seq: u32,
+    flags: u8,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let mut segment = Vec::with_capacity(20 + payload.len());
+    segment.extend_from_slice(&src.port.to_be_bytes());
+    segment.extend_from_slice(&dst.port.to_be_bytes());
+    segment.extend_from_slice(&seq.to_be_bytes());
+    segment.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    segment.extend_from_slice(payload);
+    write_ipv4_frame(out, ns, src, dst, 6, (1, 0x4000), &segment)
+}
+
+fn write_ipv4_frame(
+    out: &mut impl Write,
+    ns: u64,
+    src: &Endpoint,
+    dst: &Endpoint,
+    protocol: u8,
+    (id, flags_offset): (u16, u16),
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let ip_len = 20 + payload.len();
+    let frame_len = 14 + ip_len;
+    out.write_all(&((ns / 1_000_000_000) as u32).to_le_bytes())?;
+    out.write_all(&((ns % 1_000_000_000) as u32).to_le_bytes())?;
+    out.write_all(&(frame_len as u32).to_le_bytes())?;
+    out.write_all(&(frame_len as u32).to_le_bytes())?;
+    out.write_all(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00])?;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+    ip[4..6].copy_from_slice(&id.to_be_bytes());
+    ip[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = protocol;
+    ip[12..16].copy_from_slice(&src.ip);
+    ip[16..20].copy_from_slice(&dst.ip);
+    out.write_all(&ip)?;
+    out.write_all(payload)
+}
