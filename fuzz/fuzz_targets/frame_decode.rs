@@ -6,14 +6,14 @@ use libfuzzer_sys::fuzz_target;
 use sipbeat::capture::{Frame, LinkType};
 use sipbeat::config::TransportProtocol;
 use sipbeat::event::{Agent, EcsConfig};
-use sipbeat::output::{OutputError, Sink};
+use sipbeat::output::{EventMeta, OutputError, Sink};
 use sipbeat::pipeline::{Pipeline, PipelineConfig, PortSet};
 use sipbeat::reassemble::ReassemblyConfig;
 
 struct Discard;
 
 impl Sink for Discard {
-    fn publish(&mut self, json: &[u8], _: Option<&[u8]>) -> Result<(), OutputError> {
+    fn publish(&mut self, json: &[u8], _: &EventMeta<'_>) -> Result<(), OutputError> {
         assert!(std::str::from_utf8(json).is_ok());
         Ok(())
     }

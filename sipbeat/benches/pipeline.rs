@@ -16,7 +16,7 @@ use sipbeat::config::TransportProtocol;
 use sipbeat::decode::{self, Packet, Transport};
 use sipbeat::event::json::{Case, escape_into};
 use sipbeat::event::{Agent, EcsConfig};
-use sipbeat::output::{OutputError, Sink};
+use sipbeat::output::{EventMeta, OutputError, Sink};
 use sipbeat::pipeline::{Pipeline, PipelineConfig, PortSet};
 use sipbeat::reassemble::ReassemblyConfig;
 use sipbeat::sip::{Framing, HeaderSlots, Message};
@@ -64,7 +64,7 @@ fn sip_frames() -> Vec<OwnedFrame> {
 struct CountingSink(u64);
 
 impl Sink for CountingSink {
-    fn publish(&mut self, json: &[u8], _key: Option<&[u8]>) -> Result<(), OutputError> {
+    fn publish(&mut self, json: &[u8], _meta: &EventMeta<'_>) -> Result<(), OutputError> {
         self.0 += json.len() as u64;
         Ok(())
     }

@@ -76,7 +76,11 @@ pub struct ProtocolConfig {
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum OutputConfig {
     Stdout {},
-    File { path: std::path::PathBuf },
+    File {
+        path: std::path::PathBuf,
+    },
+    #[cfg(feature = "kafka")]
+    Kafka(Box<crate::output::kafka::KafkaConfig>),
 }
 
 /// Values given on the command line, each overriding the file.
@@ -165,6 +169,11 @@ impl Config {
         let output = overrides.output.unwrap_or(match file.output {
             None | Some(OutputConfig::Stdout {}) => Output::Stdout,
             Some(OutputConfig::File { path }) => Output::File(path),
+            #[cfg(feature = "kafka")]
+            Some(OutputConfig::Kafka(kafka)) => {
+                kafka.validate().map_err(ConfigError::Invalid)?;
+                Output::Kafka(kafka)
+            }
         });
         Ok(Config {
             sip: SipConfig {

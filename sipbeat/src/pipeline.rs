@@ -9,11 +9,11 @@ use crate::config::TransportProtocol;
 use crate::decode::{self, Packet, Transport, protocol};
 use crate::event::community_id::FlowKey;
 use crate::event::{Agent, Context, EcsConfig, EventBuilder};
-use crate::output::{OutputError, Sink};
+use crate::output::{EventMeta, OutputError, Sink};
 use crate::reassemble::ReassemblyConfig;
 use crate::reassemble::defrag::Defragmenter;
 use crate::reassemble::tcp::{StreamConsumer, StreamKey, TcpReassembler};
-use crate::sip::{self, Framing, HeaderSlots, Message, Status};
+use crate::sip::{self, Framing, HeaderSlots, Message, StartLine, Status};
 use crate::stats::Stats;
 
 /// A set of ports as a bitmap: one load and a mask per lookup.
@@ -246,7 +246,19 @@ fn publish(
 ) -> Result<(), OutputError> {
     stats.messages += 1;
     let json = events.build(message, context);
-    sink.publish(json, message.call_id)?;
+    let meta = EventMeta {
+        call_id: message.call_id,
+        method: match message.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => message.cseq.map(|c| c.method),
+        },
+        kind: if message.is_request() {
+            "request"
+        } else {
+            "response"
+        },
+    };
+    sink.publish(json, &meta)?;
     stats.events += 1;
     Ok(())
 }
@@ -343,8 +355,9 @@ mod tests {
     struct Collect(Vec<(Vec<u8>, Option<Vec<u8>>)>);
 
     impl Sink for Collect {
-        fn publish(&mut self, json: &[u8], key: Option<&[u8]>) -> Result<(), OutputError> {
-            self.0.push((json.to_vec(), key.map(<[u8]>::to_vec)));
+        fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError> {
+            self.0
+                .push((json.to_vec(), meta.call_id.map(<[u8]>::to_vec)));
             Ok(())
         }
         fn flush(&mut self) -> Result<(), OutputError> {

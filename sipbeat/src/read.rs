@@ -53,9 +53,14 @@ pub fn read_files(
 pub fn run(files: &[impl AsRef<Path>], config: &Config, quiet: bool) -> anyhow::Result<Stats> {
     let started = Instant::now();
     let mut sink = config.output.open()?;
-    let stats = read_files(files, config, sink.as_mut())?;
+    let result = read_files(files, config, sink.as_mut());
     if !quiet {
-        eprint!("{}", stats.summary(started.elapsed()));
+        if let Ok(stats) = &result {
+            eprint!("{}", stats.summary(started.elapsed()));
+        }
+        if let Some(line) = sink.summary() {
+            eprintln!("{line}");
+        }
     }
-    Ok(stats)
+    result
 }

@@ -1,6 +1,9 @@
-//! Where finished events go. A sink receives each event's JSON and its key
-//! (the Call-ID, for partitioned outputs) and knows nothing of SIP or ECS.
+//! Where finished events go. A sink receives each event's JSON and a few
+//! fields it may route by ([`EventMeta`]: the Call-ID as a partition key,
+//! the method for per-method topics) and knows nothing else of SIP or ECS.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod ndjson;
 
 use std::path::PathBuf;
@@ -15,15 +18,33 @@ pub enum OutputError {
     },
     #[error("cannot write events: {0}")]
     Write(#[from] std::io::Error),
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+/// The fields of an event an output may route by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventMeta<'a> {
+    /// `sip.call_id`.
+    pub call_id: Option<&'a [u8]>,
+    /// `sip.method` of a request, the CSeq method of a response.
+    pub method: Option<&'a [u8]>,
+    /// `sip.type`: `request` or `response`.
+    pub kind: &'static str,
 }
 
 /// A destination for events.
 pub trait Sink {
     /// Publishes one event (`json` is one JSON object without a newline).
-    fn publish(&mut self, json: &[u8], key: Option<&[u8]>) -> Result<(), OutputError>;
+    fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError>;
 
-    /// Pushes out anything buffered.
+    /// Pushes out anything buffered; for remote outputs, waits for delivery.
     fn flush(&mut self) -> Result<(), OutputError>;
+
+    /// One line of the output's own counters for the run summary, if it has any.
+    fn summary(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Which sink a run writes to.
@@ -33,11 +54,18 @@ pub enum Output {
     Stdout,
     /// Newline-delimited JSON appended to a file.
     File(PathBuf),
+    /// A Kafka topic.
+    #[cfg(feature = "kafka")]
+    Kafka(Box<kafka::KafkaConfig>),
 }
 
 impl Output {
-    /// Parses `stdout` or `file:PATH`.
+    /// Parses `stdout`, `file:PATH` or `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`.
     pub fn parse(spec: &str) -> Result<Output, String> {
+        #[cfg(feature = "kafka")]
+        if spec.starts_with("kafka://") {
+            return kafka::KafkaConfig::from_url(spec).map(|c| Output::Kafka(Box::new(c)));
+        }
         if spec == "stdout" || spec == "-" {
             return Ok(Output::Stdout);
         }
@@ -67,6 +95,8 @@ impl Output {
                     })?;
                 Box::new(ndjson::NdjsonSink::new(file))
             }
+            #[cfg(feature = "kafka")]
+            Output::Kafka(config) => Box::new(kafka::KafkaSink::new(config)?),
         })
     }
 }
@@ -84,5 +114,11 @@ mod tests {
         );
         assert!(Output::parse("file:").is_err());
         assert!(Output::parse("kafka://x").is_err());
+        assert!(Output::parse("nats://x").is_err());
+        #[cfg(feature = "kafka")]
+        assert!(matches!(
+            Output::parse("kafka://k:9092/sip"),
+            Ok(Output::Kafka(_))
+        ));
     }
 }

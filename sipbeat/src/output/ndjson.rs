@@ -3,7 +3,7 @@
 
 use std::io::{BufWriter, Write};
 
-use super::{OutputError, Sink};
+use super::{EventMeta, OutputError, Sink};
 
 const BUFFER_SIZE: usize = 1 << 20;
 
@@ -28,7 +28,7 @@ impl<W: Write> NdjsonSink<W> {
 }
 
 impl<W: Write> Sink for NdjsonSink<W> {
-    fn publish(&mut self, json: &[u8], _key: Option<&[u8]>) -> Result<(), OutputError> {
+    fn publish(&mut self, json: &[u8], _meta: &EventMeta<'_>) -> Result<(), OutputError> {
         self.out.write_all(json)?;
         self.out.write_all(b"\n")?;
         Ok(())

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use sipbeat::config::{Config, FileConfig, Overrides};
-use sipbeat::output::{OutputError, Sink};
+use sipbeat::output::{EventMeta, OutputError, Sink};
 use sipbeat::stats::Stats;
 
 /// The repository's `testdata/` (permissively licensed captures).
@@ -46,9 +46,9 @@ pub struct Collected {
 }
 
 impl Sink for Collected {
-    fn publish(&mut self, json: &[u8], key: Option<&[u8]>) -> Result<(), OutputError> {
+    fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError> {
         self.events.push(json.to_vec());
-        self.keys.push(key.map(<[u8]>::to_vec));
+        self.keys.push(meta.call_id.map(<[u8]>::to_vec));
         Ok(())
     }
 

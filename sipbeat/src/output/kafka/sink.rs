@@ -1,0 +1,424 @@
+//! The Kafka producer behind [`KafkaSink`]: enqueue, account for every
+//! delivery report, apply the queue-full policy, recover from fatal errors.
+//!
+//! Queue-full policy: librdkafka's queue (`queue_max_messages`,
+//! `queue_max_kbytes`) holds events while a broker is slow or away, and
+//! `message.timeout.ms=0` keeps them until it returns. When that queue is
+//! full, a worker waits up to `max_block_ms` for room, then drops the event
+//! and counts it (`dropped_queue_full`). It never waits longer: a capture
+//! worker that stalls lets its ring overflow, and the NIC then drops frames
+//! that nobody counts — a counted drop here is the better loss. Reading
+//! files, where nothing overflows, waits as long as it takes by default.
+//!
+//! Fatal producer errors (a fenced or unknown producer id under idempotence)
+//! make librdkafka fail everything outstanding; those events are kept from
+//! their delivery reports, a new producer is made, and they are sent again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
+use rdkafka::statistics::Statistics;
+use rdkafka::util::Timeout;
+
+use super::KafkaConfig;
+use crate::output::{EventMeta, OutputError, Sink};
+
+/// A topic or key template: literal text and `%{[field]}` references.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    CallId,
+    Method,
+    Kind,
+}
+
+impl Template {
+    /// Parses `text`; only fields every event can route by are allowed.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("%{[") {
+            if start > 0 {
+                parts.push(Part::Literal(rest[..start].to_string()));
+            }
+            let after = &rest[start + 3..];
+            let end = after
+                .find("]}")
+                .ok_or_else(|| format!("unclosed %{{[ in {text:?}"))?;
+            parts.push(match &after[..end] {
+                "sip.call_id" => Part::CallId,
+                "sip.method" => Part::Method,
+                "sip.type" => Part::Kind,
+                other => {
+                    return Err(format!(
+                        "unknown field {other:?} in {text:?} (sip.call_id, sip.method or sip.type)"
+                    ));
+                }
+            });
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Writes the template for `meta` into `out`; a missing field writes nothing.
+    pub fn render(&self, meta: &EventMeta<'_>, out: &mut Vec<u8>) {
+        out.clear();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.extend_from_slice(text.as_bytes()),
+                Part::CallId => out.extend_from_slice(meta.call_id.unwrap_or_default()),
+                // Methods are tokens; upper case as in sip.method.
+                Part::Method => out.extend(
+                    meta.method
+                        .unwrap_or_default()
+                        .iter()
+                        .map(u8::to_ascii_uppercase),
+                ),
+                Part::Kind => out.extend_from_slice(meta.kind.as_bytes()),
+            }
+        }
+    }
+}
+
+/// Delivery accounting, shared with librdkafka's callback thread.
+#[derive(Debug, Default)]
+pub struct KafkaCounters {
+    /// Events handed to librdkafka.
+    pub enqueued: AtomicU64,
+    /// Events the broker acknowledged.
+    pub delivered: AtomicU64,
+    /// Events that failed for good (broker refused them).
+    pub failed: AtomicU64,
+    /// Send retries librdkafka made (from its statistics).
+    pub retries: AtomicU64,
+    /// Events dropped because the queue stayed full for `max_block_ms`.
+    pub dropped_queue_full: AtomicU64,
+    /// Events sent again after a fatal producer error.
+    pub requeued: AtomicU64,
+    /// Producers replaced after a fatal error.
+    pub producer_restarts: AtomicU64,
+}
+
+impl KafkaCounters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// An event kept from a delivery report, to send again.
+struct Unsent {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+/// librdkafka's callbacks.
+struct Callbacks {
+    counters: Arc<KafkaCounters>,
+    /// Retries counted by earlier producers (statistics restart at zero).
+    retries_before: u64,
+    fatal: Arc<AtomicBool>,
+    unsent: Arc<Mutex<Vec<Unsent>>>,
+}
+
+impl ClientContext for Callbacks {
+    fn stats(&self, statistics: Statistics) {
+        let retries: u64 = statistics.brokers.values().map(|b| b.txretries).sum();
+        self.counters
+            .retries
+            .store(self.retries_before + retries, Ordering::Relaxed);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            self.fatal.store(true, Ordering::SeqCst);
+        }
+        eprintln!("sipbeat: kafka: {error}: {reason}");
+    }
+}
+
+impl ProducerContext for Callbacks {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => KafkaCounters::bump(&self.counters.delivered),
+            Err((error, message)) => {
+                let fatal = self.fatal.load(Ordering::SeqCst)
+                    || matches!(
+                        error.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::Fatal
+                                | RDKafkaErrorCode::PurgeQueue
+                                | RDKafkaErrorCode::PurgeInflight
+                        )
+                    );
+                if fatal {
+                    // Not the event's fault: keep it for the next producer.
+                    let unsent = Unsent {
+                        topic: message.topic().to_string(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    };
+                    self.unsent.lock().expect("not poisoned").push(unsent);
+                } else {
+                    KafkaCounters::bump(&self.counters.failed);
+                    eprintln!("sipbeat: kafka: event not delivered: {error}");
+                }
+            }
+        }
+    }
+}
+
+/// Publishes events to Kafka. One per process: librdkafka batches per
+/// partition across everything sent through it (see BENCHMARKS.md).
+pub struct KafkaSink {
+    config: KafkaConfig,
+    producer: ThreadedProducer<Callbacks>,
+    counters: Arc<KafkaCounters>,
+    fatal: Arc<AtomicBool>,
+    unsent: Arc<Mutex<Vec<Unsent>>>,
+    topic: Template,
+    key: Template,
+    topic_buf: Vec<u8>,
+    key_buf: Vec<u8>,
+    last_drop_report: Option<Instant>,
+}
+
+fn producer(
+    config: &KafkaConfig,
+    counters: &Arc<KafkaCounters>,
+    fatal: &Arc<AtomicBool>,
+    unsent: &Arc<Mutex<Vec<Unsent>>>,
+) -> Result<ThreadedProducer<Callbacks>, OutputError> {
+    let callbacks = Callbacks {
+        counters: Arc::clone(counters),
+        retries_before: KafkaCounters::get(&counters.retries),
+        fatal: Arc::clone(fatal),
+        unsent: Arc::clone(unsent),
+    };
+    config
+        .client_config()
+        .create_with_context(callbacks)
+        .map_err(|e| OutputError::Kafka(format!("cannot create producer: {e}")))
+}
+
+impl KafkaSink {
+    /// Creates the producer; brokers are contacted in the background, so a
+    /// broker that is down now only delays delivery.
+    pub fn new(config: &KafkaConfig) -> Result<KafkaSink, OutputError> {
+        config.validate().map_err(OutputError::Kafka)?;
+        let counters = Arc::new(KafkaCounters::default());
+        let fatal = Arc::new(AtomicBool::new(false));
+        let unsent = Arc::new(Mutex::new(Vec::new()));
+        Ok(KafkaSink {
+            producer: producer(config, &counters, &fatal, &unsent)?,
+            topic: Template::parse(&config.topic).map_err(OutputError::Kafka)?,
+            key: Template::parse(&config.key).map_err(OutputError::Kafka)?,
+            config: config.clone(),
+            counters,
+            fatal,
+            unsent,
+            topic_buf: Vec::new(),
+            key_buf: Vec::new(),
+            last_drop_report: None,
+        })
+    }
+
+    /// The delivery counters (shared; they keep counting after this call).
+    pub fn counters(&self) -> Arc<KafkaCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Triggers a fatal producer error, as a fenced producer would (tests).
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self) {
+        use rdkafka::bindings::{rd_kafka_resp_err_t, rd_kafka_test_fatal_error};
+        // SAFETY: the client pointer is valid while the producer lives, and the
+        // reason is a NUL-terminated static string.
+        unsafe {
+            rd_kafka_test_fatal_error(
+                self.producer.client().native_ptr(),
+                rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                c"injected by sipbeat tests".as_ptr(),
+            );
+        }
+    }
+
+    /// After a fatal error: collect what librdkafka gave up on, make a new
+    /// producer, send it all again.
+    fn recover(&mut self) -> Result<(), OutputError> {
+        if !self.fatal.load(Ordering::SeqCst) && self.producer.client().fatal_error().is_none() {
+            return Ok(());
+        }
+        // Everything still queued comes back through delivery reports.
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+        }
+        self.fatal.store(false, Ordering::SeqCst);
+        self.producer = producer(&self.config, &self.counters, &self.fatal, &self.unsent)?;
+        KafkaCounters::bump(&self.counters.producer_restarts);
+        let unsent = std::mem::take(&mut *self.unsent.lock().expect("not poisoned"));
+        eprintln!(
+            "sipbeat: kafka: fatal producer error; new producer, {} events sent again",
+            unsent.len()
+        );
+        for event in unsent {
+            KafkaCounters::bump(&self.counters.requeued);
+            // They were counted as enqueued the first time.
+            self.send(&event.topic, event.key.as_deref(), &event.payload, false);
+        }
+        Ok(())
+    }
+
+    /// Enqueues one event under the queue-full policy.
+    fn send(&mut self, topic: &str, key: Option<&[u8]>, payload: &[u8], first_time: bool) {
+        let mut record = BaseRecord::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        let deadline = self
+            .config
+            .max_block_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => {
+                    if first_time {
+                        KafkaCounters::bump(&self.counters.enqueued);
+                    }
+                    return;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        KafkaCounters::bump(&self.counters.dropped_queue_full);
+                        self.report_drop();
+                        return;
+                    }
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => {
+                    // The event itself is unsendable (too large, bad topic).
+                    KafkaCounters::bump(&self.counters.failed);
+                    eprintln!("sipbeat: kafka: event refused: {error}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One line per second at most while drops go on.
+    fn report_drop(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_drop_report
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.last_drop_report = Some(now);
+            eprintln!(
+                "sipbeat: kafka: queue full, dropping events ({} so far)",
+                KafkaCounters::get(&self.counters.dropped_queue_full)
+            );
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError> {
+        self.recover()?;
+        let mut topic_buf = std::mem::take(&mut self.topic_buf);
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        self.topic.render(meta, &mut topic_buf);
+        self.key.render(meta, &mut key_buf);
+        let topic = String::from_utf8_lossy(&topic_buf).into_owned();
+        let key = (!key_buf.is_empty()).then_some(key_buf.as_slice());
+        self.send(&topic, key, json, true);
+        self.topic_buf = topic_buf;
+        self.key_buf = key_buf;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), OutputError> {
+        let timeout = Duration::from_secs(self.config.flush_timeout_secs);
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.recover()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let flushed = self.producer.flush(Timeout::After(left));
+            if self.fatal.load(Ordering::SeqCst) && Instant::now() < deadline {
+                continue;
+            }
+            return flushed.map_err(|_| {
+                OutputError::Kafka(format!(
+                    "{} events still undelivered after {}s",
+                    self.producer.in_flight_count(),
+                    timeout.as_secs()
+                ))
+            });
+        }
+    }
+
+    fn summary(&self) -> Option<String> {
+        let c = &self.counters;
+        Some(format!(
+            "sipbeat: kafka: enqueued={} delivered={} failed={} retries={} dropped_queue_full={} requeued={} producer_restarts={}",
+            KafkaCounters::get(&c.enqueued),
+            KafkaCounters::get(&c.delivered),
+            KafkaCounters::get(&c.failed),
+            KafkaCounters::get(&c.retries),
+            KafkaCounters::get(&c.dropped_queue_full),
+            KafkaCounters::get(&c.requeued),
+            KafkaCounters::get(&c.producer_restarts),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let meta = EventMeta {
+            call_id: Some(b"abc@host"),
+            method: Some(b"invite"),
+            kind: "request",
+        };
+        let mut out = Vec::new();
+        Template::parse("sip-%{[sip.method]}-%{[sip.type]}")
+            .unwrap()
+            .render(&meta, &mut out);
+        assert_eq!(out, b"sip-INVITE-request");
+        Template::parse("%{[sip.call_id]}")
+            .unwrap()
+            .render(&meta, &mut out);
+        assert_eq!(out, b"abc@host");
+        Template::parse("").unwrap().render(&meta, &mut out);
+        assert!(out.is_empty());
+        assert!(Template::parse("%{[sip.uri]}").is_err());
+        assert!(Template::parse("x-%{[sip.method").is_err());
+    }
+}
