@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Read pcap/pcapng files and write one event per SIP message.
     Read(ReadArgs),
+    /// Print the Elasticsearch index template for sipbeat events.
+    ExportTemplate,
 }
 
 #[derive(Debug, Args)]

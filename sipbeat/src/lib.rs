@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod fields;
 pub mod output;
 pub mod pipeline;
 pub mod read;

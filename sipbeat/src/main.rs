@@ -9,7 +9,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Read(args) => Config::load(args.sip.config.as_deref(), args.sip.overrides())
             .map_err(anyhow::Error::from)
-            .and_then(|config| sipbeat::read::run(&args.files, &config, args.quiet)),
+            .and_then(|config| sipbeat::read::run(&args.files, &config, args.quiet))
+            .map(|_| ()),
+        Command::ExportTemplate => {
+            let template = sipbeat::fields::index_template();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&template).expect("JSON value")
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(_) => ExitCode::SUCCESS,

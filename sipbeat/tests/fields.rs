@@ -130,3 +130,44 @@ fn declarations_are_complete_and_unique() {
         );
     }
 }
+
+/// The committed template is what `sipbeat export-template` prints, and it
+/// maps every declared field (so every emitted one) with its declared type.
+#[test]
+fn deployed_index_template_maps_every_field() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/elasticsearch/sipbeat-index-template.json");
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        committed,
+        sipbeat::fields::index_template(),
+        "deploy/ is stale: run `sipbeat export-template > deploy/elasticsearch/sipbeat-index-template.json`"
+    );
+    let properties = &committed["template"]["mappings"]["properties"];
+    for field in declared()
+        .iter()
+        .filter(|f| !f.name.starts_with("@metadata."))
+    {
+        let mut node = properties;
+        let parts: Vec<&str> = field.name.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            node = &node[*part]["properties"];
+        }
+        let mapping = &node[*parts.last().unwrap()];
+        assert_eq!(
+            mapping["type"],
+            field.kind.as_str(),
+            "{} mapped as {mapping}",
+            field.name
+        );
+    }
+    let event = &properties["event"]["properties"]["original"];
+    assert_eq!(
+        event["index"], false,
+        "event.original is stored, not indexed"
+    );
+    assert_eq!(
+        properties["sip"]["properties"]["timestamp"]["type"],
+        "date_nanos"
+    );
+}
