@@ -6,22 +6,16 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::Value;
+use sipbeat::fields::{Field, fields as declared};
 
-#[derive(Deserialize)]
-struct Field {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    origin: String,
-    description: String,
-}
-
-fn declared() -> Vec<Field> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fields.yml"))
-        .unwrap();
-    serde_norway::from_str(&text).unwrap()
+/// The compiled-in catalogue is the file on disk.
+#[test]
+fn compiled_catalogue_is_the_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fields.yml");
+    let on_disk: Vec<Field> =
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(on_disk, declared());
 }
 
 /// Dotted names of every leaf; arrays of objects contribute their members.
