@@ -215,3 +215,132 @@ pub fn flood(count: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// A tansu broker for the benchmark, stopped on drop.
+struct Tansu {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Tansu {
+    fn start(binary: &std::path::Path) -> Result<Tansu> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("sipbeat-bench-tansu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .current_dir(&dir)
+            .env_remove("RUST_LOG")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("tansu starts")?;
+        let tansu = Tansu { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("tansu did not listen on {port}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(tansu)
+    }
+
+    fn create_topic(&self, binary: &std::path::Path, topic: &str) -> Result<()> {
+        run_command(
+            Command::new(binary)
+                .current_dir(&self.dir)
+                .env_remove("RUST_LOG")
+                .args([
+                    "topic",
+                    "create",
+                    topic,
+                    "--broker",
+                    &format!("tcp://127.0.0.1:{}", self.port),
+                ])
+                .args(["--partitions", "3"]),
+        )
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `cargo xtask bench-kafka [MESSAGES]`: the benchmark capture into tansu
+/// with lz4 and with zstd, next to the same run to /dev/null.
+pub fn kafka(messages: usize) -> Result<()> {
+    let tansu_binary = crate::setup::tansu()?;
+    run_command(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "sipbeat",
+    ]))?;
+    let pcap = generate(messages)?;
+    let sipbeat = root().join("target/release/sipbeat");
+    let (sipbeat, pcap_arg) = (
+        sipbeat.to_str().context("UTF-8 path")?,
+        pcap.to_str().context("UTF-8 path")?,
+    );
+    let (stdout_time, _) = time(Command::new(sipbeat).args(["read", pcap_arg]))?;
+    println!("capture: {} ({messages} SIP messages)", pcap.display());
+    println!(
+        "sipbeat read → /dev/null:        {:.3} s, {:.0} events/s",
+        stdout_time.as_secs_f64(),
+        messages as f64 / stdout_time.as_secs_f64()
+    );
+    for compression in ["lz4", "zstd"] {
+        // A fresh broker per run: tansu's memory storage grows with every event.
+        let broker = Tansu::start(&tansu_binary)?;
+        broker.create_topic(&tansu_binary, "sipbeat-bench")?;
+        let config = root()
+            .join("bench-data")
+            .join(format!("kafka-{compression}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "output:\n  kafka:\n    brokers: [\"127.0.0.1:{}\"]\n    topic: sipbeat-bench\n    compression: {compression}\n",
+                broker.port
+            ),
+        )?;
+        let (elapsed, stderr) = time(Command::new(sipbeat).args([
+            "read",
+            "-c",
+            config.to_str().context("UTF-8")?,
+            pcap_arg,
+        ]))?;
+        let kafka_line = stderr
+            .lines()
+            .find(|l| l.starts_with("sipbeat: kafka:"))
+            .unwrap_or_default()
+            .to_string();
+        if !kafka_line.contains(&format!("delivered={messages}"))
+            && !kafka_line.contains(&format!("delivered={}", messages + 4))
+        {
+            bail!("not every event was delivered: {kafka_line}");
+        }
+        println!(
+            "sipbeat read → tansu ({compression}):  {:.3} s, {:.0} events/s delivered (acks=all, idempotent)\n  {kafka_line}",
+            elapsed.as_secs_f64(),
+            messages as f64 / elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! - `setup`: install what the tests need (apt packages), idempotently.
 //! - `gen-bench-data`: write a large pcap of realistic SIP calls.
 //! - `bench`: sipbeat vs tshark on that pcap, one core each.
+//! - `bench-kafka [MESSAGES]`: the benchmark capture into a tansu broker.
 //! - `bench-flood [N]`: peak memory under N half-open streams and fragment chains.
 //! - `fuzz [SECONDS]`: every fuzz target for SECONDS (default 60) each.
 
@@ -34,6 +35,7 @@ fn main() -> Result<()> {
         Some("setup") => setup::test_dependencies(),
         Some("gen-bench-data") => bench::generate(count(1, bench::DEFAULT_MESSAGES)?).map(|_| ()),
         Some("bench") => bench::run(count(1, bench::DEFAULT_MESSAGES)?),
+        Some("bench-kafka") => bench::kafka(count(1, bench::DEFAULT_MESSAGES)?),
         Some("bench-flood") => bench::flood(count(1, 1_000_000)?),
         Some("fuzz") => fuzz::run(count(1, 60)? as u64).map(|_| ()),
         _ => bail!(USAGE),
