@@ -37,6 +37,11 @@ pub struct FilterConfig {
     pub redirect_fragments: u32,
 }
 
+// SAFETY: FilterConfig is repr(C) plain data without padding (checked by
+// the size test below), which is all aya's Pod asks.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FilterConfig {}
+
 /// Per-CPU counters kept by the XDP program, in map index order.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
