@@ -124,9 +124,12 @@ fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
                 match next {
                     // Hop-by-hop, routing, destination options.
                     0 | 43 | 60 => {
-                        let len = (usize::from(read_u8(ctx, at + 1)?) + 1) * 8;
-                        next = read_u8(ctx, at)?;
-                        at += len;
+                        // One bounds check for both bytes: the verifier does
+                        // not relate two pointers at variable offsets.
+                        // SAFETY: ptr_at checked both bytes are inside the frame.
+                        let header = unsafe { *ptr_at::<[u8; 2]>(ctx, at)? };
+                        next = header[0];
+                        at += (usize::from(header[1]) + 1) * 8;
                     }
                     44 => return Ok(fragment()),
                     _ => break,

@@ -20,8 +20,42 @@ pub struct Cli {
 pub enum Command {
     /// Read pcap/pcapng files and write one event per SIP message.
     Read(ReadArgs),
+    /// Capture SIP live from an interface (XDP + AF_XDP) until SIGINT/SIGTERM.
+    #[cfg(feature = "xdp")]
+    Run(RunArgs),
     /// Print the Elasticsearch index template for sipbeat events.
     ExportTemplate,
+}
+
+#[cfg(feature = "xdp")]
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to attach to (a NIC, or the SPAN/mirror port).
+    #[arg(long, short, value_name = "IF")]
+    pub interface: String,
+
+    /// RX queues to serve, from 0 [default: all of the interface's].
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u32>,
+
+    /// Where the XDP program runs; driver falls back to skb with a warning.
+    #[arg(long, value_enum, default_value_t = crate::capture::xdp::AttachMode::Driver)]
+    pub xdp_mode: crate::capture::xdp::AttachMode,
+
+    /// Ask for zero-copy AF_XDP (the NIC driver must support it).
+    #[arg(long)]
+    pub zero_copy: bool,
+
+    /// UMEM frames per queue (a power of two).
+    #[arg(long, value_name = "N", default_value_t = 16384)]
+    pub frames: u32,
+
+    /// Seconds between stats lines on stderr (0: only at exit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub stats_interval: u64,
+
+    #[command(flatten)]
+    pub sip: SipArgs,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,8 @@ pub mod fields;
 pub mod output;
 pub mod pipeline;
 pub mod read;
+#[cfg(feature = "xdp")]
+pub mod run;
 pub mod reason;
 pub mod reassemble;
 pub mod sip;

@@ -11,6 +11,23 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|config| sipbeat::read::run(&args.files, &config, args.quiet))
             .map(|_| ()),
+        #[cfg(feature = "xdp")]
+        Command::Run(args) => Config::load(args.sip.config.as_deref(), args.sip.overrides())
+            .map_err(anyhow::Error::from)
+            .and_then(|config| {
+                let options = sipbeat::run::RunOptions {
+                    interface: args.interface.clone(),
+                    queues: args.queues,
+                    mode: args.xdp_mode,
+                    xsk: sipbeat::capture::xsk::XskConfig {
+                        frames: args.frames,
+                        zero_copy: args.zero_copy,
+                        ..Default::default()
+                    },
+                    stats_interval: args.stats_interval,
+                };
+                sipbeat::run::run(&config, &options)
+            }),
         Command::ExportTemplate => {
             let template = sipbeat::fields::index_template();
             println!(

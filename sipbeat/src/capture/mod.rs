@@ -1,10 +1,15 @@
-//! Where frames come from: capture files today, AF_XDP rings for live capture.
+//! Where frames come from: capture files ([`pcap`]) and, live, AF_XDP
+//! sockets ([`xsk`]) fed by the XDP program ([`xdp`]).
 //!
 //! A source hands out [`Frame`]s that borrow its buffer (the file mapping,
-//! later the UMEM) together with the capture timestamp and link type. Sources
+//! the UMEM) together with the capture timestamp and link type. Sources
 //! know nothing of IP or SIP.
 
 pub mod pcap;
+#[cfg(feature = "xdp")]
+pub mod xdp;
+#[cfg(feature = "xdp")]
+pub mod xsk;
 
 /// Link-layer framing of a captured frame, from the capture file's link type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

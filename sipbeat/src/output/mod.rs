@@ -33,8 +33,8 @@ pub struct EventMeta<'a> {
     pub kind: &'static str,
 }
 
-/// A destination for events.
-pub trait Sink {
+/// A destination for events; each capture worker owns one.
+pub trait Sink: Send {
     /// Publishes one event (`json` is one JSON object without a newline).
     fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError>;
 

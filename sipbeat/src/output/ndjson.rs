@@ -27,7 +27,7 @@ impl<W: Write> NdjsonSink<W> {
     }
 }
 
-impl<W: Write> Sink for NdjsonSink<W> {
+impl<W: Write + Send> Sink for NdjsonSink<W> {
     fn publish(&mut self, json: &[u8], _meta: &EventMeta<'_>) -> Result<(), OutputError> {
         self.out.write_all(json)?;
         self.out.write_all(b"\n")?;
