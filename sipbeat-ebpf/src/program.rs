@@ -41,7 +41,9 @@ pub fn sipbeat(ctx: XdpContext) -> u32 {
         Ok(Verdict::Capture) => {
             // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
             let queue = unsafe { (*ctx.ctx).rx_queue_index };
-            let action = XSKS.redirect(queue, u64::from(xdp_action::XDP_PASS)).unwrap_or(xdp_action::XDP_PASS);
+            let action = XSKS
+                .redirect(queue, u64::from(xdp_action::XDP_PASS))
+                .unwrap_or(xdp_action::XDP_PASS);
             if action == xdp_action::XDP_REDIRECT {
                 count(Counter::Redirected);
             }
@@ -92,7 +94,9 @@ fn read_u8(ctx: &XdpContext, offset: usize) -> Result<u8, ()> {
 #[inline(always)]
 fn read_be16(ctx: &XdpContext, offset: usize) -> Result<u16, ()> {
     // SAFETY: ptr_at checked both bytes are inside the frame; the read is unaligned-safe.
-    Ok(u16::from_be(unsafe { core::ptr::read_unaligned(ptr_at::<u16>(ctx, offset)?) }))
+    Ok(u16::from_be(unsafe {
+        core::ptr::read_unaligned(ptr_at::<u16>(ctx, offset)?)
+    }))
 }
 
 fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
@@ -115,7 +119,10 @@ fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
             if flags_fragment & 0x3fff != 0 {
                 return Ok(fragment());
             }
-            (read_u8(ctx, offset + 9)?, offset + usize::from(version_ihl & 0x0f) * 4)
+            (
+                read_u8(ctx, offset + 9)?,
+                offset + usize::from(version_ihl & 0x0f) * 4,
+            )
         }
         ETH_P_IPV6 => {
             let mut next = read_u8(ctx, offset + 6)?;
@@ -159,7 +166,11 @@ fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
 fn fragment() -> Verdict {
     count(Counter::Fragments);
     let config = FILTER_CONFIG.get(0).copied().unwrap_or_default();
-    if config.redirect_fragments != 0 { Verdict::Capture } else { Verdict::Pass }
+    if config.redirect_fragments != 0 {
+        Verdict::Capture
+    } else {
+        Verdict::Pass
+    }
 }
 
 #[panic_handler]

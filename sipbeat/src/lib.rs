@@ -16,9 +16,9 @@ pub mod fields;
 pub mod output;
 pub mod pipeline;
 pub mod read;
-#[cfg(feature = "xdp")]
-pub mod run;
 pub mod reason;
 pub mod reassemble;
+#[cfg(feature = "xdp")]
+pub mod run;
 pub mod sip;
 pub mod stats;

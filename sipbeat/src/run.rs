@@ -132,7 +132,10 @@ fn stats_line(program: &XdpProgram, reports: &[Arc<Mutex<WorkerReport>>]) -> Str
         .unwrap_or_else(|e| e.to_string());
     let mut line = format!(
         "sipbeat: xdp: {xdp}\nsipbeat: rings: rx_dropped={} rx_ring_full={} rx_fill_ring_empty={} rx_invalid={}\n",
-        rings.rx_dropped, rings.rx_ring_full, rings.rx_fill_ring_empty_descs, rings.rx_invalid_descs
+        rings.rx_dropped,
+        rings.rx_ring_full,
+        rings.rx_fill_ring_empty_descs,
+        rings.rx_invalid_descs
     );
     line.push_str(&stats.summary(Duration::ZERO));
     for output in outputs {
@@ -144,9 +147,16 @@ fn stats_line(program: &XdpProgram, reports: &[Arc<Mutex<WorkerReport>>]) -> Str
 
 /// Runs live capture until SIGINT or SIGTERM.
 pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<()> {
-    let mut program = XdpProgram::attach(&options.interface, options.mode, &config.sip.ports, config.sip.transport)?;
+    let mut program = XdpProgram::attach(
+        &options.interface,
+        options.mode,
+        &config.sip.ports,
+        config.sip.transport,
+    )?;
     let ifindex = crate::capture::xdp::if_index(&options.interface)?;
-    let queues = options.queues.unwrap_or_else(|| crate::capture::xdp::rx_queues(&options.interface));
+    let queues = options
+        .queues
+        .unwrap_or_else(|| crate::capture::xdp::rx_queues(&options.interface));
     let stop = Arc::new(AtomicBool::new(false));
     let mut reports = Vec::new();
     let mut workers = Vec::new();
@@ -169,7 +179,9 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<()> {
         "sipbeat: capturing SIP on {} ({queues} queues, XDP {:?} mode, ports {:?})",
         options.interface, program.mode, config.sip.ports
     );
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let period = Duration::from_secs(options.stats_interval.max(1));

@@ -13,7 +13,9 @@ use std::os::fd::AsRawFd;
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
-use sipbeat_common::{Counter, FilterConfig, MAP_COUNTERS, MAP_FILTER_CONFIG, MAP_SIP_PORTS, MAP_XSKS, transport};
+use sipbeat_common::{
+    Counter, FilterConfig, MAP_COUNTERS, MAP_FILTER_CONFIG, MAP_SIP_PORTS, MAP_XSKS, transport,
+};
 
 use crate::config::TransportProtocol;
 
@@ -54,7 +56,10 @@ pub struct XdpProgram {
 
 fn permission_or(error: impl std::fmt::Display, otherwise: fn(String) -> XdpError) -> XdpError {
     let text = error.to_string();
-    if text.contains("Operation not permitted") || text.contains("EPERM") || text.contains("os error 1)") {
+    if text.contains("Operation not permitted")
+        || text.contains("EPERM")
+        || text.contains("os error 1)")
+    {
         XdpError::Permission(text)
     } else {
         otherwise(text)
@@ -63,7 +68,8 @@ fn permission_or(error: impl std::fmt::Display, otherwise: fn(String) -> XdpErro
 
 /// The interface index of `name`.
 pub fn if_index(name: &str) -> Result<u32, XdpError> {
-    let c_name = std::ffi::CString::new(name).map_err(|_| XdpError::NoInterface(name.to_string()))?;
+    let c_name =
+        std::ffi::CString::new(name).map_err(|_| XdpError::NoInterface(name.to_string()))?;
     // SAFETY: a valid NUL-terminated name.
     match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
         0 => Err(XdpError::NoInterface(name.to_string())),
@@ -105,10 +111,14 @@ impl XdpProgram {
                 transports,
                 redirect_fragments: 1,
             };
-            config.set(0, filter, 0).map_err(|e| XdpError::Map(MAP_FILTER_CONFIG, e.to_string()))?;
+            config
+                .set(0, filter, 0)
+                .map_err(|e| XdpError::Map(MAP_FILTER_CONFIG, e.to_string()))?;
             let mut sip_ports: HashMap<_, u16, u8> = map(&mut ebpf, MAP_SIP_PORTS)?;
             for &port in ports {
-                sip_ports.insert(port, 1, 0).map_err(|e| XdpError::Map(MAP_SIP_PORTS, e.to_string()))?;
+                sip_ports
+                    .insert(port, 1, 0)
+                    .map_err(|e| XdpError::Map(MAP_SIP_PORTS, e.to_string()))?;
             }
         }
         let program: &mut Xdp = ebpf
@@ -116,34 +126,47 @@ impl XdpProgram {
             .ok_or_else(|| XdpError::Load("no program named sipbeat in the object".into()))?
             .try_into()
             .map_err(|e| XdpError::Load(format!("{e}")))?;
-        program.load().map_err(|e| permission_or(e, XdpError::Load))?;
+        program
+            .load()
+            .map_err(|e| permission_or(e, XdpError::Load))?;
         let attached = match mode {
             AttachMode::Driver => match program.attach(interface, XdpMode::Driver) {
                 Ok(_) => AttachMode::Driver,
                 Err(error) => {
-                    eprintln!("sipbeat: warning: driver-mode XDP on {interface} failed ({error}); using generic (skb) mode");
-                    program.attach(interface, XdpMode::Skb).map_err(|e| XdpError::Attach {
-                        interface: interface.to_string(),
-                        reason: e.to_string(),
-                    })?;
+                    eprintln!(
+                        "sipbeat: warning: driver-mode XDP on {interface} failed ({error}); using generic (skb) mode"
+                    );
+                    program
+                        .attach(interface, XdpMode::Skb)
+                        .map_err(|e| XdpError::Attach {
+                            interface: interface.to_string(),
+                            reason: e.to_string(),
+                        })?;
                     AttachMode::Skb
                 }
             },
             AttachMode::Skb => {
-                program.attach(interface, XdpMode::Skb).map_err(|e| XdpError::Attach {
-                    interface: interface.to_string(),
-                    reason: e.to_string(),
-                })?;
+                program
+                    .attach(interface, XdpMode::Skb)
+                    .map_err(|e| XdpError::Attach {
+                        interface: interface.to_string(),
+                        reason: e.to_string(),
+                    })?;
                 AttachMode::Skb
             }
         };
-        Ok(XdpProgram { ebpf, mode: attached })
+        Ok(XdpProgram {
+            ebpf,
+            mode: attached,
+        })
     }
 
     /// Points RX queue `queue` at an AF_XDP socket.
     pub fn bind_queue(&mut self, queue: u32, socket: &impl AsRawFd) -> Result<(), XdpError> {
         let mut sockets: XskMap<_> = map(&mut self.ebpf, MAP_XSKS)?;
-        sockets.set(queue, socket.as_raw_fd(), 0).map_err(|e| XdpError::Map(MAP_XSKS, e.to_string()))
+        sockets
+            .set(queue, socket.as_raw_fd(), 0)
+            .map_err(|e| XdpError::Map(MAP_XSKS, e.to_string()))
     }
 
     /// The program's counters, summed over CPUs, in [`Counter::ALL`] order.
@@ -169,7 +192,9 @@ fn map<'a, T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
 ) -> Result<T, XdpError> {
-    let map = ebpf.map_mut(name).ok_or_else(|| XdpError::Map(name, "missing from the object".into()))?;
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| XdpError::Map(name, "missing from the object".into()))?;
     T::try_from(map).map_err(|e| XdpError::Map(name, e.to_string()))
 }
 

@@ -72,7 +72,10 @@ impl Mapping {
     fn new(len: usize, fd: Option<RawFd>, offset: u64) -> io::Result<Mapping> {
         let (flags, fd) = match fd {
             Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
-            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE, -1),
+            None => (
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+            ),
         };
         // SAFETY: a fresh mapping; the kernel checks fd and offset.
         let ptr = unsafe {
@@ -118,8 +121,18 @@ struct Ring {
 unsafe impl Send for Ring {}
 
 impl Ring {
-    fn new(fd: RawFd, offsets: &libc::xdp_ring_offset, size: u32, entry: usize, pgoff: u64) -> io::Result<Ring> {
-        let map = Mapping::new(offsets.desc as usize + size as usize * entry, Some(fd), pgoff)?;
+    fn new(
+        fd: RawFd,
+        offsets: &libc::xdp_ring_offset,
+        size: u32,
+        entry: usize,
+        pgoff: u64,
+    ) -> io::Result<Ring> {
+        let map = Mapping::new(
+            offsets.desc as usize + size as usize * entry,
+            Some(fd),
+            pgoff,
+        )?;
         let base = map.ptr.as_ptr();
         // SAFETY: the kernel placed these fields at the reported offsets
         // inside the mapping it just gave us.
@@ -167,13 +180,23 @@ pub struct XskSocket {
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 fn set<T>(fd: RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: value points to a T of the size passed.
     check(unsafe {
-        libc::setsockopt(fd, libc::SOL_XDP, option, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
+        libc::setsockopt(
+            fd,
+            libc::SOL_XDP,
+            option,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
     })
 }
 
@@ -182,7 +205,10 @@ impl XskSocket {
     /// the interface `ifindex`. Falls back from zero-copy to copy mode.
     pub fn bind(ifindex: u32, queue: u32, config: &XskConfig) -> io::Result<XskSocket> {
         if !config.frames.is_power_of_two() || !config.rx_ring.is_power_of_two() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frames and rx_ring must be powers of two"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "frames and rx_ring must be powers of two",
+            ));
         }
         // SAFETY: plain socket creation.
         let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -209,11 +235,35 @@ impl XskSocket {
         let mut len = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
         // SAFETY: offsets has room for len bytes.
         check(unsafe {
-            libc::getsockopt(raw, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, (&mut offsets as *mut libc::xdp_mmap_offsets).cast(), &mut len)
+            libc::getsockopt(
+                raw,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&mut offsets as *mut libc::xdp_mmap_offsets).cast(),
+                &mut len,
+            )
         })?;
-        let rx = Ring::new(raw, &offsets.rx, config.rx_ring, size_of::<libc::xdp_desc>(), libc::XDP_PGOFF_RX_RING as u64)?;
-        let fill = Ring::new(raw, &offsets.fr, config.frames, size_of::<u64>(), libc::XDP_UMEM_PGOFF_FILL_RING)?;
-        let completion = Ring::new(raw, &offsets.cr, completion_size, size_of::<u64>(), libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
+        let rx = Ring::new(
+            raw,
+            &offsets.rx,
+            config.rx_ring,
+            size_of::<libc::xdp_desc>(),
+            libc::XDP_PGOFF_RX_RING as u64,
+        )?;
+        let fill = Ring::new(
+            raw,
+            &offsets.fr,
+            config.frames,
+            size_of::<u64>(),
+            libc::XDP_UMEM_PGOFF_FILL_RING,
+        )?;
+        let completion = Ring::new(
+            raw,
+            &offsets.cr,
+            completion_size,
+            size_of::<u64>(),
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+        )?;
         let mut socket = XskSocket {
             rx,
             fill,
@@ -221,13 +271,20 @@ impl XskSocket {
             umem,
             fd,
             frame_size: config.frame_size,
-            to_fill: (0..u64::from(config.frames)).map(|i| i * u64::from(config.frame_size)).collect(),
+            to_fill: (0..u64::from(config.frames))
+                .map(|i| i * u64::from(config.frame_size))
+                .collect(),
             zero_copy: false,
         };
         socket.refill();
         let mut address = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
-            sxdp_flags: libc::XDP_USE_NEED_WAKEUP | if config.zero_copy { libc::XDP_ZEROCOPY } else { libc::XDP_COPY },
+            sxdp_flags: libc::XDP_USE_NEED_WAKEUP
+                | if config.zero_copy {
+                    libc::XDP_ZEROCOPY
+                } else {
+                    libc::XDP_COPY
+                },
             sxdp_ifindex: ifindex,
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: 0,
@@ -235,13 +292,19 @@ impl XskSocket {
         let bind = |address: &libc::sockaddr_xdp| {
             // SAFETY: address is a valid sockaddr_xdp of the size passed.
             check(unsafe {
-                libc::bind(raw, (address as *const libc::sockaddr_xdp).cast(), size_of::<libc::sockaddr_xdp>() as libc::socklen_t)
+                libc::bind(
+                    raw,
+                    (address as *const libc::sockaddr_xdp).cast(),
+                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
             })
         };
         match bind(&address) {
             Ok(()) => socket.zero_copy = config.zero_copy,
             Err(error) if config.zero_copy => {
-                eprintln!("sipbeat: queue {queue}: zero-copy unavailable ({error}); using copy mode");
+                eprintln!(
+                    "sipbeat: queue {queue}: zero-copy unavailable ({error}); using copy mode"
+                );
                 address.sxdp_flags = libc::XDP_USE_NEED_WAKEUP | libc::XDP_COPY;
                 bind(&address)?;
             }
@@ -288,7 +351,11 @@ impl XskSocket {
     /// buffers to the kernel. Returns how many frames there were.
     pub fn receive(&mut self, max: u32, mut on_frame: impl FnMut(&[u8])) -> usize {
         let consumer = self.rx.consumer().load(Ordering::Relaxed);
-        let available = self.rx.producer().load(Ordering::Acquire).wrapping_sub(consumer);
+        let available = self
+            .rx
+            .producer()
+            .load(Ordering::Acquire)
+            .wrapping_sub(consumer);
         let count = available.min(max);
         for i in 0..count {
             let index = (consumer.wrapping_add(i) & self.rx.mask) as usize;
@@ -300,13 +367,18 @@ impl XskSocket {
             if end <= self.umem.len {
                 // SAFETY: [start, end) lies inside the UMEM, and the kernel
                 // does not touch this frame until we put it back on the fill ring.
-                let frame = unsafe { std::slice::from_raw_parts(self.umem.ptr.as_ptr().add(start), end - start) };
+                let frame = unsafe {
+                    std::slice::from_raw_parts(self.umem.ptr.as_ptr().add(start), end - start)
+                };
                 on_frame(frame);
             }
             // Back to the start of its chunk (aligned mode).
-            self.to_fill.push(desc.addr & !(u64::from(self.frame_size) - 1));
+            self.to_fill
+                .push(desc.addr & !(u64::from(self.frame_size) - 1));
         }
-        self.rx.consumer().store(consumer.wrapping_add(count), Ordering::Release);
+        self.rx
+            .consumer()
+            .store(consumer.wrapping_add(count), Ordering::Release);
         self.refill();
         count as usize
     }
@@ -327,11 +399,22 @@ impl XskSocket {
                 // producer index below is published.
                 unsafe { self.fill.descs.cast::<u64>().add(index).write(addr) };
             }
-            self.fill.producer().store(producer.wrapping_add(count as u32), Ordering::Release);
+            self.fill
+                .producer()
+                .store(producer.wrapping_add(count as u32), Ordering::Release);
         }
         if self.fill.needs_wakeup() {
             // SAFETY: a zero-length, non-blocking receive only kicks the driver.
-            unsafe { libc::recvfrom(self.fd(), std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut()) };
+            unsafe {
+                libc::recvfrom(
+                    self.fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
         }
     }
 
@@ -342,7 +425,13 @@ impl XskSocket {
         let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
         // SAFETY: stats has room for len bytes.
         check(unsafe {
-            libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_STATISTICS, (&mut stats as *mut libc::xdp_statistics).cast(), &mut len)
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&mut stats as *mut libc::xdp_statistics).cast(),
+                &mut len,
+            )
         })?;
         Ok(XskStats {
             rx_dropped: stats.rx_dropped,
