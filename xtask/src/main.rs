@@ -32,7 +32,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
-        Some("setup") => setup::test_dependencies(),
+        Some("setup") => setup::test_dependencies().and_then(|()| fuzz::setup()),
         Some("gen-bench-data") => bench::generate(count(1, bench::DEFAULT_MESSAGES)?).map(|_| ()),
         Some("bench") => bench::run(count(1, bench::DEFAULT_MESSAGES)?),
         Some("bench-kafka") => bench::kafka(count(1, bench::DEFAULT_MESSAGES)?),
@@ -66,6 +66,7 @@ pub fn run_command(command: &mut Command) -> Result<()> {
 
 /// The demo: the bundled capture through `sipbeat read`, events on stdout.
 fn run(extra: &[String]) -> Result<()> {
+    setup::build_toolchain()?;
     let capture = root().join("testdata/pcaps/suricata-verify/sip-method--sip.pcap");
     run_command(
         Command::new("cargo")

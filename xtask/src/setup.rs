@@ -10,6 +10,13 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("python3", "python3"),
     // Peak memory figures of `cargo xtask bench-flood`.
     ("/usr/bin/time", "time"),
+    // The live tests: real SIP peers, namespaces, mirroring, ping.
+    ("sipp", "sip-tester"),
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("ping", "iputils-ping"),
+    // The AF_PACKET baseline of `cargo xtask bench-live`.
+    ("tcpdump", "tcpdump"),
 ];
 
 fn have(command: &str) -> bool {
@@ -53,11 +60,64 @@ pub fn tansu() -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-/// Installs missing apt packages (as root; otherwise says what to install).
+/// Everything the tests need: the build toolchain, apt packages, tansu.
 pub fn test_dependencies() -> Result<()> {
+    build_toolchain()?;
     apt_packages()?;
     tansu().map(|_| ())
 }
+
+/// What building sipbeat needs beyond stable Rust: the XDP program is built
+/// with the `nightly` toolchain's rust-src and bpf-linker.
+pub fn build_toolchain() -> Result<()> {
+    let components = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()?;
+    if !String::from_utf8_lossy(&components.stdout).lines().any(|c| c.starts_with("rust-src")) {
+        crate::run_command(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    bpf_linker()
+}
+
+/// bpf-linker, built against the LLVM that ships inside the nightly
+/// toolchain (no LLVM download needed): a prefix directory of symlinks to
+/// it, kept in a stable place because the binary's RUNPATH points there.
+fn bpf_linker() -> Result<()> {
+    let linker = cargo_bin("bpf-linker");
+    let works = |path: &std::path::Path| Command::new(path).arg("--version").output().is_ok_and(|o| o.status.success());
+    if works(&linker) {
+        return Ok(());
+    }
+    let sysroot = Command::new("rustc").args(["+nightly", "--print", "sysroot"]).output()?;
+    let lib = std::path::PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join("lib");
+    let llvm = std::fs::read_dir(&lib)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("libLLVM.so."))
+        .ok_or_else(|| anyhow::anyhow!("no libLLVM.so.* in {}", lib.display()))?;
+    // libLLVM.so.22.1-rust-1.97.0-nightly → llvm-22
+    let major = llvm.trim_start_matches("libLLVM.so.").split('.').next().unwrap_or_default().to_string();
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let prefix = home.join(".local/share/sipbeat/llvm");
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    for name in ["libLLVM.so".to_string(), llvm.clone()] {
+        let link = prefix.join("lib").join(&name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(lib.join(&llvm), &link)?;
+    }
+    eprintln!("xtask: building bpf-linker against the nightly toolchain's LLVM {major} (a few minutes, once)");
+    crate::run_command(
+        Command::new("cargo")
+            .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", &format!("llvm-{major}")])
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    if !works(&linker) {
+        bail!("bpf-linker installed but does not run");
+    }
+    Ok(())
+}
+
+/// Installs missing apt packages (as root; otherwise says what to install).
 
 fn apt_packages() -> Result<()> {
     let missing: Vec<&str> = APT_PACKAGES
