@@ -73,8 +73,17 @@ pub fn build_toolchain() -> Result<()> {
     let components = Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()?;
-    if !String::from_utf8_lossy(&components.stdout).lines().any(|c| c.starts_with("rust-src")) {
-        crate::run_command(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    if !String::from_utf8_lossy(&components.stdout)
+        .lines()
+        .any(|c| c.starts_with("rust-src"))
+    {
+        crate::run_command(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     bpf_linker()
 }
@@ -84,11 +93,18 @@ pub fn build_toolchain() -> Result<()> {
 /// it, kept in a stable place because the binary's RUNPATH points there.
 fn bpf_linker() -> Result<()> {
     let linker = cargo_bin("bpf-linker");
-    let works = |path: &std::path::Path| Command::new(path).arg("--version").output().is_ok_and(|o| o.status.success());
+    let works = |path: &std::path::Path| {
+        Command::new(path)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if works(&linker) {
         return Ok(());
     }
-    let sysroot = Command::new("rustc").args(["+nightly", "--print", "sysroot"]).output()?;
+    let sysroot = Command::new("rustc")
+        .args(["+nightly", "--print", "sysroot"])
+        .output()?;
     let lib = std::path::PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join("lib");
     let llvm = std::fs::read_dir(&lib)?
         .flatten()
@@ -96,8 +112,15 @@ fn bpf_linker() -> Result<()> {
         .find(|name| name.starts_with("libLLVM.so."))
         .ok_or_else(|| anyhow::anyhow!("no libLLVM.so.* in {}", lib.display()))?;
     // libLLVM.so.22.1-rust-1.97.0-nightly → llvm-22
-    let major = llvm.trim_start_matches("libLLVM.so.").split('.').next().unwrap_or_default().to_string();
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let major = llvm
+        .trim_start_matches("libLLVM.so.")
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
     let prefix = home.join(".local/share/sipbeat/llvm");
     std::fs::create_dir_all(prefix.join("lib"))?;
     for name in ["libLLVM.so".to_string(), llvm.clone()] {
@@ -105,10 +128,19 @@ fn bpf_linker() -> Result<()> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(lib.join(&llvm), &link)?;
     }
-    eprintln!("xtask: building bpf-linker against the nightly toolchain's LLVM {major} (a few minutes, once)");
+    eprintln!(
+        "xtask: building bpf-linker against the nightly toolchain's LLVM {major} (a few minutes, once)"
+    );
     crate::run_command(
         Command::new("cargo")
-            .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", &format!("llvm-{major}")])
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
             .env("LLVM_PREFIX", &prefix),
     )?;
     if !works(&linker) {
