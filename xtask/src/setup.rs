@@ -150,7 +150,6 @@ fn bpf_linker() -> Result<()> {
 }
 
 /// Installs missing apt packages (as root; otherwise says what to install).
-
 fn apt_packages() -> Result<()> {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
