@@ -22,6 +22,9 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str =
     "usage: cargo xtask <run|test|setup|gen-bench-data [MESSAGES]|bench [MESSAGES]>";
 
+/// Seconds each fuzz target runs within `cargo xtask test`.
+const TEST_FUZZ_SECONDS: u64 = 15;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count = |index: usize, default: usize| -> Result<usize> {
@@ -85,7 +88,8 @@ fn run(extra: &[String]) -> Result<()> {
 }
 
 /// The whole suite, as CI runs it: formatting, lints, every test with the
-/// oracles (tshark, the shared corpus) required rather than skipped.
+/// oracles (tshark, the shared corpus, tansu, root) required rather than
+/// skipped, then each fuzz target for a short while.
 fn test() -> Result<()> {
     setup::test_dependencies()?;
     run_command(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
@@ -101,5 +105,6 @@ fn test() -> Result<()> {
         Command::new("cargo")
             .args(["test", "--workspace", "--all-targets"])
             .env("SIPBEAT_REQUIRE_ORACLES", "1"),
-    )
+    )?;
+    fuzz::run(TEST_FUZZ_SECONDS).map(|_| ())
 }
