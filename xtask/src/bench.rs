@@ -17,7 +17,7 @@ pub const DEFAULT_MESSAGES: usize = 500_000;
 const RUNS: usize = 5;
 
 /// Writes `bench-data/calls-N.pcap` unless it exists; returns its path.
-pub fn generate(messages: usize) -> Result<PathBuf> {
+pub(crate) fn generate(messages: usize) -> Result<PathBuf> {
     let dir = root().join("bench-data");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("calls-{messages}.pcap"));

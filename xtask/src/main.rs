@@ -6,12 +6,14 @@
 //! - `gen-bench-data`: write a large pcap of realistic SIP calls.
 //! - `bench`: sipbeat vs tshark on that pcap, one core each.
 //! - `bench-kafka [MESSAGES]`: the benchmark capture into a tansu broker.
+//! - `bench-live`: loss-free rate of `sipbeat run` vs tcpdump on a veth.
 //! - `bench-flood [N]`: peak memory under N half-open streams and fragment chains.
 //! - `fuzz [SECONDS]`: every fuzz target for SECONDS (default 60) each.
 
 mod bench;
 mod callgen;
 mod fuzz;
+mod live;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,17 @@ fn main() -> Result<()> {
         Some("gen-bench-data") => bench::generate(count(1, bench::DEFAULT_MESSAGES)?).map(|_| ()),
         Some("bench") => bench::run(count(1, bench::DEFAULT_MESSAGES)?),
         Some("bench-kafka") => bench::kafka(count(1, bench::DEFAULT_MESSAGES)?),
+        Some("bench-live") => live::run(),
+        // Internal: the traffic generator bench-live runs inside a namespace.
+        Some("gen-traffic") => match &args[1..] {
+            [interface, rate, seconds, pcap] => live::generate_traffic(
+                interface,
+                rate.parse().context("rate")?,
+                seconds.parse().context("seconds")?,
+                Path::new(pcap),
+            ),
+            _ => bail!("usage: gen-traffic INTERFACE RATE SECONDS PCAP"),
+        },
         Some("bench-flood") => bench::flood(count(1, 1_000_000)?),
         Some("fuzz") => fuzz::run(count(1, 60)? as u64).map(|_| ()),
         _ => bail!(USAGE),
