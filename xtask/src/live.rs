@@ -227,7 +227,10 @@ fn tcpdump_trial(rate: u64, pcap: &Path) -> Result<Trial> {
     Ok(Trial {
         sent,
         captured: received.saturating_sub(dropped),
-        drops: format!("dropped by kernel {dropped}, written {}", number(" packets captured")),
+        drops: format!(
+            "dropped by kernel {dropped}, written {}",
+            number(" packets captured")
+        ),
     })
 }
 

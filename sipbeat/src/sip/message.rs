@@ -1,6 +1,6 @@
 //! A SIP message: start line, header lines, framing of the body.
 //!
-//! [`Message::parse`] walks the bytes once with `memchr`, fills the caller's
+//! [`Message::parse`] walks the bytes once (a vectorised newline scan), fills the caller's
 //! [`Header`] slots, then reads the headers sipbeat interprets (validating
 //! them as it goes) and frames the body by Content-Length. Datagrams and
 //! streams differ only in framing ([`Framing`]): a datagram must hold the
@@ -416,7 +416,7 @@ fn split_headers<'b>(
     let mut open: Option<(&'b [u8], usize, usize, bool)> = None;
     let start = pos;
     // One iterator over the line ends: no search set-up per line.
-    for line_end in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| start + i) {
+    for line_end in text::line_ends(&buf[start..]).map(|i| start + i) {
         let line = strip_cr(&buf[pos..line_end]);
         let next = line_end + 1;
         match line.first() {

@@ -186,6 +186,72 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
     }
 }
 
+/// Positions of every `\n` in `bytes`, in order. Header lines are short
+/// (about 35 bytes), so this scans 16 bytes at a time into a bit mask and
+/// walks its bits, instead of restarting a search for every line as
+/// `memchr_iter` does.
+pub fn line_ends(bytes: &[u8]) -> LineEnds<'_> {
+    LineEnds {
+        bytes,
+        base: 0,
+        mask: 0,
+        next_chunk: 0,
+    }
+}
+
+/// Iterator returned by [`line_ends`].
+pub struct LineEnds<'a> {
+    bytes: &'a [u8],
+    /// Offset of the chunk `mask` describes.
+    base: usize,
+    /// Newlines of that chunk not yet returned, one bit per byte.
+    mask: u32,
+    /// Offset of the next chunk to scan.
+    next_chunk: usize,
+}
+
+const LINE_CHUNK: usize = 16;
+
+impl Iterator for LineEnds<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.mask != 0 {
+                let at = self.base + self.mask.trailing_zeros() as usize;
+                self.mask &= self.mask - 1;
+                return Some(at);
+            }
+            if self.next_chunk >= self.bytes.len() {
+                return None;
+            }
+            self.base = self.next_chunk;
+            self.mask = newline_mask(&self.bytes[self.base..]);
+            self.next_chunk += LINE_CHUNK;
+        }
+    }
+}
+
+/// Bit n set when byte n of the (up to 16) bytes at the start of `bytes` is `\n`.
+#[inline]
+fn newline_mask(bytes: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() >= LINE_CHUNK {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline and the 16-byte
+        // unaligned load stays inside `bytes` (length checked above).
+        return unsafe {
+            let chunk = _mm_loadu_si128(bytes.as_ptr().cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'\n' as i8))) as u32
+        };
+    }
+    bytes.iter().take(LINE_CHUNK).enumerate().fold(
+        0,
+        |mask, (i, &b)| if b == b'\n' { mask | 1 << i } else { mask },
+    )
+}
+
 /// Position of the first `byte` in `bytes`. For the short fields of a
 /// header value a plain loop beats `memchr`, whose set-up dominates there.
 #[inline]
@@ -207,6 +273,26 @@ pub fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_ends_match_a_plain_search() {
+        let samples: [&[u8]; 5] = [
+            b"",
+            b"no newline at all in this one, long enough for two chunks",
+            b"\n",
+            b"a\nbb\nccc\n\n0123456789abcdef\n0123456789abcdef0123456789\nend",
+            b"\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n",
+        ];
+        for sample in samples {
+            let expected: Vec<usize> = sample
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(line_ends(sample).collect::<Vec<_>>(), expected);
+        }
+    }
 
     #[test]
     fn decimal_limits() {
