@@ -22,17 +22,6 @@ impl Sink for Discard {
     }
 }
 
-const LINKS: [LinkType; 8] = [
-    LinkType::Ethernet,
-    LinkType::LinuxSll,
-    LinkType::LinuxSll2,
-    LinkType::RawIp,
-    LinkType::Ipv4,
-    LinkType::Ipv6,
-    LinkType::Null,
-    LinkType::Loop,
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, frame)) = data.split_first() else {
         return;
@@ -50,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
             hostname: "fuzz".into(),
         },
     );
-    let link = LINKS[usize::from(selector) % LINKS.len()];
+    let link = LinkType::ALL[usize::from(selector) % LinkType::ALL.len()];
     pipeline
         .process(
             Frame {

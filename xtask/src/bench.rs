@@ -33,6 +33,19 @@ pub(crate) fn generate(messages: usize) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Builds sipbeat in release mode; returns the binary's path.
+pub(crate) fn release_sipbeat() -> Result<String> {
+    run_command(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "sipbeat",
+    ]))?;
+    let path = root().join("target/release/sipbeat");
+    path.to_str().map(str::to_string).context("UTF-8 path")
+}
+
 fn pinned(program: &str) -> Command {
     // One core, as the goal is stated per core; core 1 keeps clear of most IRQs.
     let mut command = Command::new("taskset");
@@ -66,17 +79,9 @@ fn peak_child_rss_kib() -> i64 {
 /// Generates the capture, runs both tools, prints the figures.
 pub fn run(messages: usize) -> Result<()> {
     crate::setup::test_dependencies()?;
-    run_command(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--quiet",
-        "--package",
-        "sipbeat",
-    ]))?;
+    let sipbeat = &release_sipbeat()?;
     let pcap = generate(messages)?;
     let size = std::fs::metadata(&pcap)?.len();
-    let sipbeat = root().join("target/release/sipbeat");
-    let sipbeat = sipbeat.to_str().context("UTF-8 path")?;
     let pcap_arg = pcap.to_str().context("UTF-8 path")?;
 
     let mut best = Duration::MAX;
@@ -180,19 +185,9 @@ fn peak_rss(sipbeat: &str, pcap: &str, extra: &[&str]) -> Result<(u64, Duration,
 /// fragment chains; peak RSS stays under the configured limits.
 pub fn flood(count: usize) -> Result<()> {
     crate::setup::test_dependencies()?;
-    run_command(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--quiet",
-        "--package",
-        "sipbeat",
-    ]))?;
+    let sipbeat = &release_sipbeat()?;
     let pcap = generate_flood(count)?;
-    let sipbeat = root().join("target/release/sipbeat");
-    let (sipbeat, pcap_arg) = (
-        sipbeat.to_str().context("UTF-8 path")?,
-        pcap.to_str().context("UTF-8 path")?,
-    );
+    let pcap_arg = pcap.to_str().context("UTF-8 path")?;
     let size = std::fs::metadata(&pcap)?.len();
     let (kib, elapsed, log) = peak_rss(sipbeat, pcap_arg, &[])?;
     let summary: Vec<&str> = log.lines().filter(|l| l.starts_with("sipbeat:")).collect();
@@ -286,19 +281,9 @@ impl Drop for Tansu {
 /// with lz4 and with zstd, next to the same run to /dev/null.
 pub fn kafka(messages: usize) -> Result<()> {
     let tansu_binary = crate::setup::tansu()?;
-    run_command(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--quiet",
-        "--package",
-        "sipbeat",
-    ]))?;
+    let sipbeat = &release_sipbeat()?;
     let pcap = generate(messages)?;
-    let sipbeat = root().join("target/release/sipbeat");
-    let (sipbeat, pcap_arg) = (
-        sipbeat.to_str().context("UTF-8 path")?,
-        pcap.to_str().context("UTF-8 path")?,
-    );
+    let pcap_arg = pcap.to_str().context("UTF-8 path")?;
     let (stdout_time, _) = time(Command::new(sipbeat).args(["read", pcap_arg]))?;
     println!("capture: {} ({messages} SIP messages)", pcap.display());
     println!(

@@ -85,6 +85,7 @@ pub fn write_pcap(out: &mut impl Write, messages: usize) -> std::io::Result<usiz
     Ok(written)
 }
 
+/// One UDP datagram of `payload` as an Ethernet/IPv4 frame record.
 fn write_frame(
     out: &mut impl Write,
     ns: u64,
@@ -92,34 +93,14 @@ fn write_frame(
     dst: &Endpoint,
     payload: &[u8],
 ) -> std::io::Result<()> {
-    let udp_len = 8 + payload.len();
-    let ip_len = 20 + udp_len;
-    let frame_len = 14 + ip_len;
-    out.write_all(&((ns / 1_000_000_000) as u32).to_le_bytes())?;
-    out.write_all(&((ns % 1_000_000_000) as u32).to_le_bytes())?;
-    out.write_all(&(frame_len as u32).to_le_bytes())?;
-    out.write_all(&(frame_len as u32).to_le_bytes())?;
-    out.write_all(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00])?;
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.ip);
-    ip[16..20].copy_from_slice(&dst.ip);
-    let sum = ip
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum::<u32>();
-    let folded = (sum & 0xffff) + (sum >> 16);
-    ip[10..12].copy_from_slice(&(!((folded & 0xffff) + (folded >> 16)) as u16).to_be_bytes());
-    out.write_all(&ip)?;
-    out.write_all(&src.port.to_be_bytes())?;
-    out.write_all(&dst.port.to_be_bytes())?;
-    out.write_all(&(udp_len as u16).to_be_bytes())?;
-    out.write_all(&[0, 0])?;
-    out.write_all(payload)
+    let mut datagram = Vec::with_capacity(8 + payload.len());
+    datagram.extend_from_slice(&src.port.to_be_bytes());
+    datagram.extend_from_slice(&dst.port.to_be_bytes());
+    datagram.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    datagram.extend_from_slice(&[0, 0]);
+    datagram.extend_from_slice(payload);
+    // Don't fragment; IP id 0.
+    write_ipv4_frame(out, ns, src, dst, 17, (0, 0x4000), &datagram)
 }
 
 fn ip(e: &Endpoint) -> String {
@@ -362,6 +343,12 @@ fn write_ipv4_frame(
     ip[9] = protocol;
     ip[12..16].copy_from_slice(&src.ip);
     ip[16..20].copy_from_slice(&dst.ip);
+    let sum = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    ip[10..12].copy_from_slice(&(!((folded & 0xffff) + (folded >> 16)) as u16).to_be_bytes());
     out.write_all(&ip)?;
     out.write_all(payload)
 }

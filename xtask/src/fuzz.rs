@@ -16,18 +16,6 @@ use crate::{root, run_command};
 /// The targets in `fuzz/Cargo.toml`.
 const TARGETS: &[&str] = &["sip_message", "frame_decode", "tcp_reassembly", "defrag"];
 
-/// Link types in the order `fuzz_targets/frame_decode.rs` selects them.
-const LINKS: [LinkType; 8] = [
-    LinkType::Ethernet,
-    LinkType::LinuxSll,
-    LinkType::LinuxSll2,
-    LinkType::RawIp,
-    LinkType::Ipv4,
-    LinkType::Ipv6,
-    LinkType::Null,
-    LinkType::Loop,
-];
-
 fn have_cargo_fuzz() -> bool {
     Command::new("cargo")
         .args(["+nightly", "fuzz", "--version"])
@@ -109,7 +97,10 @@ fn seed() -> Result<()> {
             if frame_index > 64 {
                 return;
             }
-            let selector = LINKS.iter().position(|&l| l == frame.link).unwrap_or(0) as u8;
+            let selector = LinkType::ALL
+                .iter()
+                .position(|&l| l == frame.link)
+                .unwrap_or(0) as u8;
             let mut seed = vec![selector];
             seed.extend_from_slice(frame.data);
             seeds.push((format!("f{file_index}-{frame_index}"), "frame_decode", seed));

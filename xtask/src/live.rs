@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{root, run_command};
-
 const GEN_NS: &str = "sbbench-gen";
 const MON_NS: &str = "sbbench-mon";
 const GEN_IF: &str = "sbbench-g";
@@ -106,6 +104,34 @@ fn generate(rate: u64, pcap: &Path) -> Result<u64> {
         .context("generator prints the frames it sent")
 }
 
+/// Once the capturer `child` has logged `ready`, offers `rate` for the
+/// trial's length, then stops it with `signal`. Returns the frames sent and
+/// the capturer's log.
+fn offer(
+    mut child: std::process::Child,
+    log: &Path,
+    ready: &str,
+    signal: &str,
+    rate: u64,
+    pcap: &Path,
+) -> Result<(u64, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(log)?.contains(ready) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("capturer did not start: {}", std::fs::read_to_string(log)?);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both capturers get the same settling time before traffic starts.
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = generate(rate, pcap)?;
+    std::thread::sleep(Duration::from_millis(500));
+    sh(&["kill", signal, &child.id().to_string()])?;
+    child.wait()?;
+    Ok((sent, std::fs::read_to_string(log)?))
+}
+
 /// What a capturer saw of one offered rate.
 struct Trial {
     sent: u64,
@@ -115,7 +141,7 @@ struct Trial {
 
 fn sipbeat_trial(sipbeat: &str, rate: u64, pcap: &Path) -> Result<Trial> {
     let log = std::env::temp_dir().join("sipbeat-bench-live.log");
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -134,20 +160,7 @@ fn sipbeat_trial(sipbeat: &str, rate: u64, pcap: &Path) -> Result<Trial> {
         ])
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)?.contains("capturing SIP") {
-        if Instant::now() > deadline {
-            bail!("sipbeat did not start: {}", std::fs::read_to_string(&log)?);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Both capturers get the same settling time before traffic starts.
-    std::thread::sleep(Duration::from_secs(1));
-    let sent = generate(rate, pcap)?;
-    std::thread::sleep(Duration::from_millis(500));
-    sh(&["kill", "-TERM", &child.id().to_string()])?;
-    child.wait()?;
-    let text = std::fs::read_to_string(&log)?;
+    let (sent, text) = offer(child, &log, "capturing SIP", "-TERM", rate, pcap)?;
     let captured = text
         .lines()
         .rev()
@@ -180,7 +193,7 @@ fn sipbeat_trial(sipbeat: &str, rate: u64, pcap: &Path) -> Result<Trial> {
 
 fn tcpdump_trial(rate: u64, pcap: &Path) -> Result<Trial> {
     let log = std::env::temp_dir().join("tcpdump-bench-live.log");
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -200,19 +213,7 @@ fn tcpdump_trial(rate: u64, pcap: &Path) -> Result<Trial> {
         ])
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)?.contains("listening on") {
-        if Instant::now() > deadline {
-            bail!("tcpdump did not start");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let sent = generate(rate, pcap)?;
-    std::thread::sleep(Duration::from_millis(500));
-    sh(&["kill", "-INT", &child.id().to_string()])?;
-    child.wait()?;
-    let text = std::fs::read_to_string(&log)?;
+    let (sent, text) = offer(child, &log, "listening on", "-INT", rate, pcap)?;
     let number = |suffix: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_suffix(suffix))
@@ -237,16 +238,8 @@ fn tcpdump_trial(rate: u64, pcap: &Path) -> Result<Trial> {
 /// Runs both capturers over the rates; prints a table.
 pub fn run() -> Result<()> {
     crate::setup::test_dependencies()?;
-    run_command(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--quiet",
-        "--package",
-        "sipbeat",
-    ]))?;
+    let sipbeat = &crate::bench::release_sipbeat()?;
     let pcap = crate::bench::generate(crate::bench::DEFAULT_MESSAGES)?;
-    let sipbeat = root().join("target/release/sipbeat");
-    let sipbeat = sipbeat.to_str().context("UTF-8 path")?;
     let _topology = Topology::new()?;
     println!(
         "| offered/s | sent | sipbeat captured | sipbeat loss | tcpdump captured | tcpdump loss |"

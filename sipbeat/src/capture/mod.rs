@@ -33,6 +33,18 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// Every framing, in a fixed order (fuzzers pick one by index).
+    pub const ALL: [LinkType; 8] = [
+        LinkType::Ethernet,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::RawIp,
+        LinkType::Ipv4,
+        LinkType::Ipv6,
+        LinkType::Null,
+        LinkType::Loop,
+    ];
+
     /// Maps a pcap `LINKTYPE_*` value; `None` for framings sipbeat does not decode.
     pub fn from_pcap(linktype: i32) -> Option<LinkType> {
         Some(match linktype {

@@ -129,6 +129,10 @@ impl XdpProgram {
         program
             .load()
             .map_err(|e| permission_or(e, XdpError::Load))?;
+        let attach_error = |error: aya::programs::ProgramError| XdpError::Attach {
+            interface: interface.to_string(),
+            reason: error.to_string(),
+        };
         let attached = match mode {
             AttachMode::Driver => match program.attach(interface, XdpMode::Driver) {
                 Ok(_) => AttachMode::Driver,
@@ -138,20 +142,14 @@ impl XdpProgram {
                     );
                     program
                         .attach(interface, XdpMode::Skb)
-                        .map_err(|e| XdpError::Attach {
-                            interface: interface.to_string(),
-                            reason: e.to_string(),
-                        })?;
+                        .map_err(attach_error)?;
                     AttachMode::Skb
                 }
             },
             AttachMode::Skb => {
                 program
                     .attach(interface, XdpMode::Skb)
-                    .map_err(|e| XdpError::Attach {
-                        interface: interface.to_string(),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(attach_error)?;
                 AttachMode::Skb
             }
         };
