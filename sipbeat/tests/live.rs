@@ -44,7 +44,7 @@ fn runnable() -> bool {
         common::missing("root (netns, veth, XDP)");
         return false;
     }
-    for tool in ["ip", "tc", "sipp", "ping"] {
+    for tool in ["ip", "tc", "sipp", "ping", "setpriv"] {
         if !have(tool) {
             common::missing(tool);
             return false;
@@ -470,4 +470,46 @@ fn attached_to_a_live_interface_other_traffic_flows_and_kill_9_leaves_sip_workin
         messages, 30,
         "after kill -9, calls complete (INVITE 180 200 ACK BYE 200)"
     );
+}
+
+#[test]
+fn missing_interface_or_privileges_give_one_line_errors() {
+    if !runnable() {
+        return;
+    }
+    let missing = Command::new(env!("CARGO_BIN_EXE_sipbeat"))
+        .args(["run", "-i", "sbnosuch0"])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    assert!(
+        message.contains("interface \"sbnosuch0\" not found"),
+        "{message}"
+    );
+    // As an unprivileged user (a copy of the binary nobody can run).
+    let dir = temp_dir("noprivs");
+    let binary = dir.join("sipbeat");
+    std::fs::copy(env!("CARGO_BIN_EXE_sipbeat"), &binary).unwrap();
+    sh(&[
+        "chmod",
+        "755",
+        dir.to_str().unwrap(),
+        binary.to_str().unwrap(),
+    ]);
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(["run", "-i", "lo"])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    assert!(
+        message.contains("needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)"),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

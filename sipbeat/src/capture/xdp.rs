@@ -54,12 +54,21 @@ pub struct XdpProgram {
     pub mode: AttachMode,
 }
 
-fn permission_or(error: impl std::fmt::Display, otherwise: fn(String) -> XdpError) -> XdpError {
-    let text = error.to_string();
-    if text.contains("Operation not permitted")
-        || text.contains("EPERM")
-        || text.contains("os error 1)")
-    {
+/// A permission failure anywhere in `error`'s chain becomes
+/// [`XdpError::Permission`]; anything else goes through `otherwise`.
+fn permission_or(error: impl std::error::Error, otherwise: fn(String) -> XdpError) -> XdpError {
+    let mut text = error.to_string();
+    let mut source: Option<&dyn std::error::Error> = error.source();
+    let mut denied = false;
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            denied |= matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES));
+        }
+        source = cause.source();
+    }
+    if denied || text.contains("Operation not permitted") {
         XdpError::Permission(text)
     } else {
         otherwise(text)
