@@ -145,8 +145,25 @@ fn stats_line(program: &XdpProgram, reports: &[Arc<Mutex<WorkerReport>>]) -> Str
     line
 }
 
+/// How long a live worker may wait for room in a full Kafka queue before it
+/// drops the event (counted), unless the config says otherwise.
+pub const LIVE_MAX_BLOCK_MS: u64 = 100;
+
+/// The config with live-capture defaults: a capture worker never waits
+/// indefinitely on its output, or its ring would overflow uncounted.
+fn live_output(config: &Config) -> Config {
+    #[allow(unused_mut)]
+    let mut config = config.clone();
+    #[cfg(feature = "kafka")]
+    if let crate::output::Output::Kafka(kafka) = &mut config.output {
+        kafka.max_block_ms.get_or_insert(LIVE_MAX_BLOCK_MS);
+    }
+    config
+}
+
 /// Runs live capture until SIGINT or SIGTERM.
 pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<()> {
+    let config = &live_output(config);
     let mut program = XdpProgram::attach(
         &options.interface,
         options.mode,
@@ -215,4 +232,48 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<()> {
     // Dropping the program detaches it.
     drop(program);
     first_error.map_or(Ok(()), Err)
+}
+
+#[cfg(all(test, feature = "kafka"))]
+mod tests {
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+    use crate::output::Output;
+    use crate::output::kafka::KafkaConfig;
+
+    fn with_output(output: Output) -> Config {
+        Config::build(
+            FileConfig::default(),
+            Overrides {
+                output: Some(output),
+                ..Overrides::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn live_kafka_output_never_waits_forever() {
+        let kafka = KafkaConfig::from_url("kafka://k:9092/sip").unwrap();
+        assert_eq!(
+            kafka.max_block_ms, None,
+            "reading files waits as long as it takes"
+        );
+        let Output::Kafka(live) =
+            live_output(&with_output(Output::Kafka(Box::new(kafka.clone())))).output
+        else {
+            panic!("still Kafka");
+        };
+        assert_eq!(live.max_block_ms, Some(LIVE_MAX_BLOCK_MS));
+        let explicit = KafkaConfig {
+            max_block_ms: Some(5),
+            ..kafka
+        };
+        let Output::Kafka(live) =
+            live_output(&with_output(Output::Kafka(Box::new(explicit)))).output
+        else {
+            panic!("still Kafka");
+        };
+        assert_eq!(live.max_block_ms, Some(5), "the config's choice stands");
+    }
 }
