@@ -1,5 +1,7 @@
 //! Newline-delimited JSON on any writer (standard output, a file), buffered
-//! in large blocks so one `write` carries many events.
+//! in large blocks so one `write` carries many events — and only whole
+//! lines, so capture workers sharing stdout or an O_APPEND file never
+//! interleave inside an event.
 
 use std::io::{BufWriter, Write};
 
@@ -29,6 +31,11 @@ impl<W: Write> NdjsonSink<W> {
 
 impl<W: Write + Send> Sink for NdjsonSink<W> {
     fn publish(&mut self, json: &[u8], _meta: &EventMeta<'_>) -> Result<(), OutputError> {
+        // Flush first if the line would not fit whole: BufWriter would
+        // otherwise write out the event and its newline in separate writes.
+        if self.out.capacity() - self.out.buffer().len() < json.len() + 1 {
+            self.out.flush()?;
+        }
         self.out.write_all(json)?;
         self.out.write_all(b"\n")?;
         Ok(())
@@ -37,5 +44,43 @@ impl<W: Write + Send> Sink for NdjsonSink<W> {
     fn flush(&mut self) -> Result<(), OutputError> {
         self.out.flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the size of every write reaching the inner writer.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_write_holds_whole_lines() {
+        let mut sink = NdjsonSink::new(Writes::default());
+        // Sizes that straddle the 1 MiB buffer many times.
+        let events: Vec<Vec<u8>> = (0..3000).map(|i| vec![b'x'; 997 + i % 13]).collect();
+        for event in &events {
+            sink.publish(event, &EventMeta::default()).unwrap();
+        }
+        let writes = sink.into_inner().unwrap().0;
+        assert!(writes.len() > 1);
+        for write in &writes {
+            assert_eq!(write.last(), Some(&b'\n'), "a write ends inside an event");
+        }
+        assert_eq!(
+            writes.concat().iter().filter(|&&b| b == b'\n').count(),
+            events.len()
+        );
     }
 }
