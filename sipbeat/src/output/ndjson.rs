@@ -68,8 +68,10 @@ mod tests {
     #[test]
     fn every_write_holds_whole_lines() {
         let mut sink = NdjsonSink::new(Writes::default());
-        // Sizes that straddle the 1 MiB buffer many times.
-        let events: Vec<Vec<u8>> = (0..3000).map(|i| vec![b'x'; 997 + i % 13]).collect();
+        // The second event fills the buffer to the last byte, leaving no
+        // room for its newline; then sizes that straddle the buffer often.
+        let mut events = vec![vec![b'a'; 100], vec![b'b'; BUFFER_SIZE - 101]];
+        events.extend((0..3000).map(|i| vec![b'x'; 997 + i % 13]));
         for event in &events {
             sink.publish(event, &EventMeta::default()).unwrap();
         }
