@@ -7,9 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -18,125 +15,7 @@ use rdkafka::message::Message;
 use sipbeat::config::{Config, FileConfig, Overrides};
 use sipbeat::output::kafka::{KafkaConfig, KafkaCounters, KafkaSink};
 use sipbeat::output::{EventMeta, Output, Sink};
-
-/// The tansu binary: `$TANSU`, on PATH, or in cargo's bin directory.
-fn tansu() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("TANSU") {
-        return Some(PathBuf::from(path));
-    }
-    let on_path = Command::new("sh")
-        .args(["-c", "command -v tansu"])
-        .output()
-        .ok()?;
-    if on_path.status.success() {
-        return Some(PathBuf::from(
-            String::from_utf8_lossy(&on_path.stdout).trim(),
-        ));
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let path = home.join("bin/tansu");
-    path.exists().then_some(path)
-}
-
-/// A tansu broker on a free loopback port, in memory, for one test.
-struct Broker {
-    child: Child,
-    port: u16,
-    tansu: PathBuf,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Broker {
-    fn start(name: &str) -> Option<Broker> {
-        let tansu = tansu()?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // A directory of its own: tansu reads a `.env` from where it starts.
-        let dir = TempDir(
-            std::env::temp_dir().join(format!("sipbeat-tansu-{name}-{}", std::process::id())),
-        );
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&tansu)
-            .current_dir(&dir.0)
-            .env_remove("RUST_LOG")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        let broker = Broker {
-            child,
-            port,
-            tansu,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(broker)
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn create_topic(&self, topic: &str, partitions: u32) {
-        let status = Command::new(&self.tansu)
-            .current_dir(&self._dir.0)
-            .env_remove("RUST_LOG")
-            .args([
-                "topic",
-                "create",
-                topic,
-                "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
-            ])
-            .args(["--partitions", &partitions.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "tansu topic create {topic}");
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use sipbeat_testkit::{Tansu, tansu_binary};
 
 /// One consumed record.
 struct Record {
@@ -148,7 +27,7 @@ struct Record {
 
 /// Reads `topic` from the beginning until `expected` records arrive or
 /// `quiet` passes with none.
-fn consume(broker: &Broker, topic: &str, expected: usize, quiet: Duration) -> Vec<Record> {
+fn consume(broker: &Tansu, topic: &str, expected: usize, quiet: Duration) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.address())
         .set(
@@ -182,26 +61,28 @@ fn consume(broker: &Broker, topic: &str, expected: usize, quiet: Duration) -> Ve
     records
 }
 
-fn broker_or_skip(name: &str) -> Option<Broker> {
-    let broker = Broker::start(name);
-    if broker.is_none() {
+/// A broker with `topic` (3 partitions), or a skip when tansu is missing.
+fn broker_or_skip(name: &str, topic: &str) -> Option<Tansu> {
+    let Some(binary) = tansu_binary() else {
         common::missing(
             "tansu (cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore)",
         );
-    }
-    broker
+        return None;
+    };
+    let broker = Tansu::start(&binary, name).expect("tansu starts");
+    broker.create_topic(topic, 3).expect("topic created");
+    Some(broker)
 }
 
-fn kafka_config(broker: &Broker, topic: &str) -> KafkaConfig {
+fn kafka_config(broker: &Tansu, topic: &str) -> KafkaConfig {
     KafkaConfig::from_url(&format!("kafka://{}/{topic}", broker.address())).unwrap()
 }
 
 #[test]
 fn read_to_kafka_matches_stdout_byte_for_byte() {
-    let Some(broker) = broker_or_skip("read") else {
+    let Some(broker) = broker_or_skip("read", "sip-read") else {
         return;
     };
-    broker.create_topic("sip-read", 3);
     let mut captures = vec![
         common::testdata().join("pcaps/suricata-verify/sip-method--sip.pcap"),
         common::testdata().join("pcaps/packetbeat/sip.pcap"),
@@ -306,10 +187,9 @@ fn numbers(records: &[Record]) -> Vec<usize> {
 
 #[test]
 fn broker_paused_thirty_seconds_loses_nothing() {
-    let Some(broker) = broker_or_skip("outage") else {
+    let Some(broker) = broker_or_skip("outage", "sip-outage") else {
         return;
     };
-    broker.create_topic("sip-outage", 3);
     let mut sink = KafkaSink::new(&kafka_config(&broker, "sip-outage")).unwrap();
     let counters = sink.counters();
     let total = 4000;
@@ -323,17 +203,17 @@ fn broker_paused_thirty_seconds_loses_nothing() {
             std::thread::sleep(wait);
         }
         if !paused && started.elapsed() >= Duration::from_secs(5) {
-            broker.signal("-STOP");
+            broker.signal("-STOP").unwrap();
             paused = true;
         }
         if paused && !resumed && started.elapsed() >= Duration::from_secs(35) {
-            broker.signal("-CONT");
+            broker.signal("-CONT").unwrap();
             resumed = true;
         }
         publish(&mut sink, i);
     }
     if !resumed {
-        broker.signal("-CONT");
+        broker.signal("-CONT").unwrap();
     }
     sink.flush().unwrap();
     let records = consume(&broker, "sip-outage", total, Duration::from_secs(30));
@@ -348,10 +228,9 @@ fn broker_paused_thirty_seconds_loses_nothing() {
 
 #[test]
 fn queue_full_drops_are_exactly_what_is_missing() {
-    let Some(broker) = broker_or_skip("full") else {
+    let Some(broker) = broker_or_skip("full", "sip-full") else {
         return;
     };
-    broker.create_topic("sip-full", 3);
     let mut config = kafka_config(&broker, "sip-full");
     config.queue_max_messages = 200;
     config.max_block_ms = Some(0);
@@ -360,12 +239,12 @@ fn queue_full_drops_are_exactly_what_is_missing() {
     // Let the producer connect, then stop the broker and overflow the queue.
     publish(&mut sink, 0);
     sink.flush().unwrap();
-    broker.signal("-STOP");
+    broker.signal("-STOP").unwrap();
     let total = 2000;
     for i in 1..total {
         publish(&mut sink, i);
     }
-    broker.signal("-CONT");
+    broker.signal("-CONT").unwrap();
     sink.flush().unwrap();
     let dropped = KafkaCounters::get(&counters.dropped_queue_full) as usize;
     assert!(dropped > 0, "the queue of 200 overflowed");
@@ -388,10 +267,9 @@ fn queue_full_drops_are_exactly_what_is_missing() {
 
 #[test]
 fn fatal_producer_error_recreates_the_producer_and_resends() {
-    let Some(broker) = broker_or_skip("fatal") else {
+    let Some(broker) = broker_or_skip("fatal", "sip-fatal") else {
         return;
     };
-    broker.create_topic("sip-fatal", 3);
     let mut sink = KafkaSink::new(&kafka_config(&broker, "sip-fatal")).unwrap();
     let counters = sink.counters();
     for i in 0..100 {

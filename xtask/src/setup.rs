@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use anyhow::{Result, bail};
+use sipbeat_testkit::cargo_bin;
 
 /// Debian packages the test suite calls, by the command that proves each.
 const APT_PACKAGES: &[(&str, &str)] = &[
@@ -40,24 +41,14 @@ const TANSU: &[&str] = &[
     "dynostore",
 ];
 
-/// Where cargo installs binaries.
-pub fn cargo_bin(name: &str) -> std::path::PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
-        });
-    home.join("bin").join(name)
-}
-
 /// Installs tansu unless it is already there.
 pub fn tansu() -> Result<std::path::PathBuf> {
-    let path = cargo_bin("tansu");
-    if !path.exists() && !have("tansu") {
-        eprintln!("xtask: building the tansu broker for the Kafka tests (10-45 minutes, once)");
-        crate::run_command(Command::new("cargo").args(TANSU))?;
+    if let Some(path) = sipbeat_testkit::tansu_binary() {
+        return Ok(path);
     }
-    Ok(path)
+    eprintln!("xtask: building the tansu broker for the Kafka tests (10-45 minutes, once)");
+    crate::run_command(Command::new("cargo").args(TANSU))?;
+    Ok(cargo_bin("tansu"))
 }
 
 /// Everything the tests need: the build toolchain, apt packages, tansu.
