@@ -403,6 +403,38 @@ fn mirrored_sipp_calls_and_registrations_give_one_event_per_message() {
     assert!(log.contains("rx_dropped=0"), "{log}");
 }
 
+/// SIP over TCP through the live path: sipp's single-socket TCP mode,
+/// mirrored like the UDP case; the sensor reassembles the streams.
+#[test]
+fn mirrored_sipp_calls_over_tcp_give_one_event_per_message() {
+    if !runnable() {
+        return;
+    }
+    let topology = Topology::new(3);
+    let dir = temp_dir("tcp");
+    let sensor = Sensor::start(&topology, "m", &topology.link("y"), &dir);
+    let uas = sipp_uas(&topology, &dir, &["-sn", "uas", "-t", "t1"], 5060);
+    let messages = sipp_uac(&topology, &dir, &["-sn", "uac", "-t", "t1"], 5060, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    let (events, log) = sensor.stop();
+    drop(uas);
+    assert_eq!(
+        events.len() as u64,
+        messages,
+        "one event per message sipp counted\n{log}"
+    );
+    for event in &events {
+        assert_eq!(event["network"]["transport"], "tcp");
+        assert_eq!(event["network"]["iana_number"], "6");
+    }
+    let invites = events
+        .iter()
+        .filter(|e| e["sip"]["method"] == "INVITE")
+        .count();
+    assert_eq!(invites, 20);
+    assert!(log.contains("gaps=0"), "{log}");
+}
+
 /// Traffic sipbeat must leave alone: ping, and UDP to another port.
 fn other_traffic_flows(topology: &Topology) {
     sh(&[
