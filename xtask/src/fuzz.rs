@@ -28,13 +28,17 @@ pub fn setup() -> Result<()> {
     if have_cargo_fuzz() {
         return Ok(());
     }
-    run_command(Command::new("rustup").args([
-        "toolchain",
-        "install",
-        "nightly",
-        "--profile",
-        "minimal",
-    ]))?;
+    // The machines come with a `nightly` toolchain (rustup cannot download
+    // one here); cargo-fuzz itself comes from crates.io.
+    let toolchains = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()?;
+    if !String::from_utf8_lossy(&toolchains.stdout)
+        .lines()
+        .any(|t| t.starts_with("nightly"))
+    {
+        bail!("cargo fuzz needs the `nightly` toolchain, which is not installed");
+    }
     run_command(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
     if !have_cargo_fuzz() {
         bail!("cargo-fuzz installed but `cargo +nightly fuzz --version` fails");
