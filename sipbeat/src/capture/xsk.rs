@@ -176,7 +176,6 @@ pub struct XskSocket {
     frame_size: u32,
     /// Frames consumed from RX and not yet back on the fill ring.
     to_fill: Vec<u64>,
-    zero_copy: bool,
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -274,7 +273,6 @@ impl XskSocket {
             to_fill: (0..u64::from(config.frames))
                 .map(|i| i * u64::from(config.frame_size))
                 .collect(),
-            zero_copy: false,
         };
         socket.refill();
         let mut address = libc::sockaddr_xdp {
@@ -300,7 +298,7 @@ impl XskSocket {
             })
         };
         match bind(&address) {
-            Ok(()) => socket.zero_copy = config.zero_copy,
+            Ok(()) => {}
             Err(error) if config.zero_copy => {
                 eprintln!(
                     "sipbeat: queue {queue}: zero-copy unavailable ({error}); using copy mode"
@@ -313,20 +311,14 @@ impl XskSocket {
         Ok(socket)
     }
 
-    /// The descriptor to put in the XSKMAP.
-    pub fn fd(&self) -> RawFd {
+    fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
-    /// The socket's descriptor as something aya's maps accept.
+    /// The descriptor to put in the XSKMAP.
     pub fn fd_handle(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.fd.as_fd()
-    }
-
-    /// Whether the socket runs in zero-copy mode.
-    pub fn is_zero_copy(&self) -> bool {
-        self.zero_copy
     }
 
     /// Waits up to `timeout_ms` for frames.

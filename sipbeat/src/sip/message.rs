@@ -23,8 +23,6 @@ pub const MAX_HEADERS: usize = 128;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header<'b> {
     pub name: HeaderName,
-    /// The name as written (`v`, `Via`, `VIA`, ...).
-    pub raw_name: &'b [u8],
     /// The value, LWS trimmed; unfolded into its own buffer only if it was folded.
     pub value: Cow<'b, [u8]>,
 }
@@ -458,7 +456,6 @@ fn close_header<'b>(
     let raw = trim(&buf[value_start..value_end]);
     slots.push(Header {
         name: HeaderName::from_bytes(name),
-        raw_name: name,
         value: if folded {
             Cow::Owned(text::unfold(raw))
         } else {
