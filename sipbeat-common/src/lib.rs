@@ -18,6 +18,49 @@ pub const MAP_XSKS: &str = "XSKS";
 /// Name of the `PerCpuArray<u64>` indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
+/// Wire constants both the XDP program and user-space decoding read frames
+/// by, so the two agree on what a VLAN tag or an IPv6 extension header is.
+pub mod wire {
+    /// Ethernet header: destination, source, EtherType.
+    pub const ETHERNET_LEN: usize = 14;
+
+    /// EtherTypes.
+    pub mod ethertype {
+        pub const IPV4: u16 = 0x0800;
+        pub const IPV6: u16 = 0x86dd;
+        /// 802.1Q VLAN tag.
+        pub const VLAN: u16 = 0x8100;
+        /// 802.1ad service tag (QinQ).
+        pub const QINQ: u16 = 0x88a8;
+        /// Pre-standard QinQ tag still seen on older switches.
+        pub const QINQ_LEGACY: u16 = 0x9100;
+
+        /// Whether `ethertype` announces a VLAN tag to skip.
+        pub const fn is_vlan_tag(ethertype: u16) -> bool {
+            matches!(ethertype, VLAN | QINQ | QINQ_LEGACY)
+        }
+    }
+
+    /// IP protocol numbers (IPv4 protocol, IPv6 next header).
+    pub mod ip_protocol {
+        pub const IPV4_IN_IP: u8 = 4;
+        pub const TCP: u8 = 6;
+        pub const UDP: u8 = 17;
+        pub const IPV6_IN_IP: u8 = 41;
+        pub const GRE: u8 = 47;
+    }
+
+    /// IPv6 extension headers.
+    pub mod ipv6_next {
+        pub const HOP_BY_HOP: u8 = 0;
+        pub const ROUTING: u8 = 43;
+        pub const FRAGMENT: u8 = 44;
+        pub const AUTH: u8 = 51;
+        pub const DEST_OPTIONS: u8 = 60;
+        pub const MOBILITY: u8 = 135;
+    }
+}
+
 /// Transport bits of [`FilterConfig::transports`].
 pub mod transport {
     /// Redirect SIP over UDP.

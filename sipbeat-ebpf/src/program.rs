@@ -4,6 +4,7 @@ use aya_ebpf::bindings::xdp_action;
 use aya_ebpf::macros::{map, xdp};
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, XskMap};
 use aya_ebpf::programs::XdpContext;
+use sipbeat_common::wire::{ETHERNET_LEN, ethertype, ip_protocol, ipv6_next};
 use sipbeat_common::{COUNTER_COUNT, Counter, FilterConfig, transport};
 
 /// Largest number of RX queues the program serves.
@@ -23,14 +24,6 @@ static FILTER_CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_P_QINQ_LEGACY: u16 = 0x9100;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 const MAX_VLAN_TAGS: usize = 2;
 const MAX_IPV6_EXTENSIONS: usize = 4;
 
@@ -100,17 +93,17 @@ fn read_be16(ctx: &XdpContext, offset: usize) -> Result<u16, ()> {
 }
 
 fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
-    let mut ethertype = read_be16(ctx, 12)?;
-    let mut offset = ETH_HLEN;
+    let mut next_type = read_be16(ctx, 12)?;
+    let mut offset = ETHERNET_LEN;
     for _ in 0..MAX_VLAN_TAGS {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_LEGACY {
+        if !ethertype::is_vlan_tag(next_type) {
             break;
         }
-        ethertype = read_be16(ctx, offset + 2)?;
+        next_type = read_be16(ctx, offset + 2)?;
         offset += 4;
     }
-    let (protocol, transport_offset) = match ethertype {
-        ETH_P_IPV4 => {
+    let (protocol, transport_offset) = match next_type {
+        ethertype::IPV4 => {
             let version_ihl = read_u8(ctx, offset)?;
             if version_ihl >> 4 != 4 {
                 return Err(());
@@ -124,13 +117,12 @@ fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
                 offset + usize::from(version_ihl & 0x0f) * 4,
             )
         }
-        ETH_P_IPV6 => {
+        ethertype::IPV6 => {
             let mut next = read_u8(ctx, offset + 6)?;
             let mut at = offset + 40;
             for _ in 0..MAX_IPV6_EXTENSIONS {
                 match next {
-                    // Hop-by-hop, routing, destination options.
-                    0 | 43 | 60 => {
+                    ipv6_next::HOP_BY_HOP | ipv6_next::ROUTING | ipv6_next::DEST_OPTIONS => {
                         // One bounds check for both bytes: the verifier does
                         // not relate two pointers at variable offsets.
                         // SAFETY: ptr_at checked both bytes are inside the frame.
@@ -138,7 +130,7 @@ fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
                         next = header[0];
                         at += (usize::from(header[1]) + 1) * 8;
                     }
-                    44 => return Ok(fragment()),
+                    ipv6_next::FRAGMENT => return Ok(fragment()),
                     _ => break,
                 }
             }
@@ -148,8 +140,8 @@ fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
     };
     let config = FILTER_CONFIG.get(0).copied().unwrap_or_default();
     let wanted = match protocol {
-        IPPROTO_UDP => config.transports & transport::UDP != 0,
-        IPPROTO_TCP => config.transports & transport::TCP != 0,
+        ip_protocol::UDP => config.transports & transport::UDP != 0,
+        ip_protocol::TCP => config.transports & transport::TCP != 0,
         _ => false,
     };
     if !wanted {

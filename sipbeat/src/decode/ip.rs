@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use sipbeat_common::wire::ipv6_next;
+
 use super::DecodeError;
 use super::link::Network;
 
@@ -41,15 +43,6 @@ mod ipv4_field {
     pub const SRC: core::ops::Range<usize> = 12..16;
     pub const DST: core::ops::Range<usize> = 16..20;
     pub const MIN_HEADER_LEN: usize = 20;
-}
-
-mod ipv6_next {
-    pub const HOP_BY_HOP: u8 = 0;
-    pub const ROUTING: u8 = 43;
-    pub const FRAGMENT: u8 = 44;
-    pub const AUTH: u8 = 51;
-    pub const DEST_OPTIONS: u8 = 60;
-    pub const MOBILITY: u8 = 135;
 }
 
 const IPV6_HEADER_LEN: usize = 40;

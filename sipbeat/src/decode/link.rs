@@ -12,17 +12,8 @@ pub enum Network<'a> {
     Ipv6(&'a [u8]),
 }
 
-mod ethertype {
-    pub const IPV4: u16 = 0x0800;
-    pub const IPV6: u16 = 0x86dd;
-    pub const VLAN: u16 = 0x8100;
-    pub const QINQ: u16 = 0x88a8;
-    /// Pre-standard QinQ tag still seen on older switches.
-    pub const QINQ_LEGACY: u16 = 0x9100;
-}
+use sipbeat_common::wire::{ETHERNET_LEN, ethertype};
 
-/// Ethernet header: destination, source, EtherType.
-const ETHERNET_LEN: usize = 14;
 /// An 802.1Q/802.1ad tag: TCI then the inner EtherType.
 const VLAN_TAG_LEN: usize = 4;
 /// At most this many stacked VLAN tags are skipped (QinQ and then some).
@@ -77,20 +68,17 @@ fn cooked(frame: &[u8], protocol_at: usize, header_len: usize) -> Result<Network
 
 /// Ethernet II with any number (up to [`MAX_VLAN_TAGS`]) of VLAN tags.
 pub fn ethernet(frame: &[u8]) -> Result<Network<'_>, DecodeError> {
-    let mut ethertype = be16(frame, 12).ok_or(DecodeError::LinkTruncated)?;
+    let mut next_type = be16(frame, 12).ok_or(DecodeError::LinkTruncated)?;
     let mut offset = ETHERNET_LEN;
     for _ in 0..MAX_VLAN_TAGS {
-        if !matches!(
-            ethertype,
-            ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_LEGACY
-        ) {
+        if !ethertype::is_vlan_tag(next_type) {
             break;
         }
-        ethertype = be16(frame, offset + 2).ok_or(DecodeError::LinkTruncated)?;
+        next_type = be16(frame, offset + 2).ok_or(DecodeError::LinkTruncated)?;
         offset += VLAN_TAG_LEN;
     }
     by_ethertype(
-        ethertype,
+        next_type,
         frame.get(offset..).ok_or(DecodeError::LinkTruncated)?,
     )
 }

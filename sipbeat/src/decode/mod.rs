@@ -54,13 +54,7 @@ impl DecodeError {
 }
 
 /// IP protocol numbers this layer looks at.
-pub mod protocol {
-    pub const IPV4_IN_IP: u8 = 4;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const IPV6_IN_IP: u8 = 41;
-    pub const GRE: u8 = 47;
-}
+pub use sipbeat_common::wire::ip_protocol as protocol;
 
 /// VXLAN's IANA port (RFC 7348).
 pub const VXLAN_PORT: u16 = 4789;
