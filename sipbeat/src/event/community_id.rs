@@ -68,36 +68,6 @@ impl Octets {
     }
 }
 
-/// A small direct-mapped cache: a SIP flow carries many messages, and
-/// hashing costs more than a lookup.
-#[derive(Debug)]
-pub struct CommunityIdCache {
-    slots: Box<[Option<CachedId>]>,
-}
-
-type CachedId = (FlowKey, [u8; LEN]);
-
-impl Default for CommunityIdCache {
-    fn default() -> Self {
-        CommunityIdCache {
-            slots: vec![None; 1024].into_boxed_slice(),
-        }
-    }
-}
-
-impl CommunityIdCache {
-    /// The Community ID of `flow`, computed once per cache slot.
-    pub fn get(&mut self, flow: &FlowKey) -> &[u8; LEN] {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let hash = BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(flow);
-        let slot = &mut self.slots[(hash as usize) % 1024];
-        if !matches!(slot, Some((key, _)) if key == flow) {
-            *slot = Some((*flow, community_id(flow)));
-        }
-        &slot.as_ref().expect("filled above").1
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,16 +90,5 @@ mod tests {
         assert_eq!(community_id(&reverse), community_id(&udp));
         let tcp = flow("10.33.6.100", 64802, "10.33.6.101", 5060, 6);
         assert_eq!(&community_id(&tcp), b"1:nWlU53kb2GqnNe1VDWV69Wz6OJc=");
-    }
-
-    #[test]
-    fn cache_returns_the_same_as_computing() {
-        let mut cache = CommunityIdCache::default();
-        let a = flow("2001:db8::1", 5060, "2001:db8::2", 5062, 17);
-        let b = flow("192.0.2.1", 5060, "192.0.2.2", 5060, 17);
-        for _ in 0..3 {
-            assert_eq!(*cache.get(&a), community_id(&a));
-            assert_eq!(*cache.get(&b), community_id(&b));
-        }
     }
 }

@@ -15,6 +15,7 @@
 use std::net::IpAddr;
 
 use super::community_id;
+use super::flow::FlowFields;
 use super::json::{Case, JsonWriter, QuotedIp};
 use super::timestamp::TimestampFormatter;
 use super::{Agent, Context, EcsConfig};
@@ -73,18 +74,14 @@ pub fn write_event(
     w: &mut JsonWriter,
     env: &Env<'_>,
     timestamps: &mut TimestampFormatter,
-    community_id: &[u8; community_id::LEN],
+    flow_fields: &FlowFields,
     message: &Message<'_>,
     context: &Context,
 ) {
     let mut related = Related::default();
     let flow = &context.flow;
-    let endpoints = Endpoints {
-        src: QuotedIp::new(&flow.src),
-        dst: QuotedIp::new(&flow.dst),
-    };
-    related.ip(flow.src, endpoints.src);
-    related.ip(flow.dst, endpoints.dst);
+    related.ip(flow.src, flow_fields.src);
+    related.ip(flow.dst, flow_fields.dst);
 
     w.begin();
     let millis = timestamps.millis(context.timestamp_ns);
@@ -130,8 +127,7 @@ pub fn write_event(
     }
 
     write_event_fields(w, env, &millis, message, credentials.is_some(), code);
-    write_network(w, flow, community_id);
-    write_endpoints(w, flow, &endpoints);
+    w.members(&flow_fields.members);
     related.write(w);
 
     w.members(env.agent);
@@ -188,7 +184,16 @@ fn write_event_fields(
     w.close();
 }
 
-fn write_network(w: &mut JsonWriter, flow: &community_id::FlowKey, community_id: &[u8]) {
+/// `"network":{...},"source":{...},...`: the members that depend on the
+/// flow alone (cached per flow, see [`super::flow`]).
+pub(super) fn flow_members(
+    flow: &community_id::FlowKey,
+    community_id: &[u8],
+    src: &QuotedIp,
+    dst: &QuotedIp,
+) -> Vec<u8> {
+    let mut w = JsonWriter::default();
+    w.begin();
     w.open("network");
     w.members(match (flow.protocol, flow.src.is_ipv4()) {
         (protocol::TCP, true) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv4""#,
@@ -198,28 +203,20 @@ fn write_network(w: &mut JsonWriter, flow: &community_id::FlowKey, community_id:
     });
     w.str("community_id", community_id);
     w.close();
-}
-
-/// The flow's addresses, formatted once per event.
-struct Endpoints {
-    src: QuotedIp,
-    dst: QuotedIp,
-}
-
-/// Source and destination as captured; Packetbeat's SIP module calls the
-/// sender the client and the receiver the server, for responses too.
-fn write_endpoints(w: &mut JsonWriter, flow: &community_id::FlowKey, endpoints: &Endpoints) {
+    // Source and destination as captured; Packetbeat's SIP module calls the
+    // sender the client and the receiver the server, for responses too.
     for (key, ip, port) in [
-        ("source", &endpoints.src, flow.src_port),
-        ("destination", &endpoints.dst, flow.dst_port),
-        ("client", &endpoints.src, flow.src_port),
-        ("server", &endpoints.dst, flow.dst_port),
+        ("source", src, flow.src_port),
+        ("destination", dst, flow.dst_port),
+        ("client", src, flow.src_port),
+        ("server", dst, flow.dst_port),
     ] {
         w.open(key);
         w.ip("ip", ip);
         w.u64("port", u64::from(port));
         w.close();
     }
+    w.members_written().to_vec()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -2,10 +2,10 @@
 //!
 //! [`JsonWriter`] knows nothing of field meaning: it writes keys the caller
 //! guarantees are plain ASCII, and escapes every value. Invalid UTF-8 in a
-//! value (SIP is bytes) becomes U+FFFD, as in Beats. Escaping scans sixteen
-//! bytes at a time (SSE2; eight with word tricks elsewhere), checks UTF-8 in
-//! the same pass and copies clean runs whole, which is what makes JSON
-//! output cheap next to parsing (see `benches/pipeline.rs`).
+//! value (SIP is bytes) becomes U+FFFD, as in Beats. Escaping works sixteen
+//! bytes at a time (SSE2 on x86_64), checks UTF-8 in the same pass and
+//! stores clean text straight from vector registers, which is what makes
+//! JSON output cheap next to parsing (see `benches/pipeline.rs`).
 
 use std::net::IpAddr;
 
@@ -262,9 +262,14 @@ pub enum Case {
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotUtf8;
 
-/// Appends `value` with JSON escapes, in one pass that also checks UTF-8:
-/// ASCII runs are copied whole between the bytes that need escaping, and
-/// the first non-ASCII byte triggers one validation of the rest.
+/// Appends `value` with JSON escapes, in one pass that also checks UTF-8.
+///
+/// Sixteen bytes at a time: each chunk is stored to the output whole (case
+/// folded on the way) before it is known to be clean, and the output cursor
+/// then moves past the clean part only. Clean text is therefore never copied
+/// twice nor handed to `memcpy` in short pieces, which mattered: SIP text has
+/// a CRLF to escape every forty bytes. The first non-ASCII byte triggers one
+/// UTF-8 validation of the rest.
 pub fn escape_into(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
     match case {
         Case::AsIs => escape_with::<AsIs>(out, value),
@@ -273,10 +278,369 @@ pub fn escape_into(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), No
     }
 }
 
-/// A case mapping applied to clean runs, chosen at compile time so the
-/// common as-is path is a plain copy.
+/// The longest escape, `\u00XX`: no input byte becomes more output than this.
+const MAX_ESCAPE: usize = 6;
+
+#[inline(always)]
+fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8]) -> Result<(), NotUtf8> {
+    // Room for the worst case plus one whole-block store past it, so the
+    // loops below never check capacity.
+    out.reserve(value.len() * MAX_ESCAPE + BLOCK);
+    let mut at = Cursor {
+        read: 0,
+        written: out.len(),
+        validated: false,
+    };
+    // Long values (whole messages, bodies) a block at a time: one mask
+    // serves every escape in the block.
+    while at.read + BLOCK <= value.len() {
+        let block = Block::load(&value[at.read..]);
+        let (mut special, high) = block.masks();
+        at.check_utf8(value, high)?;
+        // SAFETY (every store below): `written` exceeds the output length
+        // at entry by at most MAX_ESCAPE per byte read, and a store happens
+        // only while bytes remain unread, so it ends within the capacity
+        // reserved above.
+        unsafe { block.fold::<F>().store(out.as_mut_ptr().add(at.written)) };
+        let block_start = at.read;
+        let block_end = block_start + BLOCK;
+        loop {
+            if special == 0 {
+                // The rest of the block is stored where it belongs.
+                at.written += block_end - at.read;
+                at.read = block_end;
+                break;
+            }
+            let next = block_start + special.trailing_zeros() as usize;
+            at.written += next - at.read;
+            at.read = next;
+            unsafe { at.escape(out.as_mut_ptr(), value) };
+            // Past the block (a CRLF may straddle its end), or too near the
+            // value's end for a whole block: the chunk loop finishes it.
+            if at.read >= block_end || at.read + BLOCK > value.len() {
+                break;
+            }
+            special &= u64::MAX << (at.read - block_start);
+            // The rest of the block moved by the escape: store it again.
+            let rest = Block::load(&value[at.read..]);
+            unsafe { rest.fold::<F>().store(out.as_mut_ptr().add(at.written)) };
+        }
+    }
+    // The rest (and short values) a chunk at a time.
+    while at.read < value.len() {
+        let rest = &value[at.read..];
+        let chunk = Chunk::load(rest);
+        let len = rest.len().min(CHUNK);
+        let in_value = if len == CHUNK { !0 } else { (1 << len) - 1 };
+        let (special, high) = chunk.masks();
+        at.check_utf8(value, u64::from(high & in_value))?;
+        // SAFETY: as above.
+        unsafe { F::fold(chunk).store(out.as_mut_ptr().add(at.written)) };
+        let special = special & in_value;
+        if special == 0 {
+            at.written += len;
+            at.read += len;
+            continue;
+        }
+        let clean = special.trailing_zeros() as usize;
+        at.written += clean;
+        at.read += clean;
+        // SAFETY: as above.
+        unsafe { at.escape(out.as_mut_ptr(), value) };
+    }
+    // SAFETY: every byte below `written` was initialised by the stores above.
+    unsafe { out.set_len(at.written) };
+    Ok(())
+}
+
+/// Progress through one value.
+struct Cursor {
+    /// Bytes of the value consumed.
+    read: usize,
+    /// Output length so far.
+    written: usize,
+    /// Whether the value's bytes from a point at or before `read` on were
+    /// checked to be UTF-8. Until a non-ASCII byte shows up everything read
+    /// is ASCII, so `read` is a character boundary and checking the rest
+    /// once suffices.
+    validated: bool,
+}
+
+impl Cursor {
+    #[inline(always)]
+    fn check_utf8(&mut self, value: &[u8], high: u64) -> Result<(), NotUtf8> {
+        if high != 0 && !self.validated {
+            if std::str::from_utf8(&value[self.read..]).is_err() {
+                return Err(NotUtf8);
+            }
+            self.validated = true;
+        }
+        Ok(())
+    }
+
+    /// Writes the escape for the byte at `read` (CRLF, SIP's usual escape,
+    /// as one) and moves past it.
+    ///
+    /// # Safety
+    /// `out` must have room for MAX_ESCAPE bytes at `written`.
+    #[inline(always)]
+    unsafe fn escape(&mut self, out: *mut u8, value: &[u8]) {
+        let (escape, escape_len, consumed) =
+            if value[self.read] == b'\r' && value.get(self.read + 1) == Some(&b'\n') {
+                (*b"\\r\\n\0\0", 4, 2)
+            } else {
+                let (escape, escape_len) = escape_for(value[self.read]);
+                (escape, escape_len, 1)
+            };
+        // SAFETY: the caller guarantees the room; fixed-size copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(escape.as_ptr(), out.add(self.written), MAX_ESCAPE)
+        };
+        self.written += escape_len;
+        self.read += consumed;
+    }
+}
+
+/// Bytes scanned per step of the block loop.
+const BLOCK: usize = 4 * CHUNK;
+
+/// Four chunks, masked together.
+#[derive(Clone, Copy)]
+struct Block([Chunk; 4]);
+
+impl Block {
+    /// The first BLOCK bytes of `bytes`, which has at least that many.
+    #[inline(always)]
+    fn load(bytes: &[u8]) -> Block {
+        let chunk =
+            |n: usize| Chunk::from_array(bytes[n * CHUNK..].first_chunk().expect("a block"));
+        Block([chunk(0), chunk(1), chunk(2), chunk(3)])
+    }
+
+    /// [`Chunk::masks`] for 64 bytes.
+    #[inline(always)]
+    fn masks(self) -> (u64, u64) {
+        self.0
+            .iter()
+            .enumerate()
+            .fold((0, 0), |(special, high), (n, chunk)| {
+                let (s, h) = chunk.masks();
+                (
+                    special | u64::from(s) << (n * CHUNK),
+                    high | u64::from(h) << (n * CHUNK),
+                )
+            })
+    }
+
+    #[inline(always)]
+    fn fold<F: Fold>(self) -> Block {
+        Block(self.0.map(F::fold))
+    }
+
+    /// # Safety
+    /// `to` must be valid for BLOCK bytes of writes.
+    #[inline(always)]
+    unsafe fn store(self, to: *mut u8) {
+        for (n, chunk) in self.0.into_iter().enumerate() {
+            // SAFETY: within the caller's BLOCK bytes.
+            unsafe { chunk.store(to.add(n * CHUNK)) };
+        }
+    }
+}
+
+/// The escape for a byte [`Chunk::masks`] flags, padded to a fixed size so
+/// it is stored with one fixed-size copy; the second value is its length.
+fn escape_for(b: u8) -> ([u8; MAX_ESCAPE], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match b {
+        b'"' => (*b"\\\"\0\0\0\0", 2),
+        b'\\' => (*b"\\\\\0\0\0\0", 2),
+        b'\n' => (*b"\\n\0\0\0\0", 2),
+        b'\r' => (*b"\\r\0\0\0\0", 2),
+        b'\t' => (*b"\\t\0\0\0\0", 2),
+        _ => (
+            [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            6,
+        ),
+    }
+}
+
+/// Bytes scanned per step.
+const CHUNK: usize = 16;
+
+/// Up to sixteen bytes of a value: a vector register on x86_64.
+#[derive(Clone, Copy)]
+struct Chunk(
+    #[cfg(target_arch = "x86_64")] std::arch::x86_64::__m128i,
+    #[cfg(not(target_arch = "x86_64"))] [u8; CHUNK],
+);
+
+impl Chunk {
+    /// The first CHUNK bytes of `bytes`, zero-padded when it is shorter.
+    #[inline(always)]
+    fn load(bytes: &[u8]) -> Chunk {
+        if let Some(whole) = bytes.first_chunk::<CHUNK>() {
+            return Chunk::from_array(whole);
+        }
+        // Short values are assembled in registers from overlapping
+        // fixed-size reads: a padded copy in memory read back as a vector
+        // stalls on store forwarding, and a variable-length copy calls memcpy.
+        let n = bytes.len();
+        let word = |at: usize| u64::from_le_bytes(*bytes[at..].first_chunk().expect("8 bytes"));
+        let half = |at: usize| u32::from_le_bytes(*bytes[at..].first_chunk().expect("4 bytes"));
+        let (low, high) = if n >= 8 {
+            // Bytes 8..n are the top n - 8 bytes of the last word.
+            let high = if n == 8 {
+                0
+            } else {
+                word(n - 8) >> (8 * (16 - n))
+            };
+            (word(0), high)
+        } else if n >= 4 {
+            let top = u64::from(half(n - 4)) >> (8 * (8 - n));
+            (u64::from(half(0)) | top << 32, 0)
+        } else {
+            let low = bytes
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+            (low, 0)
+        };
+        Chunk::from_words(low, high)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Chunk {
+    #[inline(always)]
+    fn from_array(bytes: &[u8; CHUNK]) -> Chunk {
+        use std::arch::x86_64::_mm_loadu_si128;
+        // SAFETY: SSE2 is part of the x86_64 baseline; an unaligned load of
+        // exactly the array's 16 bytes.
+        Chunk(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) })
+    }
+
+    /// Bytes 0..8 from `low`, 8..16 from `high`, little-endian.
+    #[inline(always)]
+    fn from_words(low: u64, high: u64) -> Chunk {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Chunk(unsafe { std::arch::x86_64::_mm_set_epi64x(high as i64, low as i64) })
+    }
+
+    /// Bit `n` of the first mask is set when byte `n` needs escaping (`"`,
+    /// `\`, below 0x20); the second flags bytes at or above 0x80.
+    #[inline(always)]
+    fn masks(self) -> (u32, u32) {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe {
+            let bytes = self.0;
+            let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
+            // b <= 0x1f  <=>  max(b, 0x1f) == 0x1f (unsigned)
+            let control = _mm_cmpeq_epi8(
+                _mm_max_epu8(bytes, _mm_set1_epi8(0x1f)),
+                _mm_set1_epi8(0x1f),
+            );
+            let special = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+            (
+                _mm_movemask_epi8(special) as u32,
+                _mm_movemask_epi8(bytes) as u32,
+            )
+        }
+    }
+
+    /// Adds `delta` to the ASCII letters from `first` to `last`.
+    #[inline(always)]
+    fn shift_range(self, first: u8, last: u8, delta: i8) -> Chunk {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline. Bytes at or above
+        // 0x80 compare as negative and are never in the range.
+        unsafe {
+            let bytes = self.0;
+            let in_range = _mm_and_si128(
+                _mm_cmpgt_epi8(bytes, _mm_set1_epi8(first as i8 - 1)),
+                _mm_cmplt_epi8(bytes, _mm_set1_epi8(last as i8 + 1)),
+            );
+            Chunk(_mm_add_epi8(
+                bytes,
+                _mm_and_si128(in_range, _mm_set1_epi8(delta)),
+            ))
+        }
+    }
+
+    /// Writes all CHUNK bytes at `to`.
+    ///
+    /// # Safety
+    /// `to` must be valid for CHUNK bytes of writes.
+    #[inline(always)]
+    unsafe fn store(self, to: *mut u8) {
+        // SAFETY: the caller guarantees the destination; unaligned store.
+        unsafe { std::arch::x86_64::_mm_storeu_si128(to.cast(), self.0) }
+    }
+}
+
+/// Portable fallback: the same operations a byte at a time.
+#[cfg(not(target_arch = "x86_64"))]
+impl Chunk {
+    #[inline(always)]
+    fn from_array(bytes: &[u8; CHUNK]) -> Chunk {
+        Chunk(*bytes)
+    }
+
+    #[inline(always)]
+    fn from_words(low: u64, high: u64) -> Chunk {
+        let mut bytes = [0; CHUNK];
+        bytes[..8].copy_from_slice(&low.to_le_bytes());
+        bytes[8..].copy_from_slice(&high.to_le_bytes());
+        Chunk(bytes)
+    }
+
+    #[inline(always)]
+    fn masks(self) -> (u32, u32) {
+        self.0
+            .iter()
+            .enumerate()
+            .fold((0, 0), |(special, high), (n, &b)| {
+                let needs_escape = b < 0x20 || b == b'"' || b == b'\\';
+                (
+                    special | u32::from(needs_escape) << n,
+                    high | u32::from(b >= 0x80) << n,
+                )
+            })
+    }
+
+    #[inline(always)]
+    fn shift_range(self, first: u8, last: u8, delta: i8) -> Chunk {
+        Chunk(self.0.map(|b| {
+            if (first..=last).contains(&b) {
+                b.wrapping_add_signed(delta)
+            } else {
+                b
+            }
+        }))
+    }
+
+    /// # Safety
+    /// `to` must be valid for CHUNK bytes of writes.
+    #[inline(always)]
+    unsafe fn store(self, to: *mut u8) {
+        // SAFETY: the caller guarantees the destination.
+        unsafe { std::ptr::copy_nonoverlapping(self.0.as_ptr(), to, CHUNK) }
+    }
+}
+
+/// A case mapping applied to whole chunks, chosen at compile time so the
+/// common as-is path does nothing.
 trait Fold {
-    fn push(out: &mut Vec<u8>, run: &[u8]);
+    fn fold(chunk: Chunk) -> Chunk;
 }
 
 struct AsIs;
@@ -285,161 +649,22 @@ struct Upper;
 
 impl Fold for AsIs {
     #[inline(always)]
-    fn push(out: &mut Vec<u8>, run: &[u8]) {
-        out.extend_from_slice(run);
+    fn fold(chunk: Chunk) -> Chunk {
+        chunk
     }
 }
 
 impl Fold for Lower {
     #[inline(always)]
-    fn push(out: &mut Vec<u8>, run: &[u8]) {
-        out.extend(run.iter().map(u8::to_ascii_lowercase));
+    fn fold(chunk: Chunk) -> Chunk {
+        chunk.shift_range(b'A', b'Z', 0x20)
     }
 }
 
 impl Fold for Upper {
     #[inline(always)]
-    fn push(out: &mut Vec<u8>, run: &[u8]) {
-        out.extend(run.iter().map(u8::to_ascii_uppercase));
-    }
-}
-
-/// Bytes that are plain printable ASCII and need no escaping.
-static PLAIN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0x20;
-    while b < 0x80 {
-        table[b] = b != b'"' as usize && b != b'\\' as usize;
-        b += 1;
-    }
-    table
-};
-
-#[inline(always)]
-fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8]) -> Result<(), NotUtf8> {
-    // Most fields are short and plain (tags, hosts, numbers as text): one
-    // table pass and a copy beat setting up the chunked scan.
-    if value.len() < 2 * CHUNK && value.iter().all(|&b| PLAIN[usize::from(b)]) {
-        F::push(out, value);
-        return Ok(());
-    }
-    out.reserve(value.len() + 16);
-    let mut clean_from = 0;
-    let mut i = 0;
-    // Until a non-ASCII byte shows up, everything before `i` is ASCII, so
-    // `i` is a character boundary and validating `value[i..]` suffices.
-    let mut validated = false;
-    while i + CHUNK <= value.len() {
-        let (special, high) = scan_chunk(&value[i..i + CHUNK]);
-        if high != 0 && !validated {
-            if std::str::from_utf8(&value[i..]).is_err() {
-                return Err(NotUtf8);
-            }
-            validated = true;
-        }
-        if special == 0 {
-            i += CHUNK;
-            continue;
-        }
-        let at = i + special.trailing_zeros() as usize;
-        F::push(out, &value[clean_from..at]);
-        // SIP's line ends are the usual escape: write CRLF in one go.
-        if value[at] == b'\r' && value.get(at + 1) == Some(&b'\n') {
-            out.extend_from_slice(b"\\r\\n");
-            clean_from = at + 2;
-        } else {
-            push_escape(out, value[at]);
-            clean_from = at + 1;
-        }
-        i = clean_from;
-    }
-    if !validated
-        && value[i..].iter().any(|&b| b >= 0x80)
-        && std::str::from_utf8(&value[i..]).is_err()
-    {
-        return Err(NotUtf8);
-    }
-    for (offset, &b) in value[i..].iter().enumerate() {
-        if b < 0x20 || b == b'"' || b == b'\\' {
-            let at = i + offset;
-            if at >= clean_from {
-                F::push(out, &value[clean_from..at]);
-                push_escape(out, b);
-                clean_from = at + 1;
-            }
-        }
-    }
-    F::push(out, &value[clean_from..]);
-    Ok(())
-}
-
-#[cfg(target_arch = "x86_64")]
-const CHUNK: usize = 16;
-#[cfg(not(target_arch = "x86_64"))]
-const CHUNK: usize = 8;
-
-/// Bit `n` of the first mask is set when byte `n` of `chunk` needs escaping
-/// (`"`, `\`, below 0x20); the second mask flags bytes at or above 0x80.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn scan_chunk(chunk: &[u8]) -> (u32, u32) {
-    use std::arch::x86_64::*;
-    debug_assert_eq!(chunk.len(), CHUNK);
-    // SAFETY: SSE2 is part of the x86_64 baseline; the load reads exactly
-    // the 16 bytes of `chunk` (unaligned load, length checked by the caller).
-    unsafe {
-        let bytes = _mm_loadu_si128(chunk.as_ptr().cast());
-        let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
-        // b <= 0x1f  <=>  max(b, 0x1f) == 0x1f (unsigned)
-        let control = _mm_cmpeq_epi8(
-            _mm_max_epu8(bytes, _mm_set1_epi8(0x1f)),
-            _mm_set1_epi8(0x1f),
-        );
-        let special = _mm_or_si128(_mm_or_si128(quote, backslash), control);
-        (
-            _mm_movemask_epi8(special) as u32,
-            _mm_movemask_epi8(bytes) as u32,
-        )
-    }
-}
-
-/// Portable fallback: eight bytes per step with word tricks. Only the lowest
-/// flagged byte is exact, which is all the caller uses.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline]
-fn scan_chunk(chunk: &[u8]) -> (u32, u32) {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-    let below_space = word.wrapping_sub(LO * 0x20) & !word;
-    let quote = word ^ (LO * u64::from(b'"'));
-    let backslash = word ^ (LO * u64::from(b'\\'));
-    let mask =
-        (below_space | quote.wrapping_sub(LO) & !quote | backslash.wrapping_sub(LO) & !backslash)
-            & HI;
-    // One bit per byte, at the byte's index.
-    let compress =
-        |m: u64| (0..8).fold(0u32, |acc, n| acc | (((m >> (8 * n + 7)) & 1) as u32) << n);
-    (compress(mask), compress(word & HI))
-}
-
-fn push_escape(out: &mut Vec<u8>, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    match b {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\"),
-        b'\n' => out.extend_from_slice(b"\\n"),
-        b'\r' => out.extend_from_slice(b"\\r"),
-        b'\t' => out.extend_from_slice(b"\\t"),
-        _ => out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(b >> 4)],
-            HEX[usize::from(b & 0xf)],
-        ]),
+    fn fold(chunk: Chunk) -> Chunk {
+        chunk.shift_range(b'a', b'z', -0x20)
     }
 }
 
@@ -485,6 +710,72 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_length_case_and_chunk_boundary() {
+        // Letters, escapes, CRLF pairs and multi-byte characters at every
+        // offset of every length up to three blocks, in each case mode.
+        let alphabet: Vec<char> = "aZ\r\n\"\\\u{1}\u{e9}\u{20ac}x;".chars().collect();
+        for len in 0..3 * BLOCK {
+            for shift in 0..alphabet.len() {
+                let text: String = (0..len)
+                    .map(|n| alphabet[(n * 7 + shift) % alphabet.len()])
+                    .collect();
+                for (case, expected) in [
+                    (Case::AsIs, text.clone()),
+                    (Case::Lower, text.to_ascii_lowercase()),
+                    (Case::Upper, text.to_ascii_uppercase()),
+                ] {
+                    let mut out = b"prefix".to_vec();
+                    escape_into(&mut out, text.as_bytes(), case).unwrap();
+                    let expected = serde_json::to_string(&expected).unwrap();
+                    assert_eq!(
+                        std::str::from_utf8(&out[6..]).unwrap(),
+                        &expected[1..expected.len() - 1],
+                        "{case:?} {text:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn worst_case_growth_and_long_clean_runs() {
+        for len in [BLOCK - 1, BLOCK, BLOCK + 1, 5 * BLOCK + 3] {
+            let controls = vec![1u8; len];
+            let mut out = Vec::new();
+            escape_into(&mut out, &controls, Case::AsIs).unwrap();
+            assert_eq!(out, "\\u0001".repeat(len).as_bytes());
+            // A CRLF straddling each block boundary in a long clean text.
+            for at in [BLOCK - 1, 2 * BLOCK - 1] {
+                let mut text = vec![b'x'; len.max(2 * BLOCK + 1)];
+                text[at] = b'\r';
+                text[at + 1] = b'\n';
+                out.clear();
+                escape_into(&mut out, &text, Case::Upper).unwrap();
+                let expected = String::from_utf8(text).unwrap().to_uppercase();
+                assert_eq!(out, expected.replace("\r\n", "\\r\\n").as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_reported() {
+        for len in 1..3 * BLOCK {
+            for at in 0..len {
+                let mut sample = vec![b'a'; len];
+                sample[at] = 0xff;
+                let mut out = Vec::new();
+                assert_eq!(escape_into(&mut out, &sample, Case::AsIs), Err(NotUtf8));
+            }
+        }
+        // A character cut at the end of the value.
+        let mut out = Vec::new();
+        assert_eq!(
+            escape_into(&mut out, &"x\u{20ac}".as_bytes()[..3], Case::AsIs),
+            Err(NotUtf8)
+        );
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //!
 //! [`EventBuilder`] owns everything an event needs besides the message: the
 //! switches of the SIP config, the agent's identity, a reused JSON buffer and
-//! caches for timestamps and Community IDs. [`ecs`] decides which fields an
+//! caches for timestamps and each flow's fields ([`flow`]). [`ecs`] decides which fields an
 //! event has and what they mean; [`json`] only writes them.
 
 pub mod community_id;
 pub mod ecs;
+pub mod flow;
 pub mod json;
 pub mod timestamp;
 
-use community_id::{CommunityIdCache, FlowKey};
+use community_id::FlowKey;
+use flow::FlowCache;
 use json::JsonWriter;
 use timestamp::TimestampFormatter;
 
@@ -85,7 +87,7 @@ pub struct EventBuilder {
     agent: Vec<u8>,
     json: JsonWriter,
     timestamps: TimestampFormatter,
-    community_ids: CommunityIdCache,
+    flows: FlowCache,
 }
 
 impl EventBuilder {
@@ -96,7 +98,7 @@ impl EventBuilder {
             agent: ecs::agent_members(&agent),
             json: JsonWriter::with_capacity(8 * 1024),
             timestamps: TimestampFormatter::default(),
-            community_ids: CommunityIdCache::default(),
+            flows: FlowCache::default(),
         }
     }
 
@@ -110,7 +112,7 @@ impl EventBuilder {
                 agent: &self.agent,
             },
             &mut self.timestamps,
-            self.community_ids.get(&context.flow),
+            self.flows.get(&context.flow),
             message,
             context,
         );

@@ -1,0 +1,129 @@
+//! The fields an event takes from its flow alone — `network.*` with the
+//! Community ID, `source`, `destination`, `client`, `server` — written once
+//! per flow and reused. A SIP flow carries many messages, and these are a
+//! third of an event's fields.
+
+use std::net::IpAddr;
+
+use super::community_id::{FlowKey, community_id};
+use super::ecs;
+use super::json::QuotedIp;
+
+/// One flow's pre-written fields.
+pub struct FlowFields {
+    key: FlowKey,
+    /// Members for [`super::json::JsonWriter::members`].
+    pub members: Vec<u8>,
+    /// The source address as a JSON string, for `related.ip`.
+    pub src: QuotedIp,
+    /// The destination address as a JSON string.
+    pub dst: QuotedIp,
+}
+
+/// Slots of the cache: a power of two.
+const SLOTS: usize = 1024;
+
+/// A direct-mapped cache of [`FlowFields`]. A collision only costs writing
+/// the fields again, so a flood of flows cannot make it grow.
+pub struct FlowCache {
+    slots: Box<[Option<FlowFields>]>,
+}
+
+impl Default for FlowCache {
+    fn default() -> Self {
+        FlowCache {
+            slots: (0..SLOTS).map(|_| None).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FlowCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cached = self.slots.iter().filter(|s| s.is_some()).count();
+        f.debug_struct("FlowCache")
+            .field("cached", &cached)
+            .finish()
+    }
+}
+
+impl FlowCache {
+    /// The fields of `flow`, written on first use of its slot.
+    pub fn get(&mut self, flow: &FlowKey) -> &FlowFields {
+        let slot = &mut self.slots[slot_of(flow)];
+        if !matches!(slot, Some(cached) if cached.key == *flow) {
+            let src = QuotedIp::new(&flow.src);
+            let dst = QuotedIp::new(&flow.dst);
+            *slot = Some(FlowFields {
+                key: *flow,
+                members: ecs::flow_members(flow, &community_id(flow), &src, &dst),
+                src,
+                dst,
+            });
+        }
+        slot.as_ref().expect("filled above")
+    }
+}
+
+/// A multiplicative hash of the flow's addresses, ports and protocol: much
+/// cheaper than SipHash, and the cache needs no defence against collisions.
+fn slot_of(flow: &FlowKey) -> usize {
+    const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+    let address = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => u64::from(v4.to_bits()),
+        IpAddr::V6(v6) => {
+            let bits = v6.to_bits();
+            (bits as u64) ^ (bits >> 64) as u64
+        }
+    };
+    let mut hash =
+        u64::from(flow.src_port) << 24 | u64::from(flow.dst_port) << 8 | u64::from(flow.protocol);
+    for part in [address(&flow.src), address(&flow.dst)] {
+        hash = (hash ^ part).wrapping_mul(MIX).rotate_left(26);
+    }
+    (hash.wrapping_mul(MIX) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
+        FlowKey {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_port: sport,
+            dst_port: dport,
+            protocol: 17,
+        }
+    }
+
+    #[test]
+    fn cached_fields_are_those_of_the_flow_asked_for() {
+        let mut cache = FlowCache::default();
+        // Enough flows that some share a slot and evict each other.
+        let flows: Vec<FlowKey> = (0..3 * SLOTS as u16)
+            .map(|n| flow("192.0.2.1", 5060 + n, "2001:db8::2", 5060))
+            .collect();
+        for _ in 0..2 {
+            for f in &flows {
+                let fields = cache.get(f);
+                let text = String::from_utf8(fields.members.clone()).unwrap();
+                let id = String::from_utf8(community_id(f).to_vec()).unwrap();
+                assert!(text.contains(&id), "{text}");
+                assert!(text.contains(&format!("\"port\":{}", f.src_port)), "{text}");
+                assert_eq!(fields.src.as_bytes(), b"\"192.0.2.1\"");
+                assert_eq!(fields.dst.as_bytes(), b"\"2001:db8::2\"");
+            }
+        }
+    }
+
+    #[test]
+    fn slots_spread() {
+        let mut used = vec![false; SLOTS];
+        for n in 0..SLOTS as u16 {
+            used[slot_of(&flow("10.0.0.1", 5060, "10.0.0.2", 10000 + n))] = true;
+        }
+        // A perfect spread fills 63 % of the slots with SLOTS random keys.
+        assert!(used.iter().filter(|&&u| u).count() > SLOTS / 2);
+    }
+}
