@@ -181,12 +181,14 @@ impl JsonWriter {
         self.buf.extend_from_slice(ip.as_bytes());
     }
 
+    #[inline]
     fn string(&mut self, value: &[u8], case: Case) {
         self.buf.push(b'"');
         self.string_body(value, case);
         self.buf.push(b'"');
     }
 
+    #[inline]
     fn string_body(&mut self, value: &[u8], case: Case) {
         let mark = self.buf.len();
         if escape_into(&mut self.buf, value, case).is_err() {
@@ -270,7 +272,34 @@ pub struct NotUtf8;
 /// twice nor handed to `memcpy` in short pieces, which mattered: SIP text has
 /// a CRLF to escape every forty bytes. The first non-ASCII byte triggers one
 /// UTF-8 validation of the rest.
+#[inline]
 pub fn escape_into(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
+    // Most values are short and plain (tags, hosts, methods): one chunk,
+    // one store, without the set-up of the general loop.
+    if value.len() <= CHUNK {
+        let chunk = Chunk::load(value);
+        let (special, high) = chunk.masks();
+        if (special | high) & ((1 << value.len()) - 1) == 0 {
+            out.reserve(CHUNK);
+            let chunk = match case {
+                Case::AsIs => chunk,
+                Case::Lower => Lower::fold(chunk),
+                Case::Upper => Upper::fold(chunk),
+            };
+            // SAFETY: CHUNK bytes were reserved past the length, and the
+            // new length covers only the value's bytes of the store.
+            unsafe {
+                chunk.store(out.as_mut_ptr().add(out.len()));
+                out.set_len(out.len() + value.len());
+            }
+            return Ok(());
+        }
+    }
+    escape_long(out, value, case)
+}
+
+#[inline(never)]
+fn escape_long(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
     match case {
         Case::AsIs => escape_with::<AsIs>(out, value),
         Case::Lower => escape_with::<Lower>(out, value),
