@@ -515,7 +515,7 @@ fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) 
             if let Some(connection) = media.connection {
                 w.str("connection_address", connection.address);
             }
-            write_list(w, "rtpmap", media.rtpmaps().iter().copied(), Case::AsIs);
+            write_list(w, "rtpmap", media.rtpmaps(), Case::AsIs);
             w.close();
         }
         w.close_array();

@@ -7,8 +7,6 @@ use super::text::trim;
 
 /// Media sections kept per body; more are counted in [`Sdp::media_dropped`].
 pub const MAX_MEDIA: usize = 8;
-/// `a=rtpmap` lines kept per media section.
-pub const MAX_RTPMAPS: usize = 16;
 
 /// `o=` line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,15 +39,52 @@ pub struct Media<'a> {
     pub formats: &'a [u8],
     /// Media-level `c=`.
     pub connection: Option<Connection<'a>>,
-    rtpmaps: [&'a [u8]; MAX_RTPMAPS],
-    rtpmap_count: usize,
+    /// The section's lines after `m=`, read again by [`Media::rtpmaps`]
+    /// rather than copied out: a parse stays small and has no limit on them.
+    lines: &'a [u8],
 }
 
 impl<'a> Media<'a> {
     /// `a=rtpmap` values (`8 PCMA/8000`) of this section.
-    pub fn rtpmaps(&self) -> &[&'a [u8]] {
-        &self.rtpmaps[..self.rtpmap_count]
+    pub fn rtpmaps(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        lines(self.lines).filter_map(|line| {
+            (line.kind == b'a')
+                .then(|| line.value.strip_prefix(b"rtpmap:"))
+                .flatten()
+                .map(trim)
+        })
     }
+}
+
+/// One `type=value` line.
+struct Line<'a> {
+    /// Where the line starts in the text.
+    start: usize,
+    /// Where the next line starts.
+    next: usize,
+    kind: u8,
+    /// The value, trimmed.
+    value: &'a [u8],
+}
+
+/// The `type=value` lines of `text` (LF or CRLF); other lines are skipped.
+fn lines(text: &[u8]) -> impl Iterator<Item = Line<'_>> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text)
+        .chain((!text.ends_with(b"\n")).then_some(text.len()))
+        .filter_map(move |end| {
+            let line = &text[start..end];
+            let line_start = std::mem::replace(&mut start, end + 1);
+            match line.strip_suffix(b"\r").unwrap_or(line) {
+                [kind, b'=', value @ ..] => Some(Line {
+                    start: line_start,
+                    next: (end + 1).min(text.len()),
+                    kind: *kind,
+                    value: trim(value),
+                }),
+                _ => None,
+            }
+        })
 }
 
 /// A parsed session description.
@@ -74,12 +109,13 @@ impl<'a> Sdp<'a> {
     pub fn parse(body: &'a [u8]) -> Sdp<'a> {
         let mut sdp = Sdp::default();
         let mut in_media = false;
-        for line in body.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let [kind, b'=', value @ ..] = line else {
-                continue;
-            };
-            let value = trim(value);
+        for Line {
+            start,
+            next,
+            kind,
+            value,
+        } in lines(body)
+        {
             match kind {
                 b'v' => sdp.version = Some(value),
                 b'o' => sdp.origin = parse_origin(value),
@@ -94,21 +130,20 @@ impl<'a> Sdp<'a> {
                 }
                 b'm' => {
                     in_media = true;
+                    // The previous section's lines end where this one starts.
+                    if let Some(previous) = sdp.current_media() {
+                        let len = previous.lines.len() - (body.len() - start);
+                        previous.lines = &previous.lines[..len];
+                    }
                     if sdp.media_count == MAX_MEDIA {
                         sdp.media_dropped += 1;
                         continue;
                     }
-                    sdp.media[sdp.media_count] = parse_media(value);
+                    sdp.media[sdp.media_count] = Media {
+                        lines: &body[next..],
+                        ..parse_media(value)
+                    };
                     sdp.media_count += 1;
-                }
-                b'a' if in_media => {
-                    if let Some(rtpmap) = value.strip_prefix(b"rtpmap:")
-                        && let Some(media) = sdp.current_media()
-                        && media.rtpmap_count < MAX_RTPMAPS
-                    {
-                        media.rtpmaps[media.rtpmap_count] = trim(rtpmap);
-                        media.rtpmap_count += 1;
-                    }
                 }
                 _ => {}
             }
@@ -197,10 +232,11 @@ mod tests {
         assert_eq!(media[0].formats, b"8 13 101");
         assert_eq!(media[0].connection.unwrap().address, b"10.0.0.9");
         assert_eq!(
-            media[0].rtpmaps(),
+            media[0].rtpmaps().collect::<Vec<_>>(),
             [&b"8 PCMA/8000"[..], b"101 telephone-event/8000"]
         );
         assert_eq!(media[1].port, Some(0));
+        assert_eq!(media[1].rtpmaps().count(), 0);
     }
 
     #[test]
