@@ -10,11 +10,16 @@ use sipbeat::output::{EventMeta, OutputError, Sink};
 use sipbeat::pipeline::{Pipeline, PipelineConfig, PortSet};
 use sipbeat::reassemble::ReassemblyConfig;
 
-struct Discard;
+struct Discard(Vec<u8>);
 
 impl Sink for Discard {
-    fn publish(&mut self, json: &[u8], _: &EventMeta<'_>) -> Result<(), OutputError> {
-        assert!(std::str::from_utf8(json).is_ok());
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+    fn publish(&mut self, start: usize, _: &EventMeta<'_>) -> Result<(), OutputError> {
+        assert_eq!(start, 0);
+        assert!(std::str::from_utf8(&self.0).is_ok());
+        self.0.clear();
         Ok(())
     }
     fn flush(&mut self) -> Result<(), OutputError> {
@@ -40,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         },
     );
     let link = LinkType::ALL[usize::from(selector) % LinkType::ALL.len()];
+    let mut sink = Discard(Vec::new());
     pipeline
         .process(
             Frame {
@@ -47,8 +53,8 @@ fuzz_target!(|data: &[u8]| {
                 link,
                 data: frame,
             },
-            &mut Discard,
+            &mut sink,
         )
         .unwrap();
-    pipeline.finish(&mut Discard).unwrap();
+    pipeline.finish(&mut sink).unwrap();
 });

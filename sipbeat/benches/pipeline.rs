@@ -61,11 +61,15 @@ fn sip_frames() -> Vec<OwnedFrame> {
 
 /// Counts bytes, like an output that costs nothing.
 #[derive(Default)]
-struct CountingSink(u64);
+struct CountingSink(u64, Vec<u8>);
 
 impl Sink for CountingSink {
-    fn publish(&mut self, json: &[u8], _meta: &EventMeta<'_>) -> Result<(), OutputError> {
-        self.0 += json.len() as u64;
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.1
+    }
+    fn publish(&mut self, start: usize, _meta: &EventMeta<'_>) -> Result<(), OutputError> {
+        self.0 += (self.1.len() - start) as u64;
+        self.1.clear();
         Ok(())
     }
     fn flush(&mut self) -> Result<(), OutputError> {

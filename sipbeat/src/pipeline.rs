@@ -245,7 +245,8 @@ fn publish(
     sink: &mut dyn Sink,
 ) -> Result<(), OutputError> {
     stats.messages += 1;
-    let json = events.build(message, context);
+    let start = sink.buffer().len();
+    events.build(sink.buffer(), message, context);
     let meta = EventMeta {
         call_id: message.call_id,
         method: match message.start {
@@ -258,7 +259,7 @@ fn publish(
             "response"
         },
     };
-    sink.publish(json, &meta)?;
+    sink.publish(start, &meta)?;
     stats.events += 1;
     Ok(())
 }
@@ -352,12 +353,15 @@ mod tests {
     use crate::decode::testing::udp4_frame;
 
     #[derive(Default)]
-    struct Collect(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+    struct Collect(Vec<(Vec<u8>, Option<Vec<u8>>)>, Vec<u8>);
 
     impl Sink for Collect {
-        fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError> {
-            self.0
-                .push((json.to_vec(), meta.call_id.map(<[u8]>::to_vec)));
+        fn buffer(&mut self) -> &mut Vec<u8> {
+            &mut self.1
+        }
+        fn publish(&mut self, start: usize, meta: &EventMeta<'_>) -> Result<(), OutputError> {
+            let json = self.1.split_off(start);
+            self.0.push((json, meta.call_id.map(<[u8]>::to_vec)));
             Ok(())
         }
         fn flush(&mut self) -> Result<(), OutputError> {

@@ -169,7 +169,7 @@ fn publish(sink: &mut KafkaSink, i: usize) {
         method: Some(b"OPTIONS"),
         kind: "request",
     };
-    sink.publish(&json, &meta).unwrap();
+    sink.publish_copy(&json, &meta).unwrap();
 }
 
 fn numbers(records: &[Record]) -> Vec<usize> {

@@ -40,8 +40,8 @@ pub struct Env<'a> {
 
 /// `"@metadata":{...},"type":"sip"`: the same in every event.
 pub fn metadata_members(agent: &Agent) -> Vec<u8> {
-    let mut w = JsonWriter::default();
-    w.begin();
+    let mut members = Vec::new();
+    let mut w = JsonWriter::new(&mut members);
     w.open("@metadata");
     w.ascii("beat", "sipbeat");
     w.ascii("type", "_doc");
@@ -53,8 +53,8 @@ pub fn metadata_members(agent: &Agent) -> Vec<u8> {
 
 /// `"ecs":{...},"agent":{...},"host":{...}`: the same in every event.
 pub fn agent_members(agent: &Agent) -> Vec<u8> {
-    let mut w = JsonWriter::default();
-    w.begin();
+    let mut members = Vec::new();
+    let mut w = JsonWriter::new(&mut members);
     w.open("ecs");
     w.ascii("version", ECS_VERSION);
     w.close();
@@ -69,9 +69,9 @@ pub fn agent_members(agent: &Agent) -> Vec<u8> {
     w.members_written().to_vec()
 }
 
-/// Writes the whole event for `message` into `w`.
+/// Appends the whole event for `message` to `out`, as one JSON object.
 pub fn write_event(
-    w: &mut JsonWriter,
+    out: &mut Vec<u8>,
     env: &Env<'_>,
     timestamps: &mut TimestampFormatter,
     flow_fields: &FlowFields,
@@ -83,7 +83,8 @@ pub fn write_event(
     related.ip(flow.src, flow_fields.src);
     related.ip(flow.dst, flow_fields.dst);
 
-    w.begin();
+    let mut writer = JsonWriter::new(out);
+    let w = &mut writer;
     let millis = timestamps.millis(context.timestamp_ns);
     write_time(w, "@timestamp", &millis);
     w.members(env.metadata);
@@ -131,6 +132,7 @@ pub fn write_event(
     related.write(w);
 
     w.members(env.agent);
+    writer.finish();
 }
 
 /// A formatted timestamp: ASCII digits and punctuation, written unescaped.
@@ -192,8 +194,8 @@ pub(super) fn flow_members(
     src: &QuotedIp,
     dst: &QuotedIp,
 ) -> Vec<u8> {
-    let mut w = JsonWriter::default();
-    w.begin();
+    let mut members = Vec::new();
+    let mut w = JsonWriter::new(&mut members);
     w.open("network");
     w.members(match (flow.protocol, flow.src.is_ipv4()) {
         (protocol::TCP, true) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv4""#,

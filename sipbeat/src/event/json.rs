@@ -9,39 +9,38 @@
 
 use std::net::IpAddr;
 
-/// Builds JSON text in a buffer that is cleared, not freed, between events.
-#[derive(Debug, Default)]
-pub struct JsonWriter {
-    buf: Vec<u8>,
+/// Appends one JSON object to a buffer it borrows: the output's own batch,
+/// so an event is written where it will be sent from.
+#[derive(Debug)]
+pub struct JsonWriter<'b> {
+    buf: &'b mut Vec<u8>,
+    /// Where the object starts in `buf`.
+    start: usize,
     /// Whether the next key or element needs a comma before it.
     needs_comma: bool,
 }
 
-impl JsonWriter {
-    /// A writer whose buffer starts with `capacity` bytes.
-    pub fn with_capacity(capacity: usize) -> JsonWriter {
+impl<'b> JsonWriter<'b> {
+    /// Opens an object at the end of `buf`.
+    pub fn new(buf: &'b mut Vec<u8>) -> JsonWriter<'b> {
+        let start = buf.len();
+        buf.push(b'{');
         JsonWriter {
-            buf: Vec::with_capacity(capacity),
+            buf,
+            start,
             needs_comma: false,
         }
     }
 
-    /// Clears the buffer and opens the top-level object.
-    pub fn begin(&mut self) {
-        self.buf.clear();
-        self.buf.push(b'{');
-        self.needs_comma = false;
-    }
-
-    /// Closes the top-level object; returns the finished JSON text.
-    pub fn finish(&mut self) -> &[u8] {
+    /// Closes the top-level object.
+    pub fn finish(self) {
         self.buf.push(b'}');
-        &self.buf
     }
 
-    /// The text written so far.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf
+    /// The members written so far, without the opening brace: a fragment
+    /// for [`JsonWriter::members`].
+    pub fn members_written(&self) -> &[u8] {
+        &self.buf[self.start + 1..]
     }
 
     /// Writes `"key":`. `key` must need no escaping.
@@ -135,12 +134,6 @@ impl JsonWriter {
         self.needs_comma = true;
     }
 
-    /// The members written since `begin`, without the opening brace: a
-    /// fragment for [`JsonWriter::members`].
-    pub fn members_written(&self) -> &[u8] {
-        &self.buf[1..]
-    }
-
     /// `"key":"prefix" + value`; `prefix` must need no escaping.
     pub fn str_prefixed(&mut self, key: &str, prefix: &str, value: &[u8], case: Case) {
         self.key(key);
@@ -191,11 +184,11 @@ impl JsonWriter {
     #[inline]
     fn string_body(&mut self, value: &[u8], case: Case) {
         let mark = self.buf.len();
-        if escape_into(&mut self.buf, value, case).is_err() {
+        if escape_into(self.buf, value, case).is_err() {
             // Not UTF-8: start over with the lossy text (rare; allocates).
             self.buf.truncate(mark);
             let lossy = String::from_utf8_lossy(value);
-            let done = escape_into(&mut self.buf, lossy.as_bytes(), case);
+            let done = escape_into(self.buf, lossy.as_bytes(), case);
             debug_assert!(done.is_ok());
         }
     }
@@ -809,18 +802,18 @@ mod tests {
 
     #[test]
     fn invalid_utf8_becomes_replacement_character() {
-        let mut writer = JsonWriter::default();
-        writer.begin();
+        let mut json = Vec::new();
+        let mut writer = JsonWriter::new(&mut json);
         writer.str("k", b"a\xffb");
-        let json = writer.finish().to_vec();
+        writer.finish();
         let parsed: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(parsed["k"], "a\u{fffd}b");
     }
 
     #[test]
     fn nested_objects_and_arrays() {
-        let mut writer = JsonWriter::default();
-        writer.begin();
+        let mut json = b"before ".to_vec();
+        let mut writer = JsonWriter::new(&mut json);
         writer.str_upper("method", b"invite");
         writer.open("sip");
         writer.u64("code", 200);
@@ -833,10 +826,10 @@ mod tests {
         writer.open_array("ips");
         writer.ip_element(&QuotedIp::new(&"192.0.2.255".parse().unwrap()));
         writer.close_array();
-        let json = writer.finish().to_vec();
+        writer.finish();
         assert_eq!(
             String::from_utf8(json).unwrap(),
-            r#"{"method":"INVITE","sip":{"code":200,"allow":["invite","ack"]},"ip":"2001:db8::1","ips":["192.0.2.255"]}"#
+            r#"before {"method":"INVITE","sip":{"code":200,"allow":["invite","ack"]},"ip":"2001:db8::1","ips":["192.0.2.255"]}"#
         );
     }
 }

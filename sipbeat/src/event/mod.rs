@@ -13,7 +13,6 @@ pub mod timestamp;
 
 use community_id::FlowKey;
 use flow::FlowCache;
-use json::JsonWriter;
 use timestamp::TimestampFormatter;
 
 use crate::sip::Message;
@@ -78,14 +77,13 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..len]).into_owned()
 }
 
-/// Turns messages into JSON events, reusing its buffers.
+/// Turns messages into JSON events.
 #[derive(Debug)]
 pub struct EventBuilder {
     config: EcsConfig,
     /// Members every event repeats, written once (see [`ecs::metadata_members`]).
     metadata: Vec<u8>,
     agent: Vec<u8>,
-    json: JsonWriter,
     timestamps: TimestampFormatter,
     flows: FlowCache,
 }
@@ -96,16 +94,16 @@ impl EventBuilder {
             config,
             metadata: ecs::metadata_members(&agent),
             agent: ecs::agent_members(&agent),
-            json: JsonWriter::with_capacity(8 * 1024),
             timestamps: TimestampFormatter::default(),
             flows: FlowCache::default(),
         }
     }
 
-    /// The event for `message` as one line of JSON (no trailing newline).
-    pub fn build(&mut self, message: &Message<'_>, context: &Context) -> &[u8] {
+    /// Appends the event for `message` to `out` as one line of JSON (no
+    /// trailing newline).
+    pub fn build(&mut self, out: &mut Vec<u8>, message: &Message<'_>, context: &Context) {
         ecs::write_event(
-            &mut self.json,
+            out,
             &ecs::Env {
                 config: &self.config,
                 metadata: &self.metadata,
@@ -116,6 +114,5 @@ impl EventBuilder {
             message,
             context,
         );
-        self.json.finish()
     }
 }

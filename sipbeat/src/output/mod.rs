@@ -34,9 +34,27 @@ pub struct EventMeta<'a> {
 }
 
 /// A destination for events; each capture worker owns one.
+///
+/// Events are written straight into the sink's own buffer
+/// ([`Sink::buffer`]) and then published from where they start: a sink
+/// that batches text (newline-delimited JSON) keeps them in place, one
+/// that hands events on one by one (Kafka) takes each and clears the
+/// buffer. Either way an event is never copied between buffers of ours.
 pub trait Sink: Send {
-    /// Publishes one event (`json` is one JSON object without a newline).
-    fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError>;
+    /// Where the next event is appended.
+    fn buffer(&mut self) -> &mut Vec<u8>;
+
+    /// Publishes the event appended to [`Sink::buffer`] from `start` on
+    /// (one JSON object, no newline).
+    fn publish(&mut self, start: usize, meta: &EventMeta<'_>) -> Result<(), OutputError>;
+
+    /// Publishes an event written elsewhere.
+    fn publish_copy(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError> {
+        let buffer = self.buffer();
+        let start = buffer.len();
+        buffer.extend_from_slice(json);
+        self.publish(start, meta)
+    }
 
     /// Pushes out anything buffered; for remote outputs, waits for delivery.
     fn flush(&mut self) -> Result<(), OutputError>;

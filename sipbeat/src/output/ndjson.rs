@@ -1,47 +1,60 @@
-//! Newline-delimited JSON on any writer (standard output, a file), buffered
-//! in large blocks so one `write` carries many events — and only whole
-//! lines, so capture workers sharing stdout or an O_APPEND file never
-//! interleave inside an event.
+//! Newline-delimited JSON on any writer (standard output, a file). Events
+//! are written straight into a large batch that goes out in one `write`
+//! once it is full — whole lines only, so capture workers sharing stdout or
+//! an O_APPEND file never interleave inside an event.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use super::{EventMeta, OutputError, Sink};
 
-const BUFFER_SIZE: usize = 1 << 20;
+/// Bytes of events that trigger a write.
+const BATCH_SIZE: usize = 1 << 20;
 
 /// One event per line.
 pub struct NdjsonSink<W: Write> {
-    out: BufWriter<W>,
+    batch: Vec<u8>,
+    out: W,
 }
 
 impl<W: Write> NdjsonSink<W> {
     pub fn new(writer: W) -> NdjsonSink<W> {
         NdjsonSink {
-            out: BufWriter::with_capacity(BUFFER_SIZE, writer),
+            // Room for a full batch and the event that overflows it.
+            batch: Vec::with_capacity(2 * BATCH_SIZE),
+            out: writer,
         }
     }
 
-    /// The inner writer, after flushing.
-    pub fn into_inner(self) -> Result<W, OutputError> {
-        self.out
-            .into_inner()
-            .map_err(|e| OutputError::Write(e.into_error()))
+    /// The inner writer, after writing out what is batched.
+    pub fn into_inner(mut self) -> Result<W, OutputError> {
+        self.write_batch()?;
+        Ok(self.out)
+    }
+
+    fn write_batch(&mut self) -> Result<(), OutputError> {
+        let written = self.out.write_all(&self.batch);
+        // Written or failed, these events are done with: a failing output
+        // is reported, not retried with an ever-growing batch.
+        self.batch.clear();
+        Ok(written?)
     }
 }
 
 impl<W: Write + Send> Sink for NdjsonSink<W> {
-    fn publish(&mut self, json: &[u8], _meta: &EventMeta<'_>) -> Result<(), OutputError> {
-        // Flush first if the line would not fit whole: BufWriter would
-        // otherwise write out the event and its newline in separate writes.
-        if self.out.capacity() - self.out.buffer().len() < json.len() + 1 {
-            self.out.flush()?;
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.batch
+    }
+
+    fn publish(&mut self, _start: usize, _meta: &EventMeta<'_>) -> Result<(), OutputError> {
+        self.batch.push(b'\n');
+        if self.batch.len() >= BATCH_SIZE {
+            self.write_batch()?;
         }
-        self.out.write_all(json)?;
-        self.out.write_all(b"\n")?;
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {
+        self.write_batch()?;
         self.out.flush()?;
         Ok(())
     }
@@ -68,21 +81,27 @@ mod tests {
     #[test]
     fn every_write_holds_whole_lines() {
         let mut sink = NdjsonSink::new(Writes::default());
-        // The second event fills the buffer to the last byte, leaving no
-        // room for its newline; then sizes that straddle the buffer often.
-        let mut events = vec![vec![b'a'; 100], vec![b'b'; BUFFER_SIZE - 101]];
+        // The second event fills the batch to the last byte before its
+        // newline; then sizes that straddle the batch size often.
+        let mut events = vec![vec![b'a'; 100], vec![b'b'; BATCH_SIZE - 102]];
         events.extend((0..3000).map(|i| vec![b'x'; 997 + i % 13]));
         for event in &events {
-            sink.publish(event, &EventMeta::default()).unwrap();
+            sink.publish_copy(event, &EventMeta::default()).unwrap();
         }
         let writes = sink.into_inner().unwrap().0;
         assert!(writes.len() > 1);
         for write in &writes {
             assert_eq!(write.last(), Some(&b'\n'), "a write ends inside an event");
         }
+        let lines = writes.concat();
+        assert_eq!(lines.iter().filter(|&&b| b == b'\n').count(), events.len());
         assert_eq!(
-            writes.concat().iter().filter(|&&b| b == b'\n').count(),
-            events.len()
+            lines,
+            events
+                .join(&b"\n"[..])
+                .into_iter()
+                .chain([b'\n'])
+                .collect::<Vec<_>>()
         );
     }
 }

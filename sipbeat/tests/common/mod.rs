@@ -43,11 +43,16 @@ pub fn missing(what: &str) {
 pub struct Collected {
     pub events: Vec<Vec<u8>>,
     pub keys: Vec<Option<Vec<u8>>>,
+    buffer: Vec<u8>,
 }
 
 impl Sink for Collected {
-    fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError> {
-        self.events.push(json.to_vec());
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
+    }
+
+    fn publish(&mut self, start: usize, meta: &EventMeta<'_>) -> Result<(), OutputError> {
+        self.events.push(self.buffer.split_off(start));
         self.keys.push(meta.call_id.map(<[u8]>::to_vec));
         Ok(())
     }

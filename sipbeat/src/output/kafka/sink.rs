@@ -201,6 +201,8 @@ pub struct KafkaSink {
     key: Template,
     topic_buf: Vec<u8>,
     key_buf: Vec<u8>,
+    /// The event being published ([`Sink::buffer`]); librdkafka copies it.
+    event_buf: Vec<u8>,
     last_drop_report: Option<Instant>,
 }
 
@@ -240,6 +242,7 @@ impl KafkaSink {
             unsent,
             topic_buf: Vec::new(),
             key_buf: Vec::new(),
+            event_buf: Vec::new(),
             last_drop_report: None,
         })
     }
@@ -347,18 +350,28 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn publish(&mut self, json: &[u8], meta: &EventMeta<'_>) -> Result<(), OutputError> {
-        self.recover()?;
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.event_buf
+    }
+
+    fn publish(&mut self, start: usize, meta: &EventMeta<'_>) -> Result<(), OutputError> {
+        let mut event = std::mem::take(&mut self.event_buf);
         let mut topic_buf = std::mem::take(&mut self.topic_buf);
         let mut key_buf = std::mem::take(&mut self.key_buf);
-        self.topic.render(meta, &mut topic_buf);
-        self.key.render(meta, &mut key_buf);
-        let topic = String::from_utf8_lossy(&topic_buf).into_owned();
-        let key = (!key_buf.is_empty()).then_some(key_buf.as_slice());
-        self.send(&topic, key, json, true);
+        let recovered = self.recover();
+        if recovered.is_ok() {
+            self.topic.render(meta, &mut topic_buf);
+            self.key.render(meta, &mut key_buf);
+            // Borrowed unless the rendered name is not UTF-8.
+            let topic = String::from_utf8_lossy(&topic_buf);
+            let key = (!key_buf.is_empty()).then_some(key_buf.as_slice());
+            self.send(&topic, key, &event[start..], true);
+        }
+        event.clear();
+        self.event_buf = event;
         self.topic_buf = topic_buf;
         self.key_buf = key_buf;
-        Ok(())
+        recovered
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {
