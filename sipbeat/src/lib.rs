@@ -21,4 +21,5 @@ pub mod reassemble;
 #[cfg(feature = "xdp")]
 pub mod run;
 pub mod sip;
+pub mod simd;
 pub mod stats;

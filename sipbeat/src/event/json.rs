@@ -511,30 +511,7 @@ impl Chunk {
         if let Some(whole) = bytes.first_chunk::<CHUNK>() {
             return Chunk::from_array(whole);
         }
-        // Short values are assembled in registers from overlapping
-        // fixed-size reads: a padded copy in memory read back as a vector
-        // stalls on store forwarding, and a variable-length copy calls memcpy.
-        let n = bytes.len();
-        let word = |at: usize| u64::from_le_bytes(*bytes[at..].first_chunk().expect("8 bytes"));
-        let half = |at: usize| u32::from_le_bytes(*bytes[at..].first_chunk().expect("4 bytes"));
-        let (low, high) = if n >= 8 {
-            // Bytes 8..n are the top n - 8 bytes of the last word.
-            let high = if n == 8 {
-                0
-            } else {
-                word(n - 8) >> (8 * (16 - n))
-            };
-            (word(0), high)
-        } else if n >= 4 {
-            let top = u64::from(half(n - 4)) >> (8 * (8 - n));
-            (u64::from(half(0)) | top << 32, 0)
-        } else {
-            let low = bytes
-                .iter()
-                .rev()
-                .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
-            (low, 0)
-        };
+        let (low, high) = crate::simd::load_words(bytes);
         Chunk::from_words(low, high)
     }
 }

@@ -1,0 +1,48 @@
+//! Byte-vector helpers shared by the SIP scanner and the JSON escaper.
+
+/// The first sixteen bytes of `bytes` as two little-endian words, zero
+/// beyond its end. Short input is assembled in registers from overlapping
+/// fixed-size reads: a padded copy in memory read back as a vector stalls
+/// on store forwarding, and a variable-length copy calls `memcpy`.
+#[inline(always)]
+pub fn load_words(bytes: &[u8]) -> (u64, u64) {
+    let word = |at: usize| u64::from_le_bytes(*bytes[at..].first_chunk().expect("8 bytes"));
+    let half = |at: usize| u32::from_le_bytes(*bytes[at..].first_chunk().expect("4 bytes"));
+    let n = bytes.len();
+    if n >= 16 {
+        (word(0), word(8))
+    } else if n >= 8 {
+        // Bytes 8..n are the top n - 8 bytes of the last word.
+        let high = if n == 8 { 0 } else { word(n - 8) >> (8 * (16 - n)) };
+        (word(0), high)
+    } else if n >= 4 {
+        let top = u64::from(half(n - 4)) >> (8 * (8 - n));
+        (u64::from(half(0)) | top << 32, 0)
+    } else {
+        let low = bytes
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+        (low, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_length_loads_exactly_its_bytes() {
+        let source: Vec<u8> = (1..=20).collect();
+        for n in 0..=20 {
+            let (low, high) = load_words(&source[..n]);
+            let mut expected = [0u8; 16];
+            let kept = n.min(16);
+            expected[..kept].copy_from_slice(&source[..kept]);
+            let mut got = [0u8; 16];
+            got[..8].copy_from_slice(&low.to_le_bytes());
+            got[8..].copy_from_slice(&high.to_le_bytes());
+            assert_eq!(got, expected, "length {n}");
+        }
+    }
+}
