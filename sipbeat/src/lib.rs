@@ -20,6 +20,6 @@ pub mod reason;
 pub mod reassemble;
 #[cfg(feature = "xdp")]
 pub mod run;
-pub mod sip;
 pub mod simd;
+pub mod sip;
 pub mod stats;

@@ -13,7 +13,11 @@ pub fn load_words(bytes: &[u8]) -> (u64, u64) {
         (word(0), word(8))
     } else if n >= 8 {
         // Bytes 8..n are the top n - 8 bytes of the last word.
-        let high = if n == 8 { 0 } else { word(n - 8) >> (8 * (16 - n)) };
+        let high = if n == 8 {
+            0
+        } else {
+            word(n - 8) >> (8 * (16 - n))
+        };
         (word(0), high)
     } else if n >= 4 {
         let top = u64::from(half(n - 4)) >> (8 * (8 - n));

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::text::{self, is_lws, is_token, is_token_byte, quoted_len, trim, unquote};
+use super::text::{self, LWS, is_lws, is_token, is_token_byte, quoted_len, trim, unquote};
 use super::uri::Uri;
 
 /// The headers sipbeat interprets; every other name is [`HeaderName::Other`].
@@ -138,7 +138,7 @@ impl<'a> NameAddr<'a> {
                     // bytes (Nero SIPPS writes `\"name\"`), which are harmless;
                     // ',' and ';' are not, as they would split the header.
                     let display = trim(&value[..angle]);
-                    if display.iter().any(|&b| b == b',' || b == b';') {
+                    if text::find_any(display, [b',', b';']).is_some() {
                         return None;
                     }
                     let display = strip_stray_quotes(display);
@@ -151,17 +151,14 @@ impl<'a> NameAddr<'a> {
         let (uri, params) = if let Some(inside) = rest.strip_prefix(b"<") {
             let close = text::find(inside, b'>')?;
             let uri = &inside[..close];
-            if uri.is_empty() || uri.iter().any(|&b| is_lws(b)) {
+            if uri.is_empty() || text::find_any(uri, LWS).is_some() {
                 return None;
             }
             (uri, text::trim_start(&inside[close + 1..]))
         } else {
-            let end = rest
-                .iter()
-                .position(|&b| b == b';' || is_lws(b))
-                .unwrap_or(rest.len());
+            let end = text::find_any(rest, [b';', b' ', b'\t', b'\r', b'\n']).unwrap_or(rest.len());
             let uri = &rest[..end];
-            if uri.is_empty() || uri.contains(&b'?') || uri.contains(&b',') {
+            if uri.is_empty() || text::find_any(uri, [b'?', b',']).is_some() {
                 return None;
             }
             (uri, text::trim_start(&rest[end..]))
@@ -254,10 +251,7 @@ pub fn valid_via(value: &[u8]) -> bool {
             return false;
         }
     }
-    let end = rest
-        .iter()
-        .position(|&b| b == b';' || is_lws(b))
-        .unwrap_or(rest.len());
+    let end = text::find_any(rest, [b';', b' ', b'\t', b'\r', b'\n']).unwrap_or(rest.len());
     let sent_by = &rest[..end];
     let sent_by_ok = !sent_by.is_empty()
         && sent_by.iter().all(|&b| {

@@ -358,7 +358,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
     }
     let method = &line[..first_space];
     let uri = line.get(first_space + 1..last_space).unwrap_or_default();
-    if uri.is_empty() || uri.iter().any(|&b| text::is_lws(b)) {
+    if uri.is_empty() || text::find_any(uri, text::LWS).is_some() {
         return Err(Error::InvalidRequestLine);
     }
     if !is_token(method) {

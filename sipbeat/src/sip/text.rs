@@ -31,6 +31,9 @@ pub fn is_token(bytes: &[u8]) -> bool {
     !bytes.is_empty() && bytes.iter().all(|&b| is_token_byte(b))
 }
 
+/// Linear white space bytes, for [`find_any`].
+pub const LWS: [u8; 4] = [b' ', b'\t', b'\r', b'\n'];
+
 /// Space, tab, CR or LF.
 #[inline]
 pub fn is_lws(b: u8) -> bool {
@@ -158,9 +161,9 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
         loop {
             // Jump to the next byte that matters instead of walking each one.
             let found = if in_angle {
-                find_any(&rest[i..], [b'>', b'"', b'"', b'"'])
+                find_any(&rest[i..], [b'>', b'"'])
             } else {
-                find_any(&rest[i..], [self.separator, b'<', b'"', b'"'])
+                find_any(&rest[i..], [self.separator, b'<', b'"'])
             };
             let Some(offset) = found else { break };
             i += offset;
@@ -252,10 +255,10 @@ fn newline_mask(bytes: &[u8]) -> u32 {
     )
 }
 
-/// Position of the first byte of `bytes` that is one of `set`: sixteen
-/// bytes at a time, with no set-up cost for short values.
+/// Position of the first byte of `bytes` that is one of `set` (a few
+/// bytes): sixteen bytes at a time, with no set-up cost for short values.
 #[inline]
-pub fn find_any(bytes: &[u8], set: [u8; 4]) -> Option<usize> {
+pub fn find_any<const N: usize>(bytes: &[u8], set: [u8; N]) -> Option<usize> {
     let mut at = 0;
     #[cfg(target_arch = "x86_64")]
     while at < bytes.len() {
@@ -283,10 +286,10 @@ pub fn find_any(bytes: &[u8], set: [u8; 4]) -> Option<usize> {
 }
 
 /// Position of the first `byte` in `bytes`. For the short fields of a
-/// header value a plain loop beats `memchr`, whose set-up dominates there.
+/// header value [`find_any`] beats `memchr`, whose set-up dominates there.
 #[inline]
 pub fn find(bytes: &[u8], byte: u8) -> Option<usize> {
-    bytes.iter().position(|&b| b == byte)
+    find_any(bytes, [byte])
 }
 
 /// Position of the last `byte` in `bytes` (see [`find`]).
@@ -321,6 +324,25 @@ mod tests {
                 .map(|(i, _)| i)
                 .collect();
             assert_eq!(line_ends(sample).collect::<Vec<_>>(), expected);
+        }
+    }
+
+    #[test]
+    fn find_any_matches_a_plain_search() {
+        let text: Vec<u8> = (0..40u8)
+            .map(|n| b"ab;c d\t?<>\"x"[usize::from(n * 7 % 13)])
+            .collect();
+        for start in 0..text.len() {
+            for end in start..=text.len() {
+                let part = &text[start..end];
+                let set = [b';', b'?', b' '];
+                assert_eq!(
+                    find_any(part, set),
+                    part.iter().position(|b| set.contains(b)),
+                    "{part:?}"
+                );
+                assert_eq!(find(part, b'x'), part.iter().position(|&b| b == b'x'));
+            }
         }
     }
 

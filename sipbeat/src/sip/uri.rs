@@ -44,7 +44,7 @@ impl<'a> Uri<'a> {
             original,
             ..Uri::default()
         };
-        let Some(colon) = original.iter().position(|&b| b == b':') else {
+        let Some(colon) = text::find(original, b':') else {
             return uri;
         };
         uri.scheme = &original[..colon];
@@ -52,7 +52,7 @@ impl<'a> Uri<'a> {
         match uri.scheme_kind() {
             Scheme::Sip => uri.parse_sip(rest),
             Scheme::Tel => {
-                let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+                let end = text::find(rest, b';').unwrap_or(rest.len());
                 uri.user = Some(&rest[..end]).filter(|u| !u.is_empty());
                 uri.params = rest.get(end + 1..).unwrap_or_default();
             }
@@ -106,19 +106,13 @@ impl<'a> Uri<'a> {
             self.host = Some(&hostport[..end]);
             end
         } else {
-            let end = hostport
-                .iter()
-                .position(|&b| matches!(b, b':' | b';' | b'?'))
-                .unwrap_or(hostport.len());
+            let end = text::find_any(hostport, [b':', b';', b'?']).unwrap_or(hostport.len());
             self.host = Some(&hostport[..end]);
             end
         };
         let mut after = &hostport[host_end..];
         if let Some(port_text) = after.strip_prefix(b":") {
-            let end = port_text
-                .iter()
-                .position(|&b| matches!(b, b';' | b'?'))
-                .unwrap_or(port_text.len());
+            let end = text::find_any(port_text, [b';', b'?']).unwrap_or(port_text.len());
             self.port =
                 text::parse_decimal(&port_text[..end], u64::from(u16::MAX)).map(|p| p as u16);
             self.malformed |= self.port.is_none();
@@ -172,12 +166,11 @@ impl<'a> Uri<'a> {
 /// Returns where the address ends when the host part is one: the whole part
 /// if it parses as IPv6, or all but a trailing `:port` if that does.
 fn bare_ipv6_end(hostport: &[u8]) -> Option<usize> {
-    let end = hostport
-        .iter()
-        .position(|&b| matches!(b, b';' | b'?'))
-        .unwrap_or(hostport.len());
+    let end = text::find_any(hostport, [b';', b'?']).unwrap_or(hostport.len());
     let candidate = &hostport[..end];
-    if candidate.iter().filter(|&&b| b == b':').count() < 2 {
+    let two_colons = text::find(candidate, b':')
+        .is_some_and(|first| text::find(&candidate[first + 1..], b':').is_some());
+    if !two_colons {
         return None;
     }
     let is_ipv6 = |bytes: &[u8]| {
