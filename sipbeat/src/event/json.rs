@@ -46,19 +46,40 @@ impl<'b> JsonWriter<'b> {
     /// Writes `"key":`. `key` must need no escaping.
     #[inline]
     pub fn key(&mut self, key: &str) {
-        if self.needs_comma {
-            self.buf.push(b',');
+        self.key_then(key, b"");
+    }
+
+    /// Writes `"key":` and then `after` (`{`, `[`, or the quote opening a
+    /// string): one capacity check and no branch on the comma, since every
+    /// field pays for this.
+    #[inline(always)]
+    fn key_then(&mut self, key: &str, after: &[u8]) {
+        let comma = usize::from(self.needs_comma);
+        let len = comma + key.len() + 3 + after.len();
+        self.buf.reserve(len);
+        // SAFETY: `len` bytes were reserved past the length; the writes
+        // below cover exactly them (the comma slot is overwritten by the
+        // quote when no comma is needed), so the new length is initialised.
+        unsafe {
+            let end = self.buf.len();
+            let out = self.buf.as_mut_ptr().add(end);
+            *out = b',';
+            let out = out.add(comma);
+            *out = b'"';
+            std::ptr::copy_nonoverlapping(key.as_ptr(), out.add(1), key.len());
+            let out = out.add(1 + key.len());
+            *out = b'"';
+            *out.add(1) = b':';
+            std::ptr::copy_nonoverlapping(after.as_ptr(), out.add(2), after.len());
+            self.buf.set_len(end + len);
         }
-        self.buf.push(b'"');
-        self.buf.extend_from_slice(key.as_bytes());
-        self.buf.extend_from_slice(b"\":");
         self.needs_comma = true;
     }
 
     /// Opens a nested object under `key`.
+    #[inline]
     pub fn open(&mut self, key: &str) {
-        self.key(key);
-        self.buf.push(b'{');
+        self.key_then(key, b"{");
         self.needs_comma = false;
     }
 
@@ -70,8 +91,7 @@ impl<'b> JsonWriter<'b> {
 
     /// Opens an array under `key`.
     pub fn open_array(&mut self, key: &str) {
-        self.key(key);
-        self.buf.push(b'[');
+        self.key_then(key, b"[");
         self.needs_comma = false;
     }
 
@@ -99,27 +119,29 @@ impl<'b> JsonWriter<'b> {
     /// `"key":"value"`, escaped.
     #[inline]
     pub fn str(&mut self, key: &str, value: &[u8]) {
-        self.key(key);
-        self.string(value, Case::AsIs);
+        self.key_then(key, b"\"");
+        self.string_body(value, Case::AsIs);
+        self.buf.push(b'"');
     }
 
     /// `"key":"value"` with ASCII letters lower-cased.
     pub fn str_lower(&mut self, key: &str, value: &[u8]) {
-        self.key(key);
-        self.string(value, Case::Lower);
+        self.key_then(key, b"\"");
+        self.string_body(value, Case::Lower);
+        self.buf.push(b'"');
     }
 
     /// `"key":"value"` with ASCII letters upper-cased.
     pub fn str_upper(&mut self, key: &str, value: &[u8]) {
-        self.key(key);
-        self.string(value, Case::Upper);
+        self.key_then(key, b"\"");
+        self.string_body(value, Case::Upper);
+        self.buf.push(b'"');
     }
 
     /// `"key":"value"` for a value known to need no escaping (a constant).
     #[inline]
     pub fn ascii(&mut self, key: &str, value: &'static str) {
-        self.key(key);
-        self.buf.push(b'"');
+        self.key_then(key, b"\"");
         self.buf.extend_from_slice(value.as_bytes());
         self.buf.push(b'"');
     }
@@ -136,8 +158,7 @@ impl<'b> JsonWriter<'b> {
 
     /// `"key":"prefix" + value`; `prefix` must need no escaping.
     pub fn str_prefixed(&mut self, key: &str, prefix: &str, value: &[u8], case: Case) {
-        self.key(key);
-        self.buf.push(b'"');
+        self.key_then(key, b"\"");
         self.buf.extend_from_slice(prefix.as_bytes());
         self.string_body(value, case);
         self.buf.push(b'"');
