@@ -27,7 +27,7 @@ impl<'a> Credentials<'a> {
 
     /// The value of parameter `name` (case-insensitive), quotes removed.
     pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
-        text::split_outside_quotes(self.params, b',').find_map(|param| {
+        text::split_list(self.params).find_map(|param| {
             let eq = text::find(param, b'=')?;
             if !trim(&param[..eq]).eq_ignore_ascii_case(name) {
                 return None;

@@ -198,7 +198,7 @@ fn strip_stray_quotes(display: &[u8]) -> &[u8] {
 
 /// Finds parameter `name` in a `;`-separated parameter list.
 pub fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    text::split_outside_quotes(params, b';').find_map(|param| {
+    text::split_params(params).find_map(|param| {
         let (key, value) = match text::find(param, b'=') {
             Some(eq) => (trim(&param[..eq]), trim(&param[eq + 1..])),
             None => (param, &param[param.len()..]),
@@ -210,7 +210,7 @@ pub fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// `generic-param *(SEMI generic-param)`: each a token, optionally `= value`
 /// where value is a token, host or quoted string. LWS around separators is fine.
 pub fn valid_params(params: &[u8]) -> bool {
-    text::split_outside_quotes(params, b';').all(|param| {
+    text::split_params(params).all(|param| {
         let (key, value) = match text::find(param, b'=') {
             Some(eq) => (trim(&param[..eq]), Some(trim(&param[eq + 1..]))),
             None => (param, None),

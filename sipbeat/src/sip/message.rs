@@ -216,7 +216,7 @@ impl<'a> Message<'a> {
     /// element apart (empty elements skipped).
     pub fn list_values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
         self.headers_named(name)
-            .flat_map(|h| text::split_outside_quotes(&h.value, b','))
+            .flat_map(|h| text::split_list(&h.value))
             .filter(|v| !v.is_empty())
     }
 
@@ -266,7 +266,7 @@ impl<'a> Message<'a> {
                     self.to.get_or_insert(to);
                 }
                 HeaderName::Contact => {
-                    for contact in text::split_outside_quotes(value, b',') {
+                    for contact in text::split_list(value) {
                         if contact == b"*" {
                             continue;
                         }
@@ -290,7 +290,7 @@ impl<'a> Message<'a> {
                     self.content_type.get_or_insert(value);
                 }
                 HeaderName::Via
-                    if !text::split_outside_quotes(value, b',').all(header::valid_via) =>
+                    if !text::split_list(value).all(header::valid_via) =>
                 {
                     return Err(Error::InvalidVia);
                 }

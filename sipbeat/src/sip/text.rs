@@ -136,22 +136,25 @@ pub fn unfold(value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Splits at `separator` bytes that are outside quoted strings and `<...>`.
-/// Yields every piece, empty ones included, trimmed of LWS.
-pub fn split_outside_quotes(value: &[u8], separator: u8) -> SplitOutsideQuotes<'_> {
-    SplitOutsideQuotes {
-        rest: Some(value),
-        separator,
-    }
+/// Splits a comma-separated header value (`Via`, `Contact`, `Allow`...) at
+/// commas outside quoted strings and `<...>`. Yields every piece, empty ones
+/// included, trimmed of LWS.
+pub fn split_list(value: &[u8]) -> SplitOutsideQuotes<'_, b','> {
+    SplitOutsideQuotes { rest: Some(value) }
 }
 
-/// Iterator returned by [`split_outside_quotes`].
-pub struct SplitOutsideQuotes<'a> {
+/// Splits `;`-separated parameters the same way.
+pub fn split_params(params: &[u8]) -> SplitOutsideQuotes<'_, b';'> {
+    SplitOutsideQuotes { rest: Some(params) }
+}
+
+/// Iterator returned by [`split_list`] and [`split_params`]. The separator
+/// is a constant of the type, not a field read on every step.
+pub struct SplitOutsideQuotes<'a, const SEPARATOR: u8> {
     rest: Option<&'a [u8]>,
-    separator: u8,
 }
 
-impl<'a> Iterator for SplitOutsideQuotes<'a> {
+impl<'a, const SEPARATOR: u8> Iterator for SplitOutsideQuotes<'a, SEPARATOR> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
@@ -163,7 +166,7 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
             let found = if in_angle {
                 find_any(&rest[i..], [b'>', b'"'])
             } else {
-                find_any(&rest[i..], [self.separator, b'<', b'"'])
+                find_any(&rest[i..], [SEPARATOR, b'<', b'"'])
             };
             let Some(offset) = found else { break };
             i += offset;
@@ -371,7 +374,7 @@ mod tests {
     #[test]
     fn split_respects_quotes_and_angles() {
         let parts: Vec<&[u8]> =
-            split_outside_quotes(br#""a,b" <sip:x;p=1,2>, <sip:y> ,, z"#, b',').collect();
+            split_list(br#""a,b" <sip:x;p=1,2>, <sip:y> ,, z"#).collect();
         assert_eq!(
             parts,
             [&br#""a,b" <sip:x;p=1,2>"#[..], b"<sip:y>", b"", b"z"]
