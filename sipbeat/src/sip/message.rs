@@ -289,9 +289,7 @@ impl<'a> Message<'a> {
                 HeaderName::ContentType => {
                     self.content_type.get_or_insert(value);
                 }
-                HeaderName::Via
-                    if !text::split_list(value).all(header::valid_via) =>
-                {
+                HeaderName::Via if !text::split_list(value).all(header::valid_via) => {
                     return Err(Error::InvalidVia);
                 }
                 // RFC 3261 §25.1: SIP-date is an RFC 1123 date, always GMT.

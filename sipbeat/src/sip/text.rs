@@ -373,8 +373,7 @@ mod tests {
 
     #[test]
     fn split_respects_quotes_and_angles() {
-        let parts: Vec<&[u8]> =
-            split_list(br#""a,b" <sip:x;p=1,2>, <sip:y> ,, z"#).collect();
+        let parts: Vec<&[u8]> = split_list(br#""a,b" <sip:x;p=1,2>, <sip:y> ,, z"#).collect();
         assert_eq!(
             parts,
             [&br#""a,b" <sip:x;p=1,2>"#[..], b"<sip:y>", b"", b"z"]
