@@ -433,12 +433,20 @@ fn split_headers<'b>(
                 if let Some(header) = open.take() {
                     close_header(buf, header, slots)?;
                 }
-                let colon = text::find(line, b':').ok_or(Error::InvalidHeader)?;
-                let name = text::trim_end(&line[..colon]);
-                if !is_token(name) {
+                // `token *LWS ":"` in one pass over the name.
+                let name_end = line
+                    .iter()
+                    .position(|&b| !text::is_token_byte(b))
+                    .unwrap_or(line.len());
+                let colon = name_end
+                    + line[name_end..]
+                        .iter()
+                        .position(|&b| !text::is_lws(b))
+                        .unwrap_or(line.len() - name_end);
+                if name_end == 0 || line.get(colon) != Some(&b':') {
                     return Err(Error::InvalidHeader);
                 }
-                open = Some((name, pos + colon + 1, pos + line.len(), false));
+                open = Some((&line[..name_end], pos + colon + 1, pos + line.len(), false));
             }
         }
         pos = next;
