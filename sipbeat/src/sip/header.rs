@@ -210,20 +210,51 @@ pub fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// `generic-param *(SEMI generic-param)`: each a token, optionally `= value`
 /// where value is a token, host or quoted string. LWS around separators is fine.
 pub fn valid_params(params: &[u8]) -> bool {
-    text::split_params(params).all(|param| {
-        let (key, value) = match text::find(param, b'=') {
-            Some(eq) => (trim(&param[..eq]), Some(trim(&param[eq + 1..]))),
-            None => (param, None),
-        };
-        is_token(key)
-            && value.is_none_or(|v| match v.first() {
-                Some(b'"') => quoted_len(v) == Some(v.len()),
-                Some(_) => v
-                    .iter()
-                    .all(|&b| is_token_byte(b) || matches!(b, b':' | b'[' | b']')),
-                None => false,
-            })
-    })
+    // One pass, no splitting: this runs on every From, To, Contact and Via.
+    let skip_lws = |mut at: usize| {
+        while params.get(at).is_some_and(|&b| is_lws(b)) {
+            at += 1;
+        }
+        at
+    };
+    let skip_while = |mut at: usize, keep: fn(u8) -> bool| {
+        while params.get(at).is_some_and(|&b| keep(b)) {
+            at += 1;
+        }
+        at
+    };
+    let mut at = 0;
+    loop {
+        let key_start = skip_lws(at);
+        at = skip_while(key_start, is_token_byte);
+        if at == key_start {
+            return false;
+        }
+        at = skip_lws(at);
+        if params.get(at) == Some(&b'=') {
+            at = skip_lws(at + 1);
+            at = match params.get(at) {
+                Some(b'"') => match quoted_len(&params[at..]) {
+                    Some(len) => at + len,
+                    None => return false,
+                },
+                _ => {
+                    let value_start = at;
+                    at = skip_while(at, |b| is_token_byte(b) || matches!(b, b':' | b'[' | b']'));
+                    if at == value_start {
+                        return false;
+                    }
+                    at
+                }
+            };
+            at = skip_lws(at);
+        }
+        match params.get(at) {
+            None => return true,
+            Some(b';') => at += 1,
+            Some(_) => return false,
+        }
+    }
 }
 
 /// Checks one Via value: `protocol SLASH version SLASH transport LWS sent-by
@@ -284,6 +315,51 @@ mod tests {
         );
         assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"s"), HeaderName::Other);
+    }
+
+    /// `valid_params` as the grammar reads: split, trim, check each piece.
+    fn valid_params_by_pieces(params: &[u8]) -> bool {
+        text::split_params(params).all(|param| {
+            let (key, value) = match text::find(param, b'=') {
+                Some(eq) => (trim(&param[..eq]), Some(trim(&param[eq + 1..]))),
+                None => (param, None),
+            };
+            is_token(key)
+                && value.is_none_or(|v| match v.first() {
+                    Some(b'"') => quoted_len(v) == Some(v.len()),
+                    Some(_) => v
+                        .iter()
+                        .all(|&b| is_token_byte(b) || matches!(b, b':' | b'[' | b']')),
+                    None => false,
+                })
+        })
+    }
+
+    #[test]
+    fn valid_params_matches_the_grammar_on_every_short_string() {
+        let alphabet = b"a=; \"<>:\\,";
+        let mut text = Vec::new();
+        let mut checked = 0;
+        for len in 0..=6u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                text.clear();
+                for _ in 0..len {
+                    text.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                assert_eq!(
+                    valid_params(&text),
+                    valid_params_by_pieces(&text),
+                    "{:?}",
+                    String::from_utf8_lossy(&text)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 1_000_000);
+        assert!(valid_params(
+            b"tag=1918181833n ; x = \"q;q\";lr;maddr=[2001:db8::1]"
+        ));
     }
 
     #[test]
