@@ -257,21 +257,13 @@ impl<'a> Message<'a> {
                     let cseq = CSeq::parse(value).ok_or(Error::InvalidCSeq)?;
                     self.cseq.get_or_insert(cseq);
                 }
-                HeaderName::From => {
-                    let from = NameAddr::parse(value).ok_or(Error::InvalidFrom)?;
-                    self.from.get_or_insert(from);
-                }
-                HeaderName::To => {
-                    let to = NameAddr::parse(value).ok_or(Error::InvalidTo)?;
-                    self.to.get_or_insert(to);
-                }
+                HeaderName::From => keep_first(&mut self.from, value, Error::InvalidFrom)?,
+                HeaderName::To => keep_first(&mut self.to, value, Error::InvalidTo)?,
                 HeaderName::Contact => {
                     for contact in text::split_list(value) {
-                        if contact == b"*" {
-                            continue;
+                        if contact != b"*" {
+                            keep_first(&mut self.contact, contact, Error::InvalidContact)?;
                         }
-                        let contact = NameAddr::parse(contact).ok_or(Error::InvalidContact)?;
-                        self.contact.get_or_insert(contact);
                     }
                 }
                 HeaderName::MaxForwards => {
@@ -303,6 +295,22 @@ impl<'a> Message<'a> {
             return Err(Error::CSeqMethodMismatch);
         }
         Ok(())
+    }
+}
+
+/// Parses a name-addr header value; the first valid one is kept, and every
+/// one must be valid. Parsed straight into `first` when it is the first, so
+/// the (large) result is not copied.
+fn keep_first<'a>(
+    first: &mut Option<NameAddr<'a>>,
+    value: &'a [u8],
+    invalid: Error,
+) -> Result<(), Error> {
+    if first.is_none() {
+        *first = NameAddr::parse(value);
+        first.as_ref().map(|_| ()).ok_or(invalid)
+    } else {
+        NameAddr::parse(value).map(|_| ()).ok_or(invalid)
     }
 }
 
