@@ -25,10 +25,12 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("config {path}: {source}")]
+    // The YAML error is in the message and deliberately not a `source`:
+    // it would be printed twice in the one-line error.
+    #[error("config {path}: {error}")]
     Parse {
         path: String,
-        source: serde_norway::Error,
+        error: serde_norway::Error,
     },
     #[error("{0}")]
     Invalid(String),
@@ -205,9 +207,9 @@ impl FileConfig {
             path: shown.clone(),
             source,
         })?;
-        FileConfig::parse(&text).map_err(|source| ConfigError::Parse {
+        FileConfig::parse(&text).map_err(|error| ConfigError::Parse {
             path: shown,
-            source,
+            error,
         })
     }
 

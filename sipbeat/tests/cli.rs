@@ -160,7 +160,11 @@ fn mistakes_give_one_line_errors_and_fail() {
         let output = sipbeat(&args);
         let message = stderr(&output);
         assert!(!output.status.success(), "{args:?} must fail");
-        assert!(message.contains(expected), "{args:?}: {message}");
+        assert_eq!(
+            message.matches(expected).count(),
+            1,
+            "{args:?}: said once: {message}"
+        );
         assert_eq!(
             message.trim_end().lines().count(),
             1,
