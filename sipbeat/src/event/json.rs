@@ -202,17 +202,25 @@ impl<'b> JsonWriter<'b> {
         self.buf.push(b'"');
     }
 
-    #[inline]
+    // Inlined: the short, plain value is the common case, and a call per
+    // field cost more than the code it saves.
+    #[inline(always)]
     fn string_body(&mut self, value: &[u8], case: Case) {
         let mark = self.buf.len();
         if escape_into(self.buf, value, case).is_err() {
-            // Not UTF-8: start over with the lossy text (rare; allocates).
             self.buf.truncate(mark);
-            let lossy = String::from_utf8_lossy(value);
-            let done = escape_into(self.buf, lossy.as_bytes(), case);
-            debug_assert!(done.is_ok());
+            escape_lossy(self.buf, value, case);
         }
     }
+}
+
+/// Not UTF-8: the lossy text, escaped (rare; allocates).
+#[cold]
+#[inline(never)]
+fn escape_lossy(out: &mut Vec<u8>, value: &[u8], case: Case) {
+    let lossy = String::from_utf8_lossy(value);
+    let done = escape_into(out, lossy.as_bytes(), case);
+    debug_assert!(done.is_ok());
 }
 
 /// An IP address formatted once as a JSON string, to be written many times
