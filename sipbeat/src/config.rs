@@ -207,10 +207,7 @@ impl FileConfig {
             path: shown.clone(),
             source,
         })?;
-        FileConfig::parse(&text).map_err(|error| ConfigError::Parse {
-            path: shown,
-            error,
-        })
+        FileConfig::parse(&text).map_err(|error| ConfigError::Parse { path: shown, error })
     }
 
     /// Parses YAML text.

@@ -102,11 +102,16 @@ impl<'a> Uri<'a> {
                     return;
                 }
             }
-        } else if let Some(end) = bare_ipv6_end(hostport) {
-            self.host = Some(&hostport[..end]);
-            end
         } else {
-            let end = text::find_any(hostport, [b':', b';', b'?']).unwrap_or(hostport.len());
+            let mut end = text::find_any(hostport, [b':', b';', b'?']).unwrap_or(hostport.len());
+            // Only a second colon before any `;` or `?` can make the host
+            // a bare IPv6 address: the common `host:port` skips the check.
+            let second_colon = hostport.get(end) == Some(&b':')
+                && text::find_any(&hostport[end + 1..], [b':', b';', b'?'])
+                    .is_some_and(|at| hostport[end + 1 + at] == b':');
+            if second_colon && let Some(ipv6_end) = bare_ipv6_end(hostport) {
+                end = ipv6_end;
+            }
             self.host = Some(&hostport[..end]);
             end
         };
