@@ -418,8 +418,7 @@ fn escape_blocks<B: Blocks, F: Fold>(
     value: &[u8],
     at: &mut Cursor,
 ) -> Result<(), NotUtf8> {
-    while at.read + BLOCK <= value.len() {
-        let block = B::load(&value[at.read..]);
+    while let Some((block, block_len)) = B::load_up_to(&value[at.read..]) {
         let (mut special, high) = block.masks();
         at.check_utf8(value, high)?;
         // SAFETY (every store below): `written` exceeds the output length
@@ -428,7 +427,7 @@ fn escape_blocks<B: Blocks, F: Fold>(
         // reserved above.
         unsafe { block.fold::<F>().store(out.as_mut_ptr().add(at.written)) };
         let block_start = at.read;
-        let block_end = block_start + BLOCK;
+        let block_end = block_start + block_len;
         loop {
             if special == 0 {
                 // The rest of the block is stored where it belongs.
@@ -440,14 +439,17 @@ fn escape_blocks<B: Blocks, F: Fold>(
             at.written += next - at.read;
             at.read = next;
             unsafe { at.escape(out.as_mut_ptr(), value) };
-            // Past the block (a CRLF may straddle its end), or too near the
-            // value's end for a whole block: the chunk loop finishes it.
-            if at.read >= block_end || at.read + BLOCK > value.len() {
+            // Past the block (a CRLF may straddle its end)?
+            if at.read >= block_end {
                 break;
             }
             special &= u64::MAX << (at.read - block_start);
-            // The rest of the block moved by the escape: store it again.
-            let rest = B::load(&value[at.read..]);
+            // The rest of the block moved by the escape: store it again
+            // (unless too little is left for this kind of block: the
+            // caller's chunk loop finishes it).
+            let Some((rest, _)) = B::load_up_to(&value[at.read..]) else {
+                break;
+            };
             unsafe { rest.fold::<F>().store(out.as_mut_ptr().add(at.written)) };
         }
     }
@@ -507,9 +509,11 @@ const BLOCK: usize = 4 * CHUNK;
 
 /// BLOCK bytes scanned and stored as one.
 trait Blocks: Copy {
-    /// The first BLOCK bytes of `bytes`, which has at least that many.
-    fn load(bytes: &[u8]) -> Self;
-    /// [`Chunk::masks`] for BLOCK bytes.
+    /// The first BLOCK bytes of `bytes`, or all of them if this kind of
+    /// block can hold fewer (the rest reads as zero and masks as nothing),
+    /// with how many bytes it holds; `None` when there are none or too few.
+    fn load_up_to(bytes: &[u8]) -> Option<(Self, usize)>;
+    /// [`Chunk::masks`] for the bytes held.
     fn masks(self) -> (u64, u64);
     fn fold<F: Fold>(self) -> Self;
     /// # Safety
@@ -522,11 +526,13 @@ trait Blocks: Copy {
 struct Block([Chunk; 4]);
 
 impl Blocks for Block {
+    /// Whole blocks only: short rests go through the chunk loop.
     #[inline(always)]
-    fn load(bytes: &[u8]) -> Block {
+    fn load_up_to(bytes: &[u8]) -> Option<(Block, usize)> {
+        let block: &[u8; BLOCK] = bytes.first_chunk()?;
         let chunk =
-            |n: usize| Chunk::from_array(bytes[n * CHUNK..].first_chunk().expect("a block"));
-        Block([chunk(0), chunk(1), chunk(2), chunk(3)])
+            |n: usize| Chunk::from_array(block[n * CHUNK..].first_chunk().expect("in block"));
+        Some((Block([chunk(0), chunk(1), chunk(2), chunk(3)]), BLOCK))
     }
 
     #[inline(always)]
@@ -585,10 +591,21 @@ mod wide {
     // SAFETY (every intrinsic below): only instantiated inside
     // `escape_blocks`, which runs on CPUs with AVX-512F and AVX-512BW.
     impl Blocks for Block512 {
+        /// Any length: a masked load reads just the bytes there are (and
+        /// cannot fault on the ones masked off), so a value's last block
+        /// and values shorter than a block take one step too. The lanes
+        /// past the value hold a letter, which masks as nothing.
         #[inline(always)]
-        fn load(bytes: &[u8]) -> Block512 {
-            let block: &[u8; BLOCK] = bytes.first_chunk().expect("a block");
-            Block512(unsafe { _mm512_loadu_si512(block.as_ptr().cast()) })
+        fn load_up_to(bytes: &[u8]) -> Option<(Block512, usize)> {
+            if bytes.is_empty() {
+                return None;
+            }
+            let len = bytes.len().min(BLOCK);
+            let present = u64::MAX >> (BLOCK - len);
+            let block = unsafe {
+                _mm512_mask_loadu_epi8(_mm512_set1_epi8(b'x' as i8), present, bytes.as_ptr().cast())
+            };
+            Some((Block512(block), len))
         }
 
         #[inline(always)]
