@@ -1,7 +1,7 @@
 //! Closed sets of reasons, each variant a counter label.
 //!
 //! Everything sipbeat drops, skips or rejects has a reason; stats count them
-//! by variant and the summary prints their names. [`reasons!`] declares such
+//! by variant and the summary prints their names. [`crate::reasons!`] declares such
 //! an enum once with its labels, so names never drift from variants.
 
 /// Declares a `Copy` enum of reasons with `ALL`, `COUNT`, `label()` and `Display`.

@@ -66,7 +66,7 @@ fn cooked(frame: &[u8], protocol_at: usize, header_len: usize) -> Result<Network
     }
 }
 
-/// Ethernet II with any number (up to [`MAX_VLAN_TAGS`]) of VLAN tags.
+/// Ethernet II with up to `MAX_VLAN_TAGS` (four) VLAN tags: 802.1Q, QinQ.
 pub fn ethernet(frame: &[u8]) -> Result<Network<'_>, DecodeError> {
     let mut next_type = be16(frame, 12).ok_or(DecodeError::LinkTruncated)?;
     let mut offset = ETHERNET_LEN;

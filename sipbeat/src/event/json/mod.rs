@@ -1,0 +1,317 @@
+//! One JSON object, written field by field straight into the output's
+//! buffer.
+//!
+//! [`JsonWriter`] knows nothing of field meaning: it writes keys the caller
+//! guarantees are plain ASCII, and escapes every value ([`escape_into`]). Invalid
+//! UTF-8 in a value (SIP is bytes) becomes U+FFFD, as in Beats. Escaping at
+//! vector width is what makes JSON output cheap next to parsing (see
+//! `benches/pipeline.rs`).
+
+mod escape;
+
+use std::net::IpAddr;
+
+pub use escape::{Case, NotUtf8, escape_into};
+
+/// Appends one JSON object to a buffer it borrows: the output's own batch,
+/// so an event is written where it will be sent from.
+#[derive(Debug)]
+pub struct JsonWriter<'b> {
+    buf: &'b mut Vec<u8>,
+    /// Where the object starts in `buf`.
+    start: usize,
+    /// Whether the next key or element needs a comma before it.
+    needs_comma: bool,
+}
+
+impl<'b> JsonWriter<'b> {
+    /// Opens an object at the end of `buf`.
+    pub fn new(buf: &'b mut Vec<u8>) -> JsonWriter<'b> {
+        let start = buf.len();
+        buf.push(b'{');
+        JsonWriter {
+            buf,
+            start,
+            needs_comma: false,
+        }
+    }
+
+    /// Closes the top-level object.
+    pub fn finish(self) {
+        self.buf.push(b'}');
+    }
+
+    /// The members written so far, without the opening brace: a fragment
+    /// for [`JsonWriter::members`].
+    pub fn members_written(&self) -> &[u8] {
+        &self.buf[self.start + 1..]
+    }
+
+    /// Writes `"key":`. `key` must need no escaping.
+    #[inline]
+    pub fn key(&mut self, key: &str) {
+        self.key_then(key, b"");
+    }
+
+    /// Writes `"key":` and then `after` (`{`, `[`, or the quote opening a
+    /// string): one capacity check and no branch on the comma, since every
+    /// field pays for this.
+    #[inline(always)]
+    fn key_then(&mut self, key: &str, after: &[u8]) {
+        let comma = usize::from(self.needs_comma);
+        let len = comma + key.len() + 3 + after.len();
+        self.buf.reserve(len);
+        // SAFETY: `len` bytes were reserved past the length; the writes
+        // below cover exactly them (the comma slot is overwritten by the
+        // quote when no comma is needed), so the new length is initialised.
+        unsafe {
+            let end = self.buf.len();
+            let out = self.buf.as_mut_ptr().add(end);
+            *out = b',';
+            let out = out.add(comma);
+            *out = b'"';
+            std::ptr::copy_nonoverlapping(key.as_ptr(), out.add(1), key.len());
+            let out = out.add(1 + key.len());
+            *out = b'"';
+            *out.add(1) = b':';
+            std::ptr::copy_nonoverlapping(after.as_ptr(), out.add(2), after.len());
+            self.buf.set_len(end + len);
+        }
+        self.needs_comma = true;
+    }
+
+    /// Opens a nested object under `key`.
+    #[inline]
+    pub fn open(&mut self, key: &str) {
+        self.key_then(key, b"{");
+        self.needs_comma = false;
+    }
+
+    /// Closes the innermost object or array.
+    pub fn close(&mut self) {
+        self.buf.push(b'}');
+        self.needs_comma = true;
+    }
+
+    /// Opens an array under `key`.
+    pub fn open_array(&mut self, key: &str) {
+        self.key_then(key, b"[");
+        self.needs_comma = false;
+    }
+
+    /// Closes an array opened with [`JsonWriter::open_array`].
+    pub fn close_array(&mut self) {
+        self.buf.push(b']');
+        self.needs_comma = true;
+    }
+
+    /// Opens an object as the next array element.
+    pub fn open_element(&mut self) {
+        self.comma();
+        self.buf.push(b'{');
+        self.needs_comma = false;
+    }
+
+    #[inline]
+    fn comma(&mut self) {
+        if self.needs_comma {
+            self.buf.push(b',');
+        }
+        self.needs_comma = true;
+    }
+
+    /// `"key":"value"`, escaped.
+    #[inline]
+    pub fn str(&mut self, key: &str, value: &[u8]) {
+        self.key_then(key, b"\"");
+        self.string_body(value, Case::AsIs);
+        self.buf.push(b'"');
+    }
+
+    /// `"key":"value"` with ASCII letters lower-cased.
+    pub fn str_lower(&mut self, key: &str, value: &[u8]) {
+        self.key_then(key, b"\"");
+        self.string_body(value, Case::Lower);
+        self.buf.push(b'"');
+    }
+
+    /// `"key":"value"` with ASCII letters upper-cased.
+    pub fn str_upper(&mut self, key: &str, value: &[u8]) {
+        self.key_then(key, b"\"");
+        self.string_body(value, Case::Upper);
+        self.buf.push(b'"');
+    }
+
+    /// `"key":"value"` for a value known to need no escaping (a constant).
+    #[inline]
+    pub fn ascii(&mut self, key: &str, value: &'static str) {
+        self.key_then(key, b"\"");
+        self.buf.extend_from_slice(value.as_bytes());
+        self.buf.push(b'"');
+    }
+
+    /// Pre-written members (`"a":1,"b":"x"`), valid JSON without the braces.
+    #[inline]
+    pub fn members(&mut self, members: &[u8]) {
+        if self.needs_comma {
+            self.buf.push(b',');
+        }
+        self.buf.extend_from_slice(members);
+        self.needs_comma = true;
+    }
+
+    /// `"key":"prefix" + value`; `prefix` must need no escaping.
+    pub fn str_prefixed(&mut self, key: &str, prefix: &str, value: &[u8], case: Case) {
+        self.key_then(key, b"\"");
+        self.buf.extend_from_slice(prefix.as_bytes());
+        self.string_body(value, case);
+        self.buf.push(b'"');
+    }
+
+    /// A string as the next array element.
+    pub fn element(&mut self, value: &[u8], case: Case) {
+        self.comma();
+        self.string(value, case);
+    }
+
+    /// `"key":number`.
+    #[inline]
+    pub fn u64(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// `"key":` followed by `raw`, which must already be valid JSON.
+    pub fn raw(&mut self, key: &str, raw: &[u8]) {
+        self.key(key);
+        self.buf.extend_from_slice(raw);
+    }
+
+    /// `"key":"address"`.
+    pub fn ip(&mut self, key: &str, ip: &QuotedIp) {
+        self.raw(key, ip.as_bytes());
+    }
+
+    /// An address string as the next array element.
+    pub fn ip_element(&mut self, ip: &QuotedIp) {
+        self.comma();
+        self.buf.extend_from_slice(ip.as_bytes());
+    }
+
+    #[inline]
+    fn string(&mut self, value: &[u8], case: Case) {
+        self.buf.push(b'"');
+        self.string_body(value, case);
+        self.buf.push(b'"');
+    }
+
+    // Inlined: the short, plain value is the common case, and a call per
+    // field cost more than the code it saves.
+    #[inline(always)]
+    fn string_body(&mut self, value: &[u8], case: Case) {
+        let mark = self.buf.len();
+        if escape_into(self.buf, value, case).is_err() {
+            self.buf.truncate(mark);
+            escape_lossy(self.buf, value, case);
+        }
+    }
+}
+
+/// Not UTF-8: the lossy text, escaped (rare; allocates).
+#[cold]
+#[inline(never)]
+fn escape_lossy(out: &mut Vec<u8>, value: &[u8], case: Case) {
+    let lossy = String::from_utf8_lossy(value);
+    let done = escape_into(out, lossy.as_bytes(), case);
+    debug_assert!(done.is_ok());
+}
+
+/// An IP address formatted once as a JSON string, to be written many times
+/// (an event names each endpoint address three times).
+#[derive(Clone, Copy)]
+pub struct QuotedIp {
+    text: [u8; 48],
+    len: u8,
+}
+
+impl QuotedIp {
+    pub fn new(ip: &IpAddr) -> QuotedIp {
+        let mut quoted = QuotedIp {
+            text: [0; 48],
+            len: 0,
+        };
+        let mut out = Vec::with_capacity(0);
+        let text: &[u8] = match ip {
+            IpAddr::V4(v4) => {
+                let mut digits = itoa::Buffer::new();
+                let mut at = 1;
+                for (i, octet) in v4.octets().iter().enumerate() {
+                    if i > 0 {
+                        quoted.text[at] = b'.';
+                        at += 1;
+                    }
+                    let octet = digits.format(*octet).as_bytes();
+                    quoted.text[at..at + octet.len()].copy_from_slice(octet);
+                    at += octet.len();
+                }
+                quoted.text[0] = b'"';
+                quoted.text[at] = b'"';
+                quoted.len = (at + 1) as u8;
+                return quoted;
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write;
+                // Display yields the RFC 5952 form (at most 45 bytes); no escaping needed.
+                let _ = write!(out, "\"{v6}\"");
+                &out
+            }
+        };
+        quoted.text[..text.len()].copy_from_slice(text);
+        quoted.len = text.len() as u8;
+        quoted
+    }
+
+    /// The address with its quotes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_character() {
+        let mut json = Vec::new();
+        let mut writer = JsonWriter::new(&mut json);
+        writer.str("k", b"a\xffb");
+        writer.finish();
+        let parsed: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(parsed["k"], "a\u{fffd}b");
+    }
+
+    #[test]
+    fn nested_objects_and_arrays() {
+        let mut json = b"before ".to_vec();
+        let mut writer = JsonWriter::new(&mut json);
+        writer.str_upper("method", b"invite");
+        writer.open("sip");
+        writer.u64("code", 200);
+        writer.open_array("allow");
+        writer.element(b"INVITE", Case::Lower);
+        writer.element(b"ACK", Case::Lower);
+        writer.close_array();
+        writer.close();
+        writer.ip("ip", &QuotedIp::new(&"2001:db8::1".parse().unwrap()));
+        writer.open_array("ips");
+        writer.ip_element(&QuotedIp::new(&"192.0.2.255".parse().unwrap()));
+        writer.close_array();
+        writer.finish();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            r#"before {"method":"INVITE","sip":{"code":200,"allow":["invite","ack"]},"ip":"2001:db8::1","ips":["192.0.2.255"]}"#
+        );
+    }
+}
