@@ -40,33 +40,31 @@ pub struct Env<'a> {
 
 /// `"@metadata":{...},"type":"sip"`: the same in every event.
 pub fn metadata_members(agent: &Agent) -> Vec<u8> {
-    let mut members = Vec::new();
-    let mut w = JsonWriter::new(&mut members);
-    w.open("@metadata");
-    w.ascii("beat", "sipbeat");
-    w.ascii("type", "_doc");
-    w.str("version", agent.version.as_bytes());
-    w.close();
-    w.ascii("type", "sip");
-    w.members_written().to_vec()
+    JsonWriter::fragment(|w| {
+        w.open("@metadata");
+        w.ascii("beat", "sipbeat");
+        w.ascii("type", "_doc");
+        w.str("version", agent.version.as_bytes());
+        w.close();
+        w.ascii("type", "sip");
+    })
 }
 
 /// `"ecs":{...},"agent":{...},"host":{...}`: the same in every event.
 pub fn agent_members(agent: &Agent) -> Vec<u8> {
-    let mut members = Vec::new();
-    let mut w = JsonWriter::new(&mut members);
-    w.open("ecs");
-    w.ascii("version", ECS_VERSION);
-    w.close();
-    w.open("agent");
-    w.ascii("type", "sipbeat");
-    w.str("version", agent.version.as_bytes());
-    w.str("name", agent.hostname.as_bytes());
-    w.close();
-    w.open("host");
-    w.str("name", agent.hostname.as_bytes());
-    w.close();
-    w.members_written().to_vec()
+    JsonWriter::fragment(|w| {
+        w.open("ecs");
+        w.ascii("version", ECS_VERSION);
+        w.close();
+        w.open("agent");
+        w.ascii("type", "sipbeat");
+        w.str("version", agent.version.as_bytes());
+        w.str("name", agent.hostname.as_bytes());
+        w.close();
+        w.open("host");
+        w.str("name", agent.hostname.as_bytes());
+        w.close();
+    })
 }
 
 /// Appends the whole event for `message` to `out`, as one JSON object.
@@ -194,31 +192,30 @@ pub(super) fn flow_members(
     src: &QuotedIp,
     dst: &QuotedIp,
 ) -> Vec<u8> {
-    let mut members = Vec::new();
-    let mut w = JsonWriter::new(&mut members);
-    w.open("network");
-    w.members(match (flow.protocol, flow.src.is_ipv4()) {
-        (protocol::TCP, true) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv4""#,
-        (protocol::TCP, false) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv6""#,
-        (_, true) => br#""application":"sip","protocol":"sip","transport":"udp","iana_number":"17","type":"ipv4""#,
-        (_, false) => br#""application":"sip","protocol":"sip","transport":"udp","iana_number":"17","type":"ipv6""#,
-    });
-    w.str("community_id", community_id);
-    w.close();
-    // Source and destination as captured; Packetbeat's SIP module calls the
-    // sender the client and the receiver the server, for responses too.
-    for (key, ip, port) in [
-        ("source", src, flow.src_port),
-        ("destination", dst, flow.dst_port),
-        ("client", src, flow.src_port),
-        ("server", dst, flow.dst_port),
-    ] {
-        w.open(key);
-        w.ip("ip", ip);
-        w.u64("port", u64::from(port));
+    JsonWriter::fragment(|w| {
+        w.open("network");
+        w.members(match (flow.protocol, flow.src.is_ipv4()) {
+            (protocol::TCP, true) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv4""#,
+            (protocol::TCP, false) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv6""#,
+            (_, true) => br#""application":"sip","protocol":"sip","transport":"udp","iana_number":"17","type":"ipv4""#,
+            (_, false) => br#""application":"sip","protocol":"sip","transport":"udp","iana_number":"17","type":"ipv6""#,
+        });
+        w.str("community_id", community_id);
         w.close();
-    }
-    w.members_written().to_vec()
+        // Source and destination as captured; Packetbeat's SIP module calls the
+        // sender the client and the receiver the server, for responses too.
+        for (key, ip, port) in [
+            ("source", src, flow.src_port),
+            ("destination", dst, flow.dst_port),
+            ("client", src, flow.src_port),
+            ("server", dst, flow.dst_port),
+        ] {
+            w.open(key);
+            w.ip("ip", ip);
+            w.u64("port", u64::from(port));
+            w.close();
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

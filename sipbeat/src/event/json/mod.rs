@@ -18,8 +18,6 @@ pub use escape::{Case, NotUtf8, escape_into};
 #[derive(Debug)]
 pub struct JsonWriter<'b> {
     buf: &'b mut Vec<u8>,
-    /// Where the object starts in `buf`.
-    start: usize,
     /// Whether the next key or element needs a comma before it.
     needs_comma: bool,
 }
@@ -27,11 +25,9 @@ pub struct JsonWriter<'b> {
 impl<'b> JsonWriter<'b> {
     /// Opens an object at the end of `buf`.
     pub fn new(buf: &'b mut Vec<u8>) -> JsonWriter<'b> {
-        let start = buf.len();
         buf.push(b'{');
         JsonWriter {
             buf,
-            start,
             needs_comma: false,
         }
     }
@@ -41,10 +37,13 @@ impl<'b> JsonWriter<'b> {
         self.buf.push(b'}');
     }
 
-    /// The members written so far, without the opening brace: a fragment
-    /// for [`JsonWriter::members`].
-    pub fn members_written(&self) -> &[u8] {
-        &self.buf[self.start + 1..]
+    /// The members `write` writes (`"a":1,"b":"x"`, no braces): a fragment
+    /// written once and then copied into events by [`JsonWriter::members`].
+    pub fn fragment(write: impl FnOnce(&mut JsonWriter<'_>)) -> Vec<u8> {
+        let mut text = Vec::new();
+        write(&mut JsonWriter::new(&mut text));
+        text.remove(0); // the opening brace
+        text
     }
 
     /// Writes `"key":`. `key` must need no escaping.
