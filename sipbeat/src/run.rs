@@ -73,12 +73,15 @@ fn worker(
     pin_to_core(queue as usize % cores);
     let mut last_report = Instant::now();
     let mut failed = None;
+    let mut idle = true;
     while !stop.load(Ordering::Relaxed) {
-        if let Err(error) = socket.wait(100) {
+        // Sleep in poll only when the ring ran dry: under load the next
+        // batch is already there, and a system call per batch is waste.
+        if idle && let Err(error) = socket.wait(100) {
             eprintln!("sipbeat: queue {queue}: poll: {error}");
         }
         let timestamp_ns = now_ns();
-        socket.receive(BATCH, |data| {
+        let received = socket.receive(BATCH, |data| {
             let frame = Frame {
                 timestamp_ns,
                 link: LinkType::Ethernet,
@@ -88,6 +91,7 @@ fn worker(
                 failed.get_or_insert(error);
             }
         });
+        idle = received == 0;
         if let Some(error) = failed.take() {
             return Err(error);
         }
