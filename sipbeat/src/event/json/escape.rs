@@ -66,7 +66,10 @@ const MAX_ESCAPE: usize = 6;
 #[inline(always)]
 fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8], width: Width) -> Result<(), NotUtf8> {
     // Room for the worst case plus one whole-block store past it, so the
-    // loops below never check capacity.
+    // loops below never check capacity. They keep this invariant: `written`
+    // exceeds the length at entry by at most MAX_ESCAPE per byte read, and
+    // they store (at most BLOCK bytes, or MAX_ESCAPE for an escape) only
+    // while bytes remain unread — so every store ends within this capacity.
     out.reserve(value.len() * MAX_ESCAPE + BLOCK);
     let mut at = Cursor {
         read: 0,
@@ -88,7 +91,7 @@ fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8], width: Width) -> Result
         let in_value = if len == CHUNK { !0 } else { (1 << len) - 1 };
         let (special, high) = chunk.masks();
         at.check_utf8(value, u64::from(high & in_value))?;
-        // SAFETY: as above.
+        // SAFETY: the capacity invariant above.
         unsafe { F::fold(chunk).store(out.as_mut_ptr().add(at.written)) };
         let special = special & in_value;
         if special == 0 {
@@ -99,7 +102,7 @@ fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8], width: Width) -> Result
         let clean = special.trailing_zeros() as usize;
         at.written += clean;
         at.read += clean;
-        // SAFETY: as above.
+        // SAFETY: the capacity invariant above.
         unsafe { at.escape(out.as_mut_ptr(), value) };
     }
     // SAFETY: every byte below `written` was initialised by the stores above.
@@ -122,7 +125,9 @@ impl Width {
     #[inline(always)]
     fn best() -> Width {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
             return Width::Avx512;
         }
         Width::Sse2
@@ -152,10 +157,8 @@ fn escape_blocks<B: Blocks, F: Fold>(
     while let Some((block, block_len)) = B::load_up_to(&value[at.read..]) {
         let (mut special, high) = block.masks();
         at.check_utf8(value, high)?;
-        // SAFETY (every store below): `written` exceeds the output length
-        // at entry by at most MAX_ESCAPE per byte read, and a store happens
-        // only while bytes remain unread, so it ends within the capacity
-        // reserved above.
+        // SAFETY (every store below): the capacity invariant of
+        // `escape_with`, whose reserve the caller made.
         unsafe { block.fold::<F>().store(out.as_mut_ptr().add(at.written)) };
         let block_start = at.read;
         let block_end = block_start + block_len;
