@@ -13,7 +13,8 @@ const BATCH_SIZE: usize = 1 << 20;
 /// One event per line.
 pub struct NdjsonSink<W: Write> {
     batch: Vec<u8>,
-    out: W,
+    /// Taken only by [`NdjsonSink::into_inner`].
+    out: Option<W>,
 }
 
 impl<W: Write> NdjsonSink<W> {
@@ -21,18 +22,21 @@ impl<W: Write> NdjsonSink<W> {
         NdjsonSink {
             // Room for a full batch and the event that overflows it.
             batch: Vec::with_capacity(2 * BATCH_SIZE),
-            out: writer,
+            out: Some(writer),
         }
     }
 
     /// The inner writer, after writing out what is batched.
     pub fn into_inner(mut self) -> Result<W, OutputError> {
         self.write_batch()?;
-        Ok(self.out)
+        Ok(self.out.take().expect("only into_inner takes it"))
     }
 
     fn write_batch(&mut self) -> Result<(), OutputError> {
-        let written = self.out.write_all(&self.batch);
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let written = out.write_all(&self.batch);
         // Written or failed, these events are done with: a failing output
         // is reported, not retried with an ever-growing batch.
         self.batch.clear();
@@ -55,8 +59,19 @@ impl<W: Write + Send> Sink for NdjsonSink<W> {
 
     fn flush(&mut self) -> Result<(), OutputError> {
         self.write_batch()?;
-        self.out.flush()?;
+        if let Some(out) = self.out.as_mut() {
+            out.flush()?;
+        }
         Ok(())
+    }
+}
+
+/// Events batched when a run ends early (a capture file corrupt halfway, a
+/// failing pipeline) are still written, as `BufWriter` would: they were
+/// published. A failure here has no one left to report to.
+impl<W: Write> Drop for NdjsonSink<W> {
+    fn drop(&mut self) {
+        let _ = self.write_batch();
     }
 }
 
@@ -94,6 +109,7 @@ mod tests {
             assert_eq!(write.last(), Some(&b'\n'), "a write ends inside an event");
         }
         let lines = writes.concat();
+        assert!(lines.ends_with(b"\n"));
         assert_eq!(lines.iter().filter(|&&b| b == b'\n').count(), events.len());
         assert_eq!(
             lines,
@@ -103,5 +119,28 @@ mod tests {
                 .chain([b'\n'])
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn batched_events_are_written_when_dropped_unflushed() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let written = Shared::default();
+        let mut sink = NdjsonSink::new(written.clone());
+        sink.publish_copy(b"{\"a\":1}", &EventMeta::default())
+            .unwrap();
+        assert!(written.0.lock().unwrap().is_empty(), "still batched");
+        drop(sink);
+        assert_eq!(*written.0.lock().unwrap(), b"{\"a\":1}\n");
     }
 }
