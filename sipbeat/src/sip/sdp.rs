@@ -3,7 +3,7 @@
 //! `a=rtpmap` lines. Lines are read leniently (LF or CRLF, unknown types
 //! skipped): a sensor reports what was offered, it does not negotiate.
 
-use super::text::trim;
+use super::text::{line_ends, trim};
 
 /// Media sections kept per body; more are counted in [`Sdp::media_dropped`].
 pub const MAX_MEDIA: usize = 8;
@@ -70,7 +70,7 @@ struct Line<'a> {
 /// The `type=value` lines of `text` (LF or CRLF); other lines are skipped.
 fn lines(text: &[u8]) -> impl Iterator<Item = Line<'_>> {
     let mut start = 0;
-    memchr::memchr_iter(b'\n', text)
+    line_ends(text)
         .chain((!text.ends_with(b"\n")).then_some(text.len()))
         .filter_map(move |end| {
             let line = &text[start..end];
