@@ -103,6 +103,10 @@ pub fn write_event(
     let credentials = message
         .first_value(HeaderName::Authorization)
         .or_else(|| message.first_value(HeaderName::ProxyAuthorization));
+    // Parsed once for sip.auth.* and user.name.
+    let parsed_credentials = credentials
+        .filter(|_| env.config.parse_authorization)
+        .and_then(Credentials::parse);
 
     write_sip(
         w,
@@ -110,14 +114,12 @@ pub fn write_event(
         timestamps,
         message,
         context,
-        credentials,
+        parsed_credentials,
         &mut related,
     );
-    if env.config.parse_authorization
-        && let Some(name) = credentials
-            .and_then(Credentials::parse)
-            .and_then(|c| c.param(b"username"))
-            .filter(|u| is_user(u))
+    if let Some(name) = parsed_credentials
+        .and_then(|c| c.param(b"username"))
+        .filter(|u| is_user(u))
     {
         related.user(name);
         w.open("user");
@@ -225,7 +227,7 @@ fn write_sip<'m>(
     timestamps: &mut TimestampFormatter,
     message: &'m Message<'m>,
     context: &Context,
-    credentials: Option<&'m [u8]>,
+    credentials: Option<Credentials<'m>>,
     related: &mut Related<'m>,
 ) {
     w.open("sip");
@@ -307,9 +309,7 @@ fn write_sip<'m>(
         write_uri(w, "uri", &private.uri, UriFields::All, Some(related));
         w.close();
     }
-    if env.config.parse_authorization
-        && let Some(credentials) = credentials.and_then(Credentials::parse)
-    {
+    if let Some(credentials) = credentials {
         w.open("auth");
         w.str("scheme", credentials.scheme);
         if let Some(realm) = credentials.param(b"realm") {
