@@ -170,20 +170,16 @@ fn sipbeat_trial(sipbeat: &str, rate: u64, pcap: &Path) -> Result<Trial> {
                 .and_then(|n| n.parse().ok())
         })
         .context("sipbeat's final summary")?;
-    let drops = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("sipbeat: rings:"))
-        .unwrap_or_default()
-        .trim_start_matches("sipbeat: rings: ")
-        .to_string();
-    let xdp = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("sipbeat: xdp:"))
-        .unwrap_or_default()
-        .trim_start_matches("sipbeat: xdp: ")
-        .to_string();
+    // The last of each summary line: the final one, after the periodic ones.
+    let last = |prefix: &str| {
+        text.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let drops = last("sipbeat: rings: ");
+    let xdp = last("sipbeat: xdp: ");
     Ok(Trial {
         sent,
         captured,

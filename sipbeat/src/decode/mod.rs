@@ -183,7 +183,27 @@ pub(crate) mod testing {
         frame
     }
 
-    /// An IPv4 + TCP packet around `payload`.
+    /// An IPv4 header (no options) for `transport_len` bytes of
+    /// `protocol`; `flags_fragment` is the flags/fragment-offset field.
+    fn ipv4_header(
+        src: [u8; 4],
+        dst: [u8; 4],
+        protocol: u8,
+        flags_fragment: u16,
+        transport_len: usize,
+    ) -> Vec<u8> {
+        let total = (20 + transport_len) as u16;
+        let mut p = vec![0x45, 0];
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0, 1]);
+        p.extend_from_slice(&flags_fragment.to_be_bytes());
+        p.extend_from_slice(&[64, protocol, 0, 0]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p
+    }
+
+    /// An IPv4 + TCP packet around `payload` (don't-fragment set).
     pub fn ipv4_tcp(
         src: [u8; 4],
         dst: [u8; 4],
@@ -193,23 +213,7 @@ pub(crate) mod testing {
         flags: u8,
         payload: &[u8],
     ) -> Vec<u8> {
-        let total = 20 + 20 + payload.len();
-        let mut p = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            1,
-            0x40,
-            0,
-            64,
-            6,
-            0,
-            0,
-        ];
-        p.extend_from_slice(&src);
-        p.extend_from_slice(&dst);
+        let mut p = ipv4_header(src, dst, 6, 0x4000, 20 + payload.len());
         p.extend_from_slice(&sport.to_be_bytes());
         p.extend_from_slice(&dport.to_be_bytes());
         p.extend_from_slice(&seq.to_be_bytes());
@@ -220,24 +224,8 @@ pub(crate) mod testing {
 
     /// An IPv4 + UDP packet around `payload`.
     pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-        let total = 20 + 8 + payload.len();
-        let mut p = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            1,
-            0,
-            0,
-            64,
-            17,
-            0,
-            0,
-        ];
-        p.extend_from_slice(&src);
-        p.extend_from_slice(&dst);
         let udp_len = 8 + payload.len();
+        let mut p = ipv4_header(src, dst, 17, 0, udp_len);
         p.extend_from_slice(&sport.to_be_bytes());
         p.extend_from_slice(&dport.to_be_bytes());
         p.extend_from_slice(&(udp_len as u16).to_be_bytes());
