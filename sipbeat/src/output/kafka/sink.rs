@@ -112,6 +112,13 @@ pub struct KafkaCounters {
     pub requeued: AtomicU64,
     /// Producers replaced after a fatal error.
     pub producer_restarts: AtomicU64,
+    /// When the first and the latest delivery report came, in µs since the
+    /// sink was made, plus one (0: none yet). The span between them gives
+    /// the sustained delivery rate, apart from the start-up: an idempotent
+    /// producer sends nothing until it has a producer id, which librdkafka
+    /// asks for on a 500 ms timer when no broker connection is up yet.
+    pub first_delivery_us: AtomicU64,
+    pub last_delivery_us: AtomicU64,
 }
 
 impl KafkaCounters {
@@ -121,6 +128,27 @@ impl KafkaCounters {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    fn delivered_at(&self, since_start: Duration) {
+        let us = since_start.as_micros() as u64 + 1;
+        if self.first_delivery_us.load(Ordering::Relaxed) == 0 {
+            self.first_delivery_us.store(us, Ordering::Relaxed);
+        }
+        self.last_delivery_us.store(us, Ordering::Relaxed);
+        Self::bump(&self.delivered);
+    }
+
+    /// Time to the first delivery, and events/s delivered from then to the
+    /// latest delivery (`None` before two deliveries).
+    pub fn delivery_rate(&self) -> (Option<Duration>, Option<f64>) {
+        let first = Self::get(&self.first_delivery_us);
+        let last = Self::get(&self.last_delivery_us);
+        let to_first = (first > 0).then(|| Duration::from_micros(first - 1));
+        let delivered = Self::get(&self.delivered);
+        let rate = (last > first && delivered >= 2)
+            .then(|| (delivered - 1) as f64 / ((last - first) as f64 / 1e6));
+        (to_first, rate)
     }
 }
 
@@ -136,6 +164,8 @@ struct Callbacks {
     counters: Arc<KafkaCounters>,
     /// Retries counted by earlier producers (statistics restart at zero).
     retries_before: u64,
+    /// When the sink was made (delivery times count from here).
+    started: Instant,
     fatal: Arc<AtomicBool>,
     unsent: Arc<Mutex<Vec<Unsent>>>,
 }
@@ -161,7 +191,7 @@ impl ProducerContext for Callbacks {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => KafkaCounters::bump(&self.counters.delivered),
+            Ok(_) => self.counters.delivered_at(self.started.elapsed()),
             Err((error, message)) => {
                 let fatal = self.fatal.load(Ordering::SeqCst)
                     || matches!(
@@ -194,6 +224,7 @@ impl ProducerContext for Callbacks {
 pub struct KafkaSink {
     config: KafkaConfig,
     producer: ThreadedProducer<Callbacks>,
+    started: Instant,
     counters: Arc<KafkaCounters>,
     fatal: Arc<AtomicBool>,
     unsent: Arc<Mutex<Vec<Unsent>>>,
@@ -208,6 +239,7 @@ pub struct KafkaSink {
 
 fn producer(
     config: &KafkaConfig,
+    started: Instant,
     counters: &Arc<KafkaCounters>,
     fatal: &Arc<AtomicBool>,
     unsent: &Arc<Mutex<Vec<Unsent>>>,
@@ -215,6 +247,7 @@ fn producer(
     let callbacks = Callbacks {
         counters: Arc::clone(counters),
         retries_before: KafkaCounters::get(&counters.retries),
+        started,
         fatal: Arc::clone(fatal),
         unsent: Arc::clone(unsent),
     };
@@ -232,8 +265,10 @@ impl KafkaSink {
         let counters = Arc::new(KafkaCounters::default());
         let fatal = Arc::new(AtomicBool::new(false));
         let unsent = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
         Ok(KafkaSink {
-            producer: producer(config, &counters, &fatal, &unsent)?,
+            producer: producer(config, started, &counters, &fatal, &unsent)?,
+            started,
             topic: Template::parse(&config.topic).map_err(OutputError::Kafka)?,
             key: Template::parse(&config.key).map_err(OutputError::Kafka)?,
             config: config.clone(),
@@ -281,7 +316,13 @@ impl KafkaSink {
             self.producer.poll(Duration::from_millis(10));
         }
         self.fatal.store(false, Ordering::SeqCst);
-        self.producer = producer(&self.config, &self.counters, &self.fatal, &self.unsent)?;
+        self.producer = producer(
+            &self.config,
+            self.started,
+            &self.counters,
+            &self.fatal,
+            &self.unsent,
+        )?;
         KafkaCounters::bump(&self.counters.producer_restarts);
         let unsent = std::mem::take(&mut *self.unsent.lock().expect("not poisoned"));
         eprintln!(
@@ -396,8 +437,16 @@ impl Sink for KafkaSink {
 
     fn summary(&self) -> Option<String> {
         let c = &self.counters;
+        let (to_first, rate) = c.delivery_rate();
+        let timing = match (to_first, rate) {
+            (Some(to_first), Some(rate)) => format!(
+                " first_delivery_after={:.3}s sustained={rate:.0}/s",
+                to_first.as_secs_f64()
+            ),
+            _ => String::new(),
+        };
         Some(format!(
-            "sipbeat: kafka: enqueued={} delivered={} failed={} retries={} dropped_queue_full={} requeued={} producer_restarts={}",
+            "sipbeat: kafka: enqueued={} delivered={} failed={} retries={} dropped_queue_full={} requeued={} producer_restarts={}{timing}",
             KafkaCounters::get(&c.enqueued),
             KafkaCounters::get(&c.delivered),
             KafkaCounters::get(&c.failed),
@@ -412,6 +461,25 @@ impl Sink for KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sustained_rate_counts_from_the_first_delivery() {
+        let counters = KafkaCounters::default();
+        assert_eq!(counters.delivery_rate(), (None, None));
+        counters.delivered_at(Duration::from_millis(500));
+        assert_eq!(
+            counters.delivery_rate(),
+            (Some(Duration::from_millis(500)), None)
+        );
+        for ms in 501..=1500 {
+            counters.delivered_at(Duration::from_millis(ms));
+        }
+        // 1,000 more events in the second after the first one.
+        let (to_first, rate) = counters.delivery_rate();
+        assert_eq!(to_first, Some(Duration::from_millis(500)));
+        assert!((rate.unwrap() - 1000.0).abs() < 1e-6, "{rate:?}");
+        assert_eq!(KafkaCounters::get(&counters.delivered), 1001);
+    }
 
     #[test]
     fn templates() {
