@@ -110,13 +110,12 @@ fn read_to_kafka_matches_stdout_byte_for_byte() {
     .unwrap();
     let mut sink = kafka.output.open().unwrap();
     let stats = sipbeat::read::read_files(&captures, &kafka, sink.as_mut()).unwrap();
+    let summary = sink.summary().unwrap();
     assert!(
-        sink.summary()
-            .unwrap()
-            .contains(&format!("delivered={}", stats.events)),
-        "{:?}",
-        sink.summary()
+        summary.contains(&format!("delivered={}", stats.events)),
+        "{summary}"
     );
+    assert!(summary.contains(" sustained="), "{summary}");
 
     let records = consume(
         &broker,
