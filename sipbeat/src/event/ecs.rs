@@ -186,15 +186,16 @@ fn write_event_fields(
     w.close();
 }
 
-/// `"network":{...},"source":{...},...`: the members that depend on the
-/// flow alone (cached per flow, see [`super::flow`]).
-pub(super) fn flow_members(
+/// Appends `"network":{...},"source":{...},...` to `out`: the members that
+/// depend on the flow alone (cached per flow, see [`super::flow`]).
+pub(super) fn write_flow_members(
+    out: &mut Vec<u8>,
     flow: &community_id::FlowKey,
     community_id: &[u8],
     src: &QuotedIp,
     dst: &QuotedIp,
-) -> Vec<u8> {
-    JsonWriter::fragment(|w| {
+) {
+    JsonWriter::fragment_into(out, |w| {
         w.open("network");
         w.members(match (flow.protocol, flow.src.is_ipv4()) {
             (protocol::TCP, true) => br#""application":"sip","protocol":"sip","transport":"tcp","iana_number":"6","type":"ipv4""#,

@@ -50,17 +50,38 @@ impl FlowCache {
     /// The fields of `flow`, written on first use of its slot.
     pub fn get(&mut self, flow: &FlowKey) -> &FlowFields {
         let slot = &mut self.slots[slot_of(flow)];
-        if !matches!(slot, Some(cached) if cached.key == *flow) {
-            let src = QuotedIp::new(&flow.src);
-            let dst = QuotedIp::new(&flow.dst);
-            *slot = Some(FlowFields {
-                key: *flow,
-                members: ecs::flow_members(flow, &community_id(flow), &src, &dst),
-                src,
-                dst,
-            });
+        match slot {
+            Some(cached) if cached.key == *flow => {}
+            // The evicted flow's buffer takes the new one's fields.
+            Some(evicted) => evicted.write(flow),
+            None => {
+                let mut fields = FlowFields {
+                    key: *flow,
+                    members: Vec::new(),
+                    src: QuotedIp::new(&flow.src),
+                    dst: QuotedIp::new(&flow.dst),
+                };
+                fields.write(flow);
+                *slot = Some(fields);
+            }
         }
         slot.as_ref().expect("filled above")
+    }
+}
+
+impl FlowFields {
+    fn write(&mut self, flow: &FlowKey) {
+        self.key = *flow;
+        self.src = QuotedIp::new(&flow.src);
+        self.dst = QuotedIp::new(&flow.dst);
+        self.members.clear();
+        ecs::write_flow_members(
+            &mut self.members,
+            flow,
+            &community_id(flow),
+            &self.src,
+            &self.dst,
+        );
     }
 }
 

@@ -41,9 +41,17 @@ impl<'b> JsonWriter<'b> {
     /// written once and then copied into events by [`JsonWriter::members`].
     pub fn fragment(write: impl FnOnce(&mut JsonWriter<'_>)) -> Vec<u8> {
         let mut text = Vec::new();
-        write(&mut JsonWriter::new(&mut text));
-        text.remove(0); // the opening brace
+        JsonWriter::fragment_into(&mut text, write);
         text
+    }
+
+    /// Like [`JsonWriter::fragment`], appending to `out` (whose allocation
+    /// a caller can reuse).
+    pub fn fragment_into(out: &mut Vec<u8>, write: impl FnOnce(&mut JsonWriter<'_>)) {
+        write(&mut JsonWriter {
+            buf: out,
+            needs_comma: false,
+        });
     }
 
     /// Writes `"key":`. `key` must need no escaping.
