@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: decode → parse → JSON throughput of `sipbeat read` on
-//! one core, next to tshark's `-Y sip -T ek` on the same generated capture.
+//! one core (the plain release build and the PGO build), next to tshark's
+//! `-Y sip -T ek` on the same generated capture.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -18,15 +19,21 @@ const RUNS: usize = 5;
 
 /// Writes `bench-data/calls-N.pcap` unless it exists; returns its path.
 pub(crate) fn generate(messages: usize) -> Result<PathBuf> {
+    generate_named("calls", messages, callgen::BENCH_SEED)
+}
+
+/// Writes `bench-data/NAME-N.pcap` of calls made from `seed` unless it
+/// exists; returns its path.
+pub(crate) fn generate_named(name: &str, messages: usize, seed: u64) -> Result<PathBuf> {
     let dir = root().join("bench-data");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("calls-{messages}.pcap"));
+    let path = dir.join(format!("{name}-{messages}.pcap"));
     if path.exists() {
         return Ok(path);
     }
     let partial = path.with_extension("pcap.partial");
     let mut out = BufWriter::new(File::create(&partial)?);
-    let written = callgen::write_pcap(&mut out, messages)?;
+    let written = callgen::write_pcap(&mut out, messages, seed)?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&partial, &path)?;
     eprintln!("xtask: wrote {written} SIP messages to {}", path.display());
@@ -69,26 +76,18 @@ fn time(command: &mut Command) -> Result<(Duration, String)> {
     ))
 }
 
-/// Generates the capture, runs both tools, prints the figures.
-pub fn run(messages: usize) -> Result<()> {
-    crate::setup::test_dependencies()?;
-    let sipbeat = &release_sipbeat()?;
-    let pcap = generate(messages)?;
-    let size = std::fs::metadata(&pcap)?.len();
-    let pcap_arg = pcap.to_str().context("UTF-8 path")?;
-
+/// Best of [`RUNS`] runs of `sipbeat read` on `pcap`, pinned: the time, the
+/// events published, and that run's summary.
+fn best_read(sipbeat: &str, pcap: &str) -> Result<(Duration, u64)> {
     let mut best = Duration::MAX;
     let mut summary = String::new();
     for _ in 0..RUNS {
-        let (elapsed, stderr) = time(pinned(sipbeat).args(["read", pcap_arg]))?;
+        let (elapsed, stderr) = time(pinned(sipbeat).args(["read", pcap]))?;
         if elapsed < best {
             best = elapsed;
             summary = stderr;
         }
     }
-    // Measured on a run of its own: the peak over all children would
-    // include the compiler whenever the build above had work to do.
-    let (rss, _, _) = peak_rss(sipbeat, pcap_arg, &[])?;
     let events = summary
         .split(", ")
         .find_map(|part| part.strip_suffix(" events"))
@@ -100,30 +99,50 @@ pub fn run(messages: usize) -> Result<()> {
             messages_in(&summary)
         );
     }
+    Ok((best, events))
+}
 
-    let (tshark_elapsed, _) =
-        time(pinned("tshark").args(["-r", pcap_arg, "-Y", "sip", "-T", "ek"]))?;
-    let rate = |d: Duration| events as f64 / d.as_secs_f64();
+/// Generates the capture, runs both tools, prints the figures.
+pub fn run(messages: usize) -> Result<()> {
+    crate::setup::test_dependencies()?;
+    let plain = release_sipbeat()?;
+    let pgo = &crate::pgo::sipbeat()?;
+    let pcap = generate(messages)?;
+    let size = std::fs::metadata(&pcap)?.len();
+    let pcap_arg = pcap.to_str().context("UTF-8 path")?;
     println!(
         "capture: {} ({messages} SIP messages, {:.1} MB)",
         pcap.display(),
         size as f64 / 1e6
     );
+    let mut events = 0;
+    let mut fastest = Duration::MAX;
+    for (build, sipbeat) in [("release", plain.as_str()), ("release+PGO", pgo)] {
+        let (best, published) = best_read(sipbeat, pcap_arg)?;
+        // Measured on a run of its own: the peak over all children would
+        // include the compiler whenever the build above had work to do.
+        let (rss, _, _) = peak_rss(sipbeat, pcap_arg, &[])?;
+        println!(
+            "sipbeat read ({build}), stdout to /dev/null, 1 core: {:.3} s, {:.0} messages/s, {:.0} MB/s of capture, peak RSS {} MiB (best of {RUNS})",
+            best.as_secs_f64(),
+            published as f64 / best.as_secs_f64(),
+            size as f64 / 1e6 / best.as_secs_f64(),
+            rss / 1024,
+        );
+        events = published;
+        fastest = fastest.min(best);
+    }
+
+    let (tshark_elapsed, _) =
+        time(pinned("tshark").args(["-r", pcap_arg, "-Y", "sip", "-T", "ek"]))?;
     println!(
-        "sipbeat read, stdout to /dev/null, 1 core: {:.3} s, {:.0} messages/s, {:.0} MB/s of capture, peak RSS {} MiB (best of {RUNS})",
-        best.as_secs_f64(),
-        rate(best),
-        size as f64 / 1e6 / best.as_secs_f64(),
-        rss / 1024,
-    );
-    println!(
-        "tshark -Y sip -T ek, 1 core:              {:.3} s, {:.0} messages/s",
+        "tshark -Y sip -T ek, 1 core: {:.3} s, {:.0} messages/s",
         tshark_elapsed.as_secs_f64(),
-        rate(tshark_elapsed)
+        events as f64 / tshark_elapsed.as_secs_f64()
     );
     println!(
-        "sipbeat / tshark: {:.0}x",
-        tshark_elapsed.as_secs_f64() / best.as_secs_f64()
+        "sipbeat (fastest build) / tshark: {:.0}x",
+        tshark_elapsed.as_secs_f64() / fastest.as_secs_f64()
     );
     Ok(())
 }
@@ -210,7 +229,7 @@ pub fn flood(count: usize) -> Result<()> {
 /// with lz4 and with zstd, next to the same run to /dev/null.
 pub fn kafka(messages: usize) -> Result<()> {
     let tansu_binary = crate::setup::tansu()?;
-    let sipbeat = &release_sipbeat()?;
+    let sipbeat = &crate::pgo::sipbeat()?;
     let pcap = generate(messages)?;
     let pcap_arg = pcap.to_str().context("UTF-8 path")?;
     let (stdout_time, _) = time(Command::new(sipbeat).args(["read", pcap_arg]))?;

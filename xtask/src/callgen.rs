@@ -5,7 +5,7 @@
 //! endpoints, with the headers an SBC really adds (two Vias, Record-Route,
 //! P-Asserted-Identity, Session-Expires, Allow, Supported). Every tenth call
 //! is preceded by a REGISTER challenge (REGISTER, 401, REGISTER with Digest
-//! credentials, 200). Deterministic: the same count gives the same file.
+//! credentials, 200). Deterministic: the same count and seed give the same file.
 
 use std::io::Write;
 
@@ -35,9 +35,13 @@ struct Endpoint {
     number: String,
 }
 
+/// The benchmark capture's seed.
+pub const BENCH_SEED: u64 = 0x5eed_5eed_5eed_5eed;
+
 /// Writes `messages` SIP messages (rounded up to whole calls) as a
-/// nanosecond pcap to `out`; returns how many were written.
-pub fn write_pcap(out: &mut impl Write, messages: usize) -> std::io::Result<usize> {
+/// nanosecond pcap to `out`; returns how many were written. Calls, numbers
+/// and addresses follow from `seed`.
+pub fn write_pcap(out: &mut impl Write, messages: usize, seed: u64) -> std::io::Result<usize> {
     // Nanosecond-resolution pcap, Ethernet.
     out.write_all(&0xa1b2_3c4du32.to_le_bytes())?;
     out.write_all(&2u16.to_le_bytes())?;
@@ -45,7 +49,7 @@ pub fn write_pcap(out: &mut impl Write, messages: usize) -> std::io::Result<usiz
     out.write_all(&[0; 8])?;
     out.write_all(&65535u32.to_le_bytes())?;
     out.write_all(&1u32.to_le_bytes())?;
-    let mut rng = Rng(0x5eed_5eed_5eed_5eed);
+    let mut rng = Rng(seed);
     let mut clock_ns: u64 = 1_764_000_000_000_000_000;
     let mut written = 0;
     let mut call = 0u64;

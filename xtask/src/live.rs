@@ -250,7 +250,7 @@ fn tcpdump_trial(rate: u64, pcap: &Path) -> Result<Trial> {
 /// Runs both capturers over the rates; prints a table.
 pub fn run() -> Result<()> {
     crate::setup::test_dependencies()?;
-    let sipbeat = &crate::bench::release_sipbeat()?;
+    let sipbeat = &crate::pgo::sipbeat()?;
     let pcap = crate::bench::generate(crate::bench::DEFAULT_MESSAGES)?;
     let _topology = Topology::new()?;
     println!(

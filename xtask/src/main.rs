@@ -1,10 +1,13 @@
 //! `cargo xtask`: everything around the build that cargo alone does not do.
 //!
 //! - `run`: set up, then read the bundled capture to stdout (the README's demo).
-//! - `test`: set up, then the whole suite with every oracle required (CI).
+//! - `test`: set up, then the whole suite with every oracle required, the
+//!   fuzz targets, and the PGO build checked against the plain one (CI).
 //! - `setup`: install what the tests need (apt packages), idempotently.
 //! - `gen-bench-data`: write a large pcap of realistic SIP calls.
-//! - `bench`: sipbeat vs tshark on that pcap, one core each.
+//! - `build-pgo`: the profile-guided release build the benchmarks measure;
+//!   `check-pgo`: it publishes the same events as the plain build.
+//! - `bench`: sipbeat (plain and PGO builds) vs tshark on that pcap, one core each.
 //! - `bench-kafka [MESSAGES]`: the benchmark capture into a tansu broker.
 //! - `bench-live`: loss-free rate of `sipbeat run` vs tcpdump on a veth.
 //! - `bench-flood [N]`: peak memory under N half-open streams and fragment chains.
@@ -14,6 +17,7 @@ mod bench;
 mod callgen;
 mod fuzz;
 mod live;
+mod pgo;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +25,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str =
-    "usage: cargo xtask <run|test|setup|gen-bench-data [MESSAGES]|bench [MESSAGES]>";
+const USAGE: &str = "usage: cargo xtask <run|test|setup|build-pgo|check-pgo|gen-bench-data [MESSAGES]|bench [MESSAGES]|bench-kafka [MESSAGES]|bench-live|bench-flood [N]|fuzz [SECONDS]>";
 
 /// Seconds each fuzz target runs within `cargo xtask test`.
 const TEST_FUZZ_SECONDS: u64 = 15;
@@ -39,6 +42,11 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("setup") => setup::test_dependencies().and_then(|()| fuzz::setup()),
         Some("gen-bench-data") => bench::generate(count(1, bench::DEFAULT_MESSAGES)?).map(|_| ()),
+        Some("check-pgo") => pgo::check(),
+        Some("build-pgo") => {
+            println!("{}", pgo::build()?.display());
+            Ok(())
+        }
         Some("bench") => bench::run(count(1, bench::DEFAULT_MESSAGES)?),
         Some("bench-kafka") => bench::kafka(count(1, bench::DEFAULT_MESSAGES)?),
         Some("bench-live") => live::run(),
@@ -119,5 +127,6 @@ fn test() -> Result<()> {
             .args(["test", "--workspace", "--all-targets"])
             .env("SIPBEAT_REQUIRE_ORACLES", "1"),
     )?;
-    fuzz::run(TEST_FUZZ_SECONDS).map(|_| ())
+    fuzz::run(TEST_FUZZ_SECONDS)?;
+    pgo::check()
 }

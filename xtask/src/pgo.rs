@@ -1,0 +1,175 @@
+//! `cargo xtask build-pgo`: sipbeat built with profile-guided optimisation,
+//! the build the benchmarks measure and a deployment should ship.
+//!
+//! An instrumented build reads a training set, `llvm-profdata` merges what
+//! it counted, and a second build lays out and inlines the hot paths by
+//! those counts (−11 to −18 % CPU per message, BENCHMARKS.md). The training
+//! set is the bundled real-world captures (`testdata/pcaps`, many times
+//! over) and a generated capture of carrier calls whose seed differs from
+//! the benchmark capture's: the benchmark never trains its own binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{bench, root, run_command};
+
+/// Seed of the training capture (the benchmark's is `callgen::BENCH_SEED`).
+const TRAINING_SEED: u64 = 0x7a1e_0000_0000_0001;
+/// Seed of the capture `check` compares the two builds on.
+const CHECK_SEED: u64 = 0xc4ec_0000_0000_0001;
+/// Messages in the training capture.
+const TRAINING_MESSAGES: usize = 50_000;
+/// Times the bundled captures are read: a few hundred messages each pass.
+const CAPTURE_PASSES: usize = 100;
+
+/// Builds `target/pgo/optimised/release/sipbeat`; returns its path.
+pub fn build() -> Result<PathBuf> {
+    let profdata = llvm_profdata()?;
+    let pgo = root().join("target/pgo");
+    let profiles = pgo.join("profiles");
+    let _ = std::fs::remove_dir_all(&profiles);
+    std::fs::create_dir_all(&profiles)?;
+
+    let instrumented = cargo_build(
+        &pgo.join("instrumented"),
+        &format!("-Cprofile-generate={}", profiles.display()),
+    )?;
+    // Build scripts are instrumented too and leave profiles of their own.
+    std::fs::remove_dir_all(&profiles)?;
+    std::fs::create_dir_all(&profiles)?;
+    train(&instrumented)?;
+
+    let merged = pgo.join("sipbeat.profdata");
+    run_command(
+        Command::new(&profdata)
+            .arg("merge")
+            .arg("-o")
+            .arg(&merged)
+            .arg(&profiles),
+    )?;
+    cargo_build(
+        &pgo.join("optimised"),
+        &format!("-Cprofile-use={}", merged.display()),
+    )
+}
+
+/// [`build`], as the path string benchmarks pass to commands.
+pub fn sipbeat() -> Result<String> {
+    build()?.to_str().map(str::to_string).context("UTF-8 path")
+}
+
+/// `cargo build --release -p sipbeat` into `target_dir` with `rustflags`.
+fn cargo_build(target_dir: &Path, rustflags: &str) -> Result<PathBuf> {
+    run_command(
+        Command::new("cargo")
+            .args(["build", "--release", "--quiet", "--package", "sipbeat"])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .env("RUSTFLAGS", rustflags),
+    )?;
+    Ok(target_dir.join("release/sipbeat"))
+}
+
+/// Builds both binaries and checks they publish the same events, byte for
+/// byte, over the bundled captures and a generated one (`cargo xtask test`:
+/// the build that ships must behave as the one the tests ran).
+pub fn check() -> Result<()> {
+    let plain = crate::bench::release_sipbeat()?;
+    let optimised = build()?;
+    let mut files = captures()?;
+    files.push(bench::generate_named("check", 20_000, CHECK_SEED)?);
+    let events = |binary: &Path| -> Result<Vec<u8>> {
+        let output = Command::new(binary)
+            .arg("read")
+            .arg("--quiet")
+            .args(&files)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "{}: {}",
+                binary.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(output.stdout)
+    };
+    let (expected, got) = (events(Path::new(&plain))?, events(&optimised)?);
+    if expected != got {
+        bail!("the PGO build's events differ from the release build's");
+    }
+    let count = expected.iter().filter(|&&b| b == b'\n').count();
+    if count < 20_000 {
+        bail!("only {count} events compared");
+    }
+    eprintln!("xtask: PGO build publishes the same {count} events as the release build");
+    Ok(())
+}
+
+/// The bundled captures, in a fixed order.
+fn captures() -> Result<Vec<PathBuf>> {
+    let mut captures: Vec<PathBuf> = walk(&root().join("testdata/pcaps"))?
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    captures.sort();
+    Ok(captures)
+}
+
+/// Runs the instrumented binary over the training set.
+fn train(instrumented: &Path) -> Result<()> {
+    let captures = captures()?;
+    let training = bench::generate_named("training", TRAINING_MESSAGES, TRAINING_SEED)?;
+    let mut command = Command::new(instrumented);
+    command.arg("read").arg("--quiet");
+    for _ in 0..CAPTURE_PASSES {
+        command.args(&captures);
+    }
+    command.arg(&training);
+    let status = command
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .status()
+        .context("training run")?;
+    if !status.success() {
+        bail!("training run failed: {status}");
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// `llvm-profdata` of the active toolchain (rustup's `llvm-tools`, whose
+/// LLVM matches rustc's), installed when missing.
+fn llvm_profdata() -> Result<PathBuf> {
+    let rustc = |args: &[&str]| -> Result<String> {
+        let output = Command::new("rustc").args(args).output()?;
+        Ok(String::from_utf8(output.stdout)?.trim().to_string())
+    };
+    let sysroot = rustc(&["--print", "sysroot"])?;
+    let host = rustc(&["-vV"])?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .context("rustc -vV names the host")?
+        .to_string();
+    let path = Path::new(&sysroot).join(format!("lib/rustlib/{host}/bin/llvm-profdata"));
+    if !path.exists() {
+        run_command(Command::new("rustup").args(["component", "add", "llvm-tools"]))?;
+    }
+    if !path.exists() {
+        bail!("{} missing after installing llvm-tools", path.display());
+    }
+    Ok(path)
+}
