@@ -3,7 +3,7 @@
 //!
 //! An instrumented build reads a training set, `llvm-profdata` merges what
 //! it counted, and a second build lays out and inlines the hot paths by
-//! those counts (−11 to −18 % CPU per message, BENCHMARKS.md). The training
+//! those counts (−10 to −14 % CPU per message, BENCHMARKS.md). The training
 //! set is the bundled real-world captures (`testdata/pcaps`, many times
 //! over) and a generated capture of carrier calls whose seed differs from
 //! the benchmark capture's: the benchmark never trains its own binary.

@@ -52,33 +52,40 @@ impl FlowCache {
         let slot = &mut self.slots[slot_of(flow)];
         match slot {
             Some(cached) if cached.key == *flow => {}
-            // The evicted flow's buffer takes the new one's fields.
-            Some(evicted) => evicted.write(flow),
-            None => {
-                let mut fields = FlowFields {
-                    key: *flow,
-                    members: Vec::new(),
-                    src: QuotedIp::new(&flow.src),
-                    dst: QuotedIp::new(&flow.dst),
-                };
-                fields.write(flow);
-                *slot = Some(fields);
-            }
+            // The evicted flow's buffer takes the new one's fields: no
+            // allocation per new flow.
+            Some(evicted) => evicted.reuse_for(flow),
+            None => *slot = Some(FlowFields::new(flow)),
         }
         slot.as_ref().expect("filled above")
     }
 }
 
 impl FlowFields {
-    fn write(&mut self, flow: &FlowKey) {
+    fn new(flow: &FlowKey) -> FlowFields {
+        let mut fields = FlowFields {
+            key: *flow,
+            members: Vec::new(),
+            src: QuotedIp::new(&flow.src),
+            dst: QuotedIp::new(&flow.dst),
+        };
+        fields.write_members();
+        fields
+    }
+
+    fn reuse_for(&mut self, flow: &FlowKey) {
         self.key = *flow;
         self.src = QuotedIp::new(&flow.src);
         self.dst = QuotedIp::new(&flow.dst);
+        self.write_members();
+    }
+
+    fn write_members(&mut self) {
         self.members.clear();
         ecs::write_flow_members(
             &mut self.members,
-            flow,
-            &community_id(flow),
+            &self.key,
+            &community_id(&self.key),
             &self.src,
             &self.dst,
         );
@@ -128,6 +135,8 @@ mod tests {
         for _ in 0..2 {
             for f in &flows {
                 let fields = cache.get(f);
+                // A reused slot holds exactly what a fresh one would.
+                assert_eq!(fields.members, FlowFields::new(f).members);
                 let text = String::from_utf8(fields.members.clone()).unwrap();
                 let id = String::from_utf8(community_id(f).to_vec()).unwrap();
                 assert!(text.contains(&id), "{text}");
