@@ -76,8 +76,8 @@ fn time(command: &mut Command) -> Result<(Duration, String)> {
     ))
 }
 
-/// Best of [`RUNS`] runs of `sipbeat read` on `pcap`, pinned: the time, the
-/// events published, and that run's summary.
+/// Best of [`RUNS`] runs of `sipbeat read` on `pcap`, pinned: the time and
+/// the events that run published (checked to be one per message).
 fn best_read(sipbeat: &str, pcap: &str) -> Result<(Duration, u64)> {
     let mut best = Duration::MAX;
     let mut summary = String::new();

@@ -154,10 +154,7 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
 /// `llvm-profdata` of the active toolchain (rustup's `llvm-tools`, whose
 /// LLVM matches rustc's), installed when missing.
 fn llvm_profdata() -> Result<PathBuf> {
-    let rustc = |args: &[&str]| -> Result<String> {
-        let output = Command::new("rustc").args(args).output()?;
-        Ok(String::from_utf8(output.stdout)?.trim().to_string())
-    };
+    let rustc = crate::setup::rustc;
     let sysroot = rustc(&["--print", "sysroot"])?;
     let host = rustc(&["-vV"])?
         .lines()

@@ -79,6 +79,19 @@ pub fn build_toolchain() -> Result<()> {
     bpf_linker()
 }
 
+/// What `rustc ARGS` prints, trimmed (`--print sysroot`, `-vV`).
+pub(crate) fn rustc(args: &[&str]) -> Result<String> {
+    let output = Command::new("rustc").args(args).output()?;
+    if !output.status.success() {
+        bail!(
+            "rustc {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
+
 /// bpf-linker, built against the LLVM that ships inside the nightly
 /// toolchain (no LLVM download needed): a prefix directory of symlinks to
 /// it, kept in a stable place because the binary's RUNPATH points there.
@@ -93,10 +106,7 @@ fn bpf_linker() -> Result<()> {
     if works(&linker) {
         return Ok(());
     }
-    let sysroot = Command::new("rustc")
-        .args(["+nightly", "--print", "sysroot"])
-        .output()?;
-    let lib = std::path::PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join("lib");
+    let lib = std::path::PathBuf::from(rustc(&["+nightly", "--print", "sysroot"])?).join("lib");
     let llvm = std::fs::read_dir(&lib)?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -54,41 +54,26 @@ impl FlowCache {
             Some(cached) if cached.key == *flow => {}
             // The evicted flow's buffer takes the new one's fields: no
             // allocation per new flow.
-            Some(evicted) => evicted.reuse_for(flow),
-            None => *slot = Some(FlowFields::new(flow)),
+            Some(evicted) => *evicted = FlowFields::new(flow, std::mem::take(&mut evicted.members)),
+            None => *slot = Some(FlowFields::new(flow, Vec::new())),
         }
         slot.as_ref().expect("filled above")
     }
 }
 
 impl FlowFields {
-    fn new(flow: &FlowKey) -> FlowFields {
-        let mut fields = FlowFields {
+    /// The fields of `flow`, written into `members` (cleared first).
+    fn new(flow: &FlowKey, mut members: Vec<u8>) -> FlowFields {
+        let src = QuotedIp::new(&flow.src);
+        let dst = QuotedIp::new(&flow.dst);
+        members.clear();
+        ecs::write_flow_members(&mut members, flow, &community_id(flow), &src, &dst);
+        FlowFields {
             key: *flow,
-            members: Vec::new(),
-            src: QuotedIp::new(&flow.src),
-            dst: QuotedIp::new(&flow.dst),
-        };
-        fields.write_members();
-        fields
-    }
-
-    fn reuse_for(&mut self, flow: &FlowKey) {
-        self.key = *flow;
-        self.src = QuotedIp::new(&flow.src);
-        self.dst = QuotedIp::new(&flow.dst);
-        self.write_members();
-    }
-
-    fn write_members(&mut self) {
-        self.members.clear();
-        ecs::write_flow_members(
-            &mut self.members,
-            &self.key,
-            &community_id(&self.key),
-            &self.src,
-            &self.dst,
-        );
+            members,
+            src,
+            dst,
+        }
     }
 }
 
@@ -136,7 +121,7 @@ mod tests {
             for f in &flows {
                 let fields = cache.get(f);
                 // A reused slot holds exactly what a fresh one would.
-                assert_eq!(fields.members, FlowFields::new(f).members);
+                assert_eq!(fields.members, FlowFields::new(f, Vec::new()).members);
                 let text = String::from_utf8(fields.members.clone()).unwrap();
                 let id = String::from_utf8(community_id(f).to_vec()).unwrap();
                 assert!(text.contains(&id), "{text}");
