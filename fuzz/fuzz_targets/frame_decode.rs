@@ -1,5 +1,6 @@
 //! Any bytes as a frame of every link type, through the whole pipeline
-//! (decode, tunnels, reassembly, SIP, events): no panic.
+//! (decode, tunnels, reassembly, SIP, events): no panic, and every event
+//! strict JSON (no key twice in an object, which Elasticsearch rejects).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,7 +19,9 @@ impl Sink for Discard {
     }
     fn publish(&mut self, start: usize, _: &EventMeta<'_>) -> Result<(), OutputError> {
         assert_eq!(start, 0);
-        assert!(std::str::from_utf8(&self.0).is_ok());
+        if let Err(error) = sipbeat_testkit::json::parse_event(&self.0) {
+            panic!("{error}: {}", String::from_utf8_lossy(&self.0));
+        }
         self.0.clear();
         Ok(())
     }

@@ -1,6 +1,9 @@
-//! What sipbeat's tests and benchmarks share that is not sipbeat: a
-//! throw-away Kafka broker. tansu (Kafka wire protocol, memory storage)
-//! stands in for Apache Kafka, which cannot be installed here.
+//! What sipbeat's tests, fuzz targets and benchmarks share that is not
+//! sipbeat: a throw-away Kafka broker — tansu (Kafka wire protocol, memory
+//! storage) stands in for Apache Kafka, which cannot be installed here —
+//! and a strict reader for the events sipbeat writes ([`json`]).
+
+pub mod json;
 
 use std::io;
 use std::net::{TcpListener, TcpStream};

@@ -34,8 +34,7 @@ fn read_writes_ndjson_and_a_summary() {
         .collect();
     assert_eq!(lines.len(), 81);
     for line in &lines {
-        let event: serde_json::Value =
-            serde_json::from_slice(line).expect("one JSON object per line");
+        let event = sipbeat_testkit::json::parse_event(line).expect("one JSON object per line");
         assert_eq!(event["@metadata"]["beat"], "sipbeat");
     }
     let summary = stderr(&output);

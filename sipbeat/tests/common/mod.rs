@@ -81,7 +81,7 @@ pub fn read_events(file: &Path, config: &Config) -> (Vec<Value>, Stats) {
     let events = sink
         .events
         .iter()
-        .map(|json| serde_json::from_slice(json).expect("every event is valid JSON"))
+        .map(|json| sipbeat_testkit::json::parse_event(json).expect("every event is valid JSON"))
         .collect();
     (events, stats)
 }
