@@ -50,12 +50,27 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 16384)]
     pub frames: u32,
 
+    /// Bytes per UMEM frame: 2048 takes frames up to 1792 bytes (MTU 1500
+    /// with tags), 4096 up to 3840; larger ones are dropped and counted.
+    #[arg(long, value_name = "BYTES", default_value_t = 2048, value_parser = frame_size)]
+    pub frame_size: u32,
+
     /// Seconds between stats lines on stderr (0: only at exit).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub stats_interval: u64,
 
     #[command(flatten)]
     pub sip: SipArgs,
+}
+
+/// `--frame-size`: one of the sizes the sockets accept.
+#[cfg(feature = "xdp")]
+fn frame_size(text: &str) -> Result<u32, String> {
+    use crate::capture::xsk::XskConfig;
+    text.parse()
+        .ok()
+        .filter(|size| XskConfig::FRAME_SIZES.contains(size))
+        .ok_or_else(|| format!("{text} is not a frame size: 2048 or 4096"))
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,8 @@
 //! `tc mirred` onto a four-queue veth that sipbeat attaches to in driver
 //! mode; one event per SIP message sipp counted, calls complete. Then, on an
 //! interface that carries the traffic itself: ping and other UDP still flow,
-//! and after `kill -9` of the sensor SIP and ping still flow.
+//! and after `kill -9` of the sensor SIP and ping still flow. And a frame
+//! too large for a UMEM frame is counted as dropped, not lost unseen.
 //!
 //! Addresses are 198.18.N.0/24 (RFC 2544 benchmarking space) inside the
 //! test's own namespaces; nothing touches the host's interfaces.
@@ -158,6 +159,23 @@ impl Topology {
         }
     }
 
+    /// The MTU of every link, the mirror port's included.
+    fn set_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        for (role, link) in [("u", "a"), ("s", "b"), ("s", "x"), ("m", "y")] {
+            sh(&[
+                "ip",
+                "-n",
+                &self.ns(role),
+                "link",
+                "set",
+                &self.link(link),
+                "mtu",
+                &mtu,
+            ]);
+        }
+    }
+
     fn in_ns(&self, role: &str, program: &str) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.ns(role), program]);
@@ -181,6 +199,17 @@ struct Sensor {
 
 impl Sensor {
     fn start(topology: &Topology, role: &str, interface: &str, dir: &Path) -> Sensor {
+        Sensor::start_with(topology, role, interface, dir, &[])
+    }
+
+    /// [`Sensor::start`] with `extra` options for `sipbeat run`.
+    fn start_with(
+        topology: &Topology,
+        role: &str,
+        interface: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Sensor {
         let events = dir.join(format!("events-{role}.ndjson"));
         let stderr = dir.join(format!("sipbeat-{role}.log"));
         let child = topology
@@ -193,8 +222,9 @@ impl Sensor {
                 "5060,5062",
                 "--stats-interval",
                 "1",
-                "-o",
             ])
+            .args(extra)
+            .arg("-o")
             .arg(format!("file:{}", events.display()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -233,7 +263,7 @@ impl Sensor {
         let events = std::fs::read_to_string(&self.events)
             .unwrap_or_default()
             .lines()
-            .map(|line| serde_json::from_str(line).expect("JSON event"))
+            .map(|line| sipbeat_testkit::json::parse_event(line.as_bytes()).expect("JSON event"))
             .collect();
         (events, self.log())
     }
@@ -544,4 +574,69 @@ fn missing_interface_or_privileges_give_one_line_errors() {
         "{message}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// UDP datagrams of `sizes` bytes (SIP OPTIONS, Call-ID `size-N`) from the
+/// UAC to the UAS's port 5060, sent with python3's socket module.
+fn send_options(topology: &Topology, sizes: &[usize]) {
+    let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for size in map(int, sys.argv[2:]):
+    head = ("OPTIONS sip:uas@%s SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.1;branch=z9hG4bK%d\r\n"
+            "From: <sip:uac@x>;tag=1\r\nTo: <sip:uas@x>\r\nCall-ID: size-%d\r\n"
+            "CSeq: 1 OPTIONS\r\nContent-Type: text/plain\r\n" % (sys.argv[1], size, size))
+    body_len = size - len(head) - len("Content-Length: 0000\r\n\r\n")
+    message = head + "Content-Length: %04d\r\n\r\n" % body_len + "x" * body_len
+    assert len(message) == size
+    s.sendto(message.encode(), (sys.argv[1], 5060))
+"#;
+    let status = topology
+        .in_ns("u", "python3")
+        .args(["-c", script, &topology.uas_ip()])
+        .args(sizes.iter().map(ToString::to_string))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A frame longer than a UMEM frame holds (1792 bytes with the default 2048)
+/// is dropped by the kernel and counted in `rx_dropped`, and the frames
+/// around it still arrive; with `--frame-size 4096` it is captured.
+#[test]
+fn frames_too_large_for_the_umem_are_counted_and_4096_takes_them() {
+    if !runnable() {
+        return;
+    }
+    let topology = Topology::new(4);
+    topology.set_mtu(3000);
+    for (frame_size, large_captured) in [("2048", false), ("4096", true)] {
+        let dir = temp_dir(&format!("frame-size-{frame_size}"));
+        let _ = std::fs::remove_file(dir.join("events-m.ndjson"));
+        let sensor = Sensor::start_with(
+            &topology,
+            "m",
+            &topology.link("y"),
+            &dir,
+            &["--frame-size", frame_size],
+        );
+        send_options(&topology, &[400, 2500, 1700]);
+        std::thread::sleep(Duration::from_secs(2));
+        let (events, log) = sensor.stop();
+        let call_ids: Vec<&str> = events
+            .iter()
+            .map(|e| e["sip"]["call_id"].as_str().unwrap())
+            .collect();
+        let mut expected = vec!["size-400", "size-1700"];
+        if large_captured {
+            expected.insert(1, "size-2500");
+        }
+        assert_eq!(call_ids, expected, "frame size {frame_size}: {log}");
+        let dropped = if large_captured {
+            "rx_dropped=0"
+        } else {
+            "rx_dropped=1 "
+        };
+        assert!(log.contains(dropped), "frame size {frame_size}: {log}");
+    }
 }
