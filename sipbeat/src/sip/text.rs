@@ -262,30 +262,42 @@ fn newline_mask(bytes: &[u8]) -> u32 {
 /// bytes): sixteen bytes at a time, with no set-up cost for short values.
 #[inline]
 pub fn find_any<const N: usize>(bytes: &[u8], set: [u8; N]) -> Option<usize> {
-    let mut at = 0;
     #[cfg(target_arch = "x86_64")]
-    while at < bytes.len() {
+    {
         use std::arch::x86_64::*;
+        // Bit i set when byte i of `chunk` is one of `set`.
+        let hits = |chunk: __m128i| {
+            // SAFETY: SSE2 is part of the x86_64 baseline.
+            unsafe {
+                let hits = set.iter().fold(_mm_setzero_si128(), |hits, &b| {
+                    _mm_or_si128(hits, _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b as i8)))
+                });
+                _mm_movemask_epi8(hits) as u32
+            }
+        };
+        let mut at = 0;
+        // Whole chunks load in one instruction; only the last, short one
+        // is assembled from words (most values are shorter than a chunk).
+        while let Some(chunk) = bytes.get(at..at + 16) {
+            // SAFETY: the 16-byte unaligned load stays inside `chunk`.
+            let mask = hits(unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) });
+            if mask != 0 {
+                return Some(at + mask.trailing_zeros() as usize);
+            }
+            at += 16;
+        }
         let rest = &bytes[at..];
-        let n = rest.len().min(16);
+        if rest.is_empty() {
+            return None;
+        }
         let (low, high) = crate::simd::load_words(rest);
         // SAFETY: SSE2 is part of the x86_64 baseline.
-        let mask = unsafe {
-            let chunk = _mm_set_epi64x(high as i64, low as i64);
-            let hits = set.iter().fold(_mm_setzero_si128(), |hits, &b| {
-                _mm_or_si128(hits, _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b as i8)))
-            });
-            _mm_movemask_epi8(hits) as u32
-        } & ((1u32 << n) - 1);
-        if mask != 0 {
-            return Some(at + mask.trailing_zeros() as usize);
-        }
-        at += n;
+        let chunk = unsafe { _mm_set_epi64x(high as i64, low as i64) };
+        let mask = hits(chunk) & ((1u32 << rest.len()) - 1);
+        (mask != 0).then(|| at + mask.trailing_zeros() as usize)
     }
-    bytes[at..]
-        .iter()
-        .position(|b| set.contains(b))
-        .map(|p| at + p)
+    #[cfg(not(target_arch = "x86_64"))]
+    bytes.iter().position(|b| set.contains(b))
 }
 
 /// Position of the first `byte` in `bytes`. For the short fields of a
