@@ -13,6 +13,7 @@
 //! nanoseconds), `sip.sdp.media`, `ecs.version`, `agent.*`, `host.name`.
 
 use std::net::IpAddr;
+use std::ops::Range;
 
 use super::community_id;
 use super::flow::FlowFields;
@@ -108,7 +109,7 @@ pub fn write_event(
         .filter(|_| env.config.parse_authorization)
         .and_then(Credentials::parse);
 
-    write_sip(
+    let escaped_body = write_sip(
         w,
         env,
         timestamps,
@@ -127,7 +128,15 @@ pub fn write_event(
         w.close();
     }
 
-    write_event_fields(w, env, &millis, message, credentials.is_some(), code);
+    write_event_fields(
+        w,
+        env,
+        &millis,
+        message,
+        credentials.is_some(),
+        code,
+        escaped_body,
+    );
     w.members(&flow_fields.members);
     related.write(w);
 
@@ -151,6 +160,7 @@ fn write_event_fields(
     message: &Message<'_>,
     authenticated: bool,
     code: Option<u16>,
+    escaped_body: Option<Range<usize>>,
 ) {
     w.open("event");
     w.members(if authenticated {
@@ -181,7 +191,16 @@ fn write_event_fields(
     write_time(w, "end", millis);
     w.members(br#""duration":0"#);
     if env.config.keep_original {
-        w.str("original", message.raw);
+        match escaped_body {
+            // The body ends the message and starts after its blank line
+            // (ASCII), so the message escapes as its head followed by the
+            // body's text, already escaped once for `sip.sdp.body.original`.
+            Some(body) => {
+                let head = &message.raw[..message.raw.len() - message.body.len()];
+                w.str_then_escaped("original", head, body);
+            }
+            None => w.str("original", message.raw),
+        }
     }
     w.close();
 }
@@ -222,6 +241,8 @@ pub(super) fn write_flow_members(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Writes `sip.*`; returns where the escaped text of `sip.sdp.body.original`
+/// lies in the output, when there is one.
 fn write_sip<'m>(
     w: &mut JsonWriter,
     env: &Env<'_>,
@@ -230,7 +251,7 @@ fn write_sip<'m>(
     context: &Context,
     credentials: Option<Credentials<'m>>,
     related: &mut Related<'m>,
-) {
+) -> Option<Range<usize>> {
     w.open("sip");
     match message.start {
         StartLine::Request { method, uri } => {
@@ -321,10 +342,10 @@ fn write_sip<'m>(
         }
         w.close();
     }
-    if env.config.parse_body && is_sdp(message) {
-        write_sdp(w, message.body, related);
-    }
+    let escaped_body =
+        (env.config.parse_body && is_sdp(message)).then(|| write_sdp(w, message.body, related));
     w.close();
+    escaped_body
 }
 
 /// Which URI parts a field set has (`sip.auth.uri` has no username).
@@ -460,7 +481,8 @@ fn is_sdp(message: &Message<'_>) -> bool {
         && message.first_value(HeaderName::ContentEncoding).is_none()
 }
 
-fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) {
+/// Writes `sip.sdp`; returns where the body's escaped text lies in the output.
+fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) -> Range<usize> {
     let sdp = Sdp::parse(body);
     w.open("sdp");
     if let Some(version) = sdp.version {
@@ -521,9 +543,10 @@ fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) 
         w.close_array();
     }
     w.open("body");
-    w.str("original", body);
+    let escaped = w.str_escaped_at("original", body);
     w.close();
     w.close();
+    escaped
 }
 
 fn parse_ip(text: &[u8]) -> Option<IpAddr> {

@@ -10,6 +10,7 @@
 mod escape;
 
 use std::net::IpAddr;
+use std::ops::Range;
 
 pub use escape::{Case, NotUtf8, escape_into};
 
@@ -132,6 +133,28 @@ impl<'b> JsonWriter<'b> {
     pub fn str(&mut self, key: &str, value: &[u8]) {
         self.key_then(key, b"\"");
         self.string_body(value, Case::AsIs);
+        self.buf.push(b'"');
+    }
+
+    /// [`JsonWriter::str`], returning where the escaped value (without
+    /// its quotes) lies in the buffer, for [`JsonWriter::str_then_escaped`].
+    pub fn str_escaped_at(&mut self, key: &str, value: &[u8]) -> Range<usize> {
+        self.key_then(key, b"\"");
+        let start = self.buf.len();
+        self.string_body(value, Case::AsIs);
+        let end = self.buf.len();
+        self.buf.push(b'"');
+        start..end
+    }
+
+    /// `"key":"head" + tail`, where `tail` is a range of this buffer that
+    /// [`JsonWriter::str_escaped_at`] wrote: the escaped text of bytes that
+    /// follow `head` in the value. Escaping is per character, so this equals
+    /// escaping the whole value when `head` ends on an ASCII byte.
+    pub fn str_then_escaped(&mut self, key: &str, head: &[u8], tail: Range<usize>) {
+        self.key_then(key, b"\"");
+        self.string_body(head, Case::AsIs);
+        self.buf.extend_from_within(tail);
         self.buf.push(b'"');
     }
 
@@ -310,6 +333,35 @@ mod tests {
                 assert_eq!(
                     QuotedIp::new(&ip).as_bytes(),
                     format!("\"{ip}\"").as_bytes()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_written_as_head_and_escaped_tail_equals_the_whole() {
+        let heads: [&[u8]; 3] = [b"", b"INVITE x\r\n\r\n", b"h\xff\"\\\r\n\r\n"];
+        let tails: [&[u8]; 4] = [
+            b"",
+            b"v=0\r\n",
+            b"\xe2\x82\r\n\x01",
+            "caf\u{e9}\t".as_bytes(),
+        ];
+        for head in heads {
+            for tail in tails {
+                let mut split = Vec::new();
+                let mut writer = JsonWriter::new(&mut split);
+                let escaped = writer.str_escaped_at("tail", tail);
+                writer.str_then_escaped("whole", head, escaped);
+                writer.finish();
+                let mut whole = Vec::new();
+                let mut writer = JsonWriter::new(&mut whole);
+                writer.str("tail", tail);
+                writer.str("whole", &[head, tail].concat());
+                writer.finish();
+                assert_eq!(
+                    String::from_utf8_lossy(&split),
+                    String::from_utf8_lossy(&whole)
                 );
             }
         }
