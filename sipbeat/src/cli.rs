@@ -46,7 +46,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub zero_copy: bool,
 
-    /// UMEM frames per queue (a power of two).
+    /// UMEM frames per queue (a power of two), and the depth of its RX ring.
     #[arg(long, value_name = "N", default_value_t = 16384)]
     pub frames: u32,
 

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
                     mode: args.xdp_mode,
                     xsk: sipbeat::capture::xsk::XskConfig {
                         frames: args.frames,
+                        rx_ring: args.frames,
                         frame_size: args.frame_size,
                         zero_copy: args.zero_copy,
                         ..Default::default()

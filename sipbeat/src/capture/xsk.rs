@@ -22,7 +22,10 @@ pub struct XskConfig {
     pub frames: u32,
     /// Bytes per frame: 2048 or 4096 (see [`XskConfig::FRAME_SIZES`]).
     pub frame_size: u32,
-    /// Entries of the RX ring (a power of two).
+    /// Entries of the RX ring (a power of two): how many received frames
+    /// can wait for the worker. As many as there are frames, so a worker
+    /// stalled for a moment (preempted by a kernel thread, say) is caught
+    /// by the whole UMEM, not by part of it.
     pub rx_ring: u32,
     /// Ask for zero-copy (the driver must support it).
     pub zero_copy: bool,
@@ -44,7 +47,7 @@ impl Default for XskConfig {
         XskConfig {
             frames: 16 * 1024,
             frame_size: 2048,
-            rx_ring: 8 * 1024,
+            rx_ring: 16 * 1024,
             zero_copy: false,
         }
     }
