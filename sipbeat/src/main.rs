@@ -24,7 +24,6 @@ fn main() -> ExitCode {
                         rx_ring: args.frames,
                         frame_size: args.frame_size,
                         zero_copy: args.zero_copy,
-                        ..Default::default()
                     },
                     stats_interval: args.stats_interval,
                 };
