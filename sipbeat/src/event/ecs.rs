@@ -240,9 +240,9 @@ pub(super) fn write_flow_members(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Writes `sip.*`; returns where the escaped text of `sip.sdp.body.original`
 /// lies in the output, when there is one.
+#[allow(clippy::too_many_arguments)]
 fn write_sip<'m>(
     w: &mut JsonWriter,
     env: &Env<'_>,

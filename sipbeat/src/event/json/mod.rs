@@ -360,8 +360,11 @@ mod tests {
                 writer.str("whole", &[head, tail].concat());
                 writer.finish();
                 assert_eq!(
-                    String::from_utf8_lossy(&split),
-                    String::from_utf8_lossy(&whole)
+                    split,
+                    whole,
+                    "{:?} + {:?}",
+                    String::from_utf8_lossy(head),
+                    String::from_utf8_lossy(tail)
                 );
             }
         }
