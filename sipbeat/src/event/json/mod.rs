@@ -138,6 +138,8 @@ impl<'b> JsonWriter<'b> {
 
     /// [`JsonWriter::str`], returning where the escaped value (without
     /// its quotes) lies in the buffer, for [`JsonWriter::str_then_escaped`].
+    /// `str` keeps its own copy of these lines: written as a call to this
+    /// one, the build ran 4.6 % more instructions per message (callgrind).
     pub fn str_escaped_at(&mut self, key: &str, value: &[u8]) -> Range<usize> {
         self.key_then(key, b"\"");
         let start = self.buf.len();
