@@ -417,7 +417,7 @@ fn split_headers<'b>(
     slots: &mut HeaderSlots<'b>,
 ) -> Result<Option<usize>, Error> {
     // The header being read: (name, value start, value end, folded).
-    let mut open: Option<(&'b [u8], usize, usize, bool)> = None;
+    let mut open: Option<(HeaderName, usize, usize, bool)> = None;
     let start = pos;
     // One iterator over the line ends: no search set-up per line.
     for line_end in text::line_ends(&buf[start..]).map(|i| start + i) {
@@ -441,20 +441,16 @@ fn split_headers<'b>(
                 if let Some(header) = open.take() {
                     close_header(buf, header, slots)?;
                 }
-                // `token *LWS ":"` in one pass over the name.
-                let name_end = line
-                    .iter()
-                    .position(|&b| !text::is_token_byte(b))
-                    .unwrap_or(line.len());
-                let colon = name_end
-                    + line[name_end..]
-                        .iter()
-                        .position(|&b| !text::is_lws(b))
-                        .unwrap_or(line.len() - name_end);
-                if name_end == 0 || line.get(colon) != Some(&b':') {
+                // `token *LWS ":"`. Neither a token nor LWS holds a colon,
+                // so the first one ends the name; a name sipbeat knows is a
+                // token, so only the others are checked byte by byte.
+                let colon = text::find(line, b':').ok_or(Error::InvalidHeader)?;
+                let name_bytes = text::trim_end(&line[..colon]);
+                let name = HeaderName::from_bytes(name_bytes);
+                if name == HeaderName::Other && !is_token(name_bytes) {
                     return Err(Error::InvalidHeader);
                 }
-                open = Some((&line[..name_end], pos + colon + 1, pos + line.len(), false));
+                open = Some((name, pos + colon + 1, pos + line.len(), false));
             }
         }
         pos = next;
@@ -464,12 +460,12 @@ fn split_headers<'b>(
 
 fn close_header<'b>(
     buf: &'b [u8],
-    (name, value_start, value_end, folded): (&'b [u8], usize, usize, bool),
+    (name, value_start, value_end, folded): (HeaderName, usize, usize, bool),
     slots: &mut HeaderSlots<'b>,
 ) -> Result<(), Error> {
     let raw = trim(&buf[value_start..value_end]);
     slots.push(Header {
-        name: HeaderName::from_bytes(name),
+        name,
         value: if folded {
             Cow::Owned(text::unfold(raw))
         } else {
