@@ -403,7 +403,7 @@ fn write_party<'m>(
     if let Some(display) = &party.display {
         w.str("display_info", display);
     }
-    if let Some(tag) = party.param(b"tag") {
+    if let Some(tag) = party.tag {
         w.str("tag", tag);
     }
     write_uri(w, "uri", &party.uri, UriFields::All, Some(related));

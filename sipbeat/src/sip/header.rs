@@ -162,6 +162,9 @@ pub struct NameAddr<'a> {
     pub uri: Uri<'a>,
     /// Header parameters after the URI, without the leading `;`.
     pub params: &'a [u8],
+    /// The first `tag` parameter's value, found while the parameters are
+    /// validated (From and To have one in most messages).
+    pub tag: Option<&'a [u8]>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -210,15 +213,22 @@ impl<'a> NameAddr<'a> {
             }
             (uri, text::trim_start(&rest[end..]))
         };
+        let mut tag = None;
+        let mut find_tag = |key: &'a [u8], value| {
+            if tag.is_none() && key.eq_ignore_ascii_case(b"tag") {
+                tag = Some(value);
+            }
+        };
         let params = match params {
             [] => params,
-            [b';', tail @ ..] if valid_params(tail) => tail,
+            [b';', tail @ ..] if scan_params(tail, &mut find_tag) => tail,
             _ => return None,
         };
         Some(NameAddr {
             display,
             uri: Uri::parse(uri),
             params,
+            tag,
         })
     }
 
@@ -257,6 +267,14 @@ pub fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// `generic-param *(SEMI generic-param)`: each a token, optionally `= value`
 /// where value is a token, host or quoted string. LWS around separators is fine.
 pub fn valid_params(params: &[u8]) -> bool {
+    scan_params(params, |_, _| {})
+}
+
+/// [`valid_params`], calling `on_param` with each parameter's name and
+/// value (LWS trimmed, quotes kept, empty without `=`) as it goes, so a
+/// caller picks out what it needs in the pass that validates.
+#[inline(always)]
+pub fn scan_params<'a>(params: &'a [u8], mut on_param: impl FnMut(&'a [u8], &'a [u8])) -> bool {
     // One pass, no splitting: this runs on every From, To, Contact and Via.
     let skip_lws = |mut at: usize| {
         while params.get(at).is_some_and(|&b| is_lws(b)) {
@@ -277,16 +295,18 @@ pub fn valid_params(params: &[u8]) -> bool {
         if at == key_start {
             return false;
         }
+        let key = &params[key_start..at];
+        let mut value = &params[at..at];
         at = skip_lws(at);
         if params.get(at) == Some(&b'=') {
             at = skip_lws(at + 1);
+            let value_start = at;
             at = match params.get(at) {
                 Some(b'"') => match quoted_len(&params[at..]) {
                     Some(len) => at + len,
                     None => return false,
                 },
                 _ => {
-                    let value_start = at;
                     at = skip_while(at, |b| is_token_byte(b) || matches!(b, b':' | b'[' | b']'));
                     if at == value_start {
                         return false;
@@ -294,8 +314,10 @@ pub fn valid_params(params: &[u8]) -> bool {
                     at
                 }
             };
+            value = &params[value_start..at];
             at = skip_lws(at);
         }
+        on_param(key, value);
         match params.get(at) {
             None => return true,
             Some(b';') => at += 1,
@@ -468,6 +490,23 @@ mod tests {
             NameAddr::parse(br#"\"arik\" <sip:816666@voip.brurjula.net>;tag=6433ef9"#).unwrap();
         assert_eq!(escaped.display.as_deref(), Some(&b"arik"[..]));
         assert_eq!(escaped.param(b"tag"), Some(&b"6433ef9"[..]));
+    }
+
+    #[test]
+    fn tag_found_while_validating_is_the_one_param_finds() {
+        for params in [
+            "",
+            ";tag=1",
+            ";TAG = \"q;uoted\" ",
+            ";x=1;tag=2;tag=3",
+            ";tag",
+            ";tagx=1;xtag=2",
+            "; lr ; Tag=a.b-c",
+        ] {
+            let value = format!("<sip:a@b>{params}");
+            let parsed = NameAddr::parse(value.as_bytes()).unwrap();
+            assert_eq!(parsed.tag, parsed.param(b"tag"), "{params:?}");
+        }
     }
 
     #[test]
