@@ -82,12 +82,13 @@ pub fn parse_decimal(bytes: &[u8], max: u64) -> Option<u64> {
 pub fn quoted_len(bytes: &[u8]) -> Option<usize> {
     debug_assert_eq!(bytes.first(), Some(&b'"'));
     let mut i = 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+    // From one quote or backslash to the next, not byte by byte.
+    while let Some(offset) = find_any(bytes.get(i..)?, [b'"', b'\\']) {
+        i += offset;
+        if bytes[i] == b'"' {
+            return Some(i + 1);
         }
+        i += 2;
     }
     None
 }
@@ -96,7 +97,7 @@ pub fn quoted_len(bytes: &[u8]) -> Option<usize> {
 /// `quoted` must be a complete quoted string as measured by [`quoted_len`].
 pub fn unquote(quoted: &[u8]) -> Cow<'_, [u8]> {
     let inner = &quoted[1..quoted.len() - 1];
-    if !inner.contains(&b'\\') {
+    if find(inner, b'\\').is_none() {
         return Cow::Borrowed(inner);
     }
     let mut out = Vec::with_capacity(inner.len());
@@ -373,6 +374,12 @@ mod tests {
     fn quoted_strings() {
         assert_eq!(quoted_len(br#""a\"b" rest"#), Some(6));
         assert_eq!(quoted_len(br#""never closes"#), None);
+        assert_eq!(quoted_len(br#""""#), Some(2));
+        assert_eq!(quoted_len(br#""a\\" b"#), Some(5));
+        assert_eq!(quoted_len(br#""a\" b"#), None);
+        assert_eq!(quoted_len(br#""ends in a backslash\"#), None);
+        // Past one 16-byte chunk, with an escaped quote in the second.
+        assert_eq!(quoted_len(br#""0123456789abcdef\"x" tail"#), Some(21));
         assert_eq!(&*unquote(br#""J Rosenberg \\\"""#), br#"J Rosenberg \""#);
         assert!(matches!(unquote(br#""plain""#), Cow::Borrowed(b"plain")));
     }
