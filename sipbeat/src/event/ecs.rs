@@ -286,7 +286,7 @@ fn write_sip<'m>(
     if let Some(contact) = &message.contact {
         write_contact(w, contact);
     }
-    let mut vias = message.list_values(HeaderName::Via).peekable();
+    let mut vias = message.vias().peekable();
     if vias.peek().is_some() {
         w.open("via");
         write_list(w, "original", vias, Case::AsIs);

@@ -274,7 +274,16 @@ pub fn valid_params(params: &[u8]) -> bool {
 /// value (LWS trimmed, quotes kept, empty without `=`) as it goes, so a
 /// caller picks out what it needs in the pass that validates.
 #[inline(always)]
-pub fn scan_params<'a>(params: &'a [u8], mut on_param: impl FnMut(&'a [u8], &'a [u8])) -> bool {
+pub fn scan_params<'a>(params: &'a [u8], on_param: impl FnMut(&'a [u8], &'a [u8])) -> bool {
+    params_end(params, on_param) == Some(params.len())
+}
+
+/// Reads `generic-param *(SEMI generic-param)` from the start of `params`
+/// (see [`scan_params`]); returns where it ends, trailing LWS skipped: the
+/// end of `params` or a byte no parameter takes (a Via list's comma).
+/// `None` when a parameter is malformed.
+#[inline(always)]
+fn params_end<'a>(params: &'a [u8], mut on_param: impl FnMut(&'a [u8], &'a [u8])) -> Option<usize> {
     // One pass, no splitting: this runs on every From, To, Contact and Via.
     let skip_lws = |mut at: usize| {
         while params.get(at).is_some_and(|&b| is_lws(b)) {
@@ -293,7 +302,7 @@ pub fn scan_params<'a>(params: &'a [u8], mut on_param: impl FnMut(&'a [u8], &'a 
         let key_start = skip_lws(at);
         at = skip_while(key_start, is_token_byte);
         if at == key_start {
-            return false;
+            return None;
         }
         let key = &params[key_start..at];
         let mut value = &params[at..at];
@@ -302,14 +311,11 @@ pub fn scan_params<'a>(params: &'a [u8], mut on_param: impl FnMut(&'a [u8], &'a 
             at = skip_lws(at + 1);
             let value_start = at;
             at = match params.get(at) {
-                Some(b'"') => match quoted_len(&params[at..]) {
-                    Some(len) => at + len,
-                    None => return false,
-                },
+                Some(b'"') => at + quoted_len(&params[at..])?,
                 _ => {
                     at = skip_while(at, |b| is_token_byte(b) || matches!(b, b':' | b'[' | b']'));
                     if at == value_start {
-                        return false;
+                        return None;
                     }
                     at
                 }
@@ -319,51 +325,66 @@ pub fn scan_params<'a>(params: &'a [u8], mut on_param: impl FnMut(&'a [u8], &'a 
         }
         on_param(key, value);
         match params.get(at) {
-            None => return true,
             Some(b';') => at += 1,
-            Some(_) => return false,
+            _ => return Some(at),
         }
     }
 }
 
-/// Checks one Via value: `protocol SLASH version SLASH transport LWS sent-by
-/// *(SEMI via-param)`, LWS allowed around the slashes (RFC 3261 §20.42).
-pub fn valid_via(value: &[u8]) -> bool {
-    let mut rest = trim(value);
+/// Counts the via-parms of a Via header value, `via-parm *(COMMA
+/// via-parm)`, each `protocol SLASH version SLASH transport LWS sent-by
+/// *(SEMI via-param)` with LWS allowed around slashes and commas (RFC 3261
+/// §20.42); `None` when one is malformed. One pass over the value: the
+/// commas end via-parms as they are read, rather than splitting first.
+pub fn via_count(value: &[u8]) -> Option<usize> {
+    let mut rest = text::trim_start(value);
+    let mut count = 0;
+    loop {
+        rest = after_via_parm(rest)?;
+        count += 1;
+        match rest {
+            [] => return Some(count),
+            [b',', tail @ ..] => rest = text::trim_start(tail),
+            _ => return None,
+        }
+    }
+}
+
+/// Reads one via-parm from the start of `value`; returns what follows it,
+/// LWS skipped.
+fn after_via_parm(value: &[u8]) -> Option<&[u8]> {
+    let mut rest = value;
     for part in 0..3 {
         let end = rest
             .iter()
             .position(|&b| !is_token_byte(b))
             .unwrap_or(rest.len());
         if end == 0 {
-            return false;
+            return None;
         }
         rest = &rest[end..];
         let before = rest.len();
         rest = text::trim_start(rest);
         if part < 2 {
-            match rest.strip_prefix(b"/") {
-                Some(after) => rest = text::trim_start(after),
-                None => return false,
-            }
+            rest = text::trim_start(rest.strip_prefix(b"/")?);
         } else if rest.len() == before {
             // The transport and sent-by must be apart.
-            return false;
+            return None;
         }
     }
-    let end = text::find_any(rest, [b';', b' ', b'\t', b'\r', b'\n']).unwrap_or(rest.len());
+    let end = text::find_any(rest, [b';', b',', b' ', b'\t', b'\r', b'\n']).unwrap_or(rest.len());
     let sent_by = &rest[..end];
     let sent_by_ok = !sent_by.is_empty()
         && sent_by.iter().all(|&b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
         });
-    let params = text::trim_start(&rest[end..]);
-    sent_by_ok
-        && match params {
-            [] => true,
-            [b';', tail @ ..] => valid_params(tail),
-            _ => false,
-        }
+    if !sent_by_ok {
+        return None;
+    }
+    match text::trim_start(&rest[end..]) {
+        [b';', params @ ..] => Some(&params[params_end(params, |_, _| {})?..]),
+        rest => Some(rest),
+    }
 }
 
 #[cfg(test)]
@@ -521,18 +542,106 @@ mod tests {
 
     #[test]
     fn via_values() {
-        assert!(valid_via(
-            b"SIP/2.0/UDP 10.0.2.20:5060;branch=z9hG4bK-2187-1-0"
-        ));
-        assert!(valid_via(b"SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw"));
-        assert!(valid_via(
-            b"SIP / 2.0 / TCP spindle.example.com ; branch = z9hG4bK9ikj8"
-        ));
-        assert!(valid_via(
-            b"SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3-111"
-        ));
-        assert!(!valid_via(b"SIP/2.0/UDP 192.0.2.15;;"));
-        assert!(!valid_via(b""));
-        assert!(!valid_via(b"SIP/2.0/UDP"));
+        for one in [
+            &b"SIP/2.0/UDP 10.0.2.20:5060;branch=z9hG4bK-2187-1-0"[..],
+            b"SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw",
+            b"SIP / 2.0 / TCP spindle.example.com ; branch = z9hG4bK9ikj8",
+            b"SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3-111",
+            br#"SIP/2.0/UDP h;x="a,b""#,
+        ] {
+            assert_eq!(
+                via_count(one),
+                Some(1),
+                "{:?}",
+                String::from_utf8_lossy(one)
+            );
+        }
+        assert_eq!(
+            via_count(b"SIP/2.0/UDP a:5060;branch=1 , SIP/2.0/TCP b,SIP/2.0/UDP c"),
+            Some(3)
+        );
+        for bad in [
+            &b"SIP/2.0/UDP 192.0.2.15;;"[..],
+            b"",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP a,",
+            b"SIP/2.0/UDP a,,SIP/2.0/UDP b",
+            b",SIP/2.0/UDP a",
+            b"SIP/2.0/UDP <a,b>",
+        ] {
+            assert_eq!(via_count(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// One via-parm as checked before `via_count` read whole lists: the
+    /// value split at commas first, each piece checked on its own.
+    fn valid_via_piece(value: &[u8]) -> bool {
+        let mut rest = trim(value);
+        for part in 0..3 {
+            let end = rest
+                .iter()
+                .position(|&b| !is_token_byte(b))
+                .unwrap_or(rest.len());
+            if end == 0 {
+                return false;
+            }
+            rest = &rest[end..];
+            let before = rest.len();
+            rest = text::trim_start(rest);
+            if part < 2 {
+                match rest.strip_prefix(b"/") {
+                    Some(after) => rest = text::trim_start(after),
+                    None => return false,
+                }
+            } else if rest.len() == before {
+                return false;
+            }
+        }
+        let end = text::find_any(rest, [b';', b' ', b'\t', b'\r', b'\n']).unwrap_or(rest.len());
+        let sent_by = &rest[..end];
+        let sent_by_ok = !sent_by.is_empty()
+            && sent_by.iter().all(|&b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+            });
+        let params = text::trim_start(&rest[end..]);
+        sent_by_ok
+            && match params {
+                [] => true,
+                [b';', tail @ ..] => valid_params(tail),
+                _ => false,
+            }
+    }
+
+    #[test]
+    fn via_lists_read_in_one_pass_match_split_then_checked() {
+        // Two via-parms around every string of up to five bytes over the
+        // characters that matter between and after them.
+        let alphabet = b",; \"=a<:";
+        let mut checked = 0;
+        for len in 0..=5u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut middle = Vec::new();
+                for _ in 0..len {
+                    middle.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                for value in [
+                    [&b"SIP/2.0/UDP h"[..], &middle, b"SIP/2.0/TCP k"].concat(),
+                    [&b"SIP/2.0/UDP h;b=1"[..], &middle].concat(),
+                ] {
+                    let expected = text::split_list(&value)
+                        .all(valid_via_piece)
+                        .then(|| text::split_list(&value).count());
+                    assert_eq!(
+                        via_count(&value),
+                        expected,
+                        "{:?}",
+                        String::from_utf8_lossy(&value)
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 70_000);
     }
 }

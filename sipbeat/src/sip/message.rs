@@ -127,6 +127,9 @@ pub struct Message<'a> {
     pub max_forwards: Option<u8>,
     pub content_length: Option<usize>,
     pub content_type: Option<&'a [u8]>,
+    /// Whether a Via header holds more than one via-parm (comma-separated):
+    /// only then do Via values need splitting (see [`Message::vias`]).
+    via_lists: bool,
     /// Index of the first header of each [`HeaderName`], `NONE` if absent.
     first: [u8; HeaderName::COUNT],
 }
@@ -187,6 +190,7 @@ impl<'a> Message<'a> {
             max_forwards: None,
             content_length: None,
             content_type: None,
+            via_lists: false,
             first: [NONE; HeaderName::COUNT],
         };
         message.interpret_headers()?;
@@ -218,6 +222,21 @@ impl<'a> Message<'a> {
         self.headers_named(name)
             .flat_map(|h| text::split_list(&h.value))
             .filter(|v| !v.is_empty())
+    }
+
+    /// Every via-parm of the Via headers, in order. Parsing counted them,
+    /// so the values are split at commas only when one holds more than one.
+    pub fn vias(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let split = self.via_lists;
+        self.headers_named(HeaderName::Via).flat_map(move |h| {
+            let value: &'a [u8] = &h.value;
+            let (whole, pieces) = if split {
+                (None, Some(text::split_list(value)))
+            } else {
+                (Some(value), None)
+            };
+            whole.into_iter().chain(pieces.into_iter().flatten())
+        })
     }
 
     /// Every header called `name`, in order.
@@ -281,9 +300,10 @@ impl<'a> Message<'a> {
                 HeaderName::ContentType => {
                     self.content_type.get_or_insert(value);
                 }
-                HeaderName::Via if !text::split_list(value).all(header::valid_via) => {
-                    return Err(Error::InvalidVia);
-                }
+                HeaderName::Via => match header::via_count(value) {
+                    None => return Err(Error::InvalidVia),
+                    Some(count) => self.via_lists |= count > 1,
+                },
                 // RFC 3261 §25.1: SIP-date is an RFC 1123 date, always GMT.
                 HeaderName::Date if !value.ends_with(b" GMT") => return Err(Error::InvalidDate),
                 _ => {}
