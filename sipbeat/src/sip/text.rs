@@ -28,7 +28,7 @@ pub fn is_token_byte(b: u8) -> bool {
 
 /// Non-empty and made of token characters only.
 pub fn is_token(bytes: &[u8]) -> bool {
-    !bytes.is_empty() && run_len(bytes, Class::Token) == bytes.len()
+    !bytes.is_empty() && bytes.iter().all(|&b| is_token_byte(b))
 }
 
 /// Classes of bytes whose runs the parsers measure with [`run_len`].
