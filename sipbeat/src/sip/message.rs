@@ -145,6 +145,10 @@ impl<'a> Message<'a> {
     ///
     /// `slots` lends the storage for header lines; the returned message
     /// borrows both. Leading CRLFs (keep-alives, RFC 3261 §7.5) are skipped.
+    // Inlined into its callers (datagrams, stream framing) so the message
+    // (over 800 bytes) is built where it is used rather than copied out:
+    // 1.5–2.4 % less CPU time (BENCHMARKS.md).
+    #[inline(always)]
     pub fn parse<'b: 'a>(
         buf: &'b [u8],
         slots: &'a mut HeaderSlots<'b>,
