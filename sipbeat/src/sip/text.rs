@@ -34,8 +34,6 @@ pub fn is_token(bytes: &[u8]) -> bool {
 /// Classes of bytes whose runs the parsers measure with [`run_len`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
-    /// RFC 3261 `token` characters.
-    Token,
     /// An unquoted parameter value: token characters, `:`, `[` and `]`
     /// (host names, IPv6 references).
     ParamValue,
@@ -48,7 +46,6 @@ impl Class {
     /// must agree with).
     pub fn contains(self, b: u8) -> bool {
         match self {
-            Class::Token => is_token_byte(b),
             Class::ParamValue => is_token_byte(b) || matches!(b, b':' | b'[' | b']'),
             Class::SentBy => {
                 b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
@@ -61,7 +58,8 @@ impl Class {
 /// bytes classified at a time with a dozen compares. For parameter values
 /// and hosts (branches, tags, addresses) this beat a lookup and a branch per
 /// byte, whose exit at the run's end is hard to predict (BENCHMARKS.md); for
-/// names of a few bytes it did not.
+/// tokens of a few bytes (methods, names) it did not, so there is no class
+/// for them.
 #[inline]
 pub fn run_len(bytes: &[u8], class: Class) -> usize {
     #[cfg(target_arch = "x86_64")]
@@ -122,8 +120,9 @@ fn class_mask(chunk: std::arch::x86_64::__m128i, class: Class) -> u32 {
             _mm_cmpeq_epi8(_mm_min_epu8(distance, _mm_set1_epi8(25)), distance)
         };
         let alphanumeric = _mm_or_si128(letters, in_range(b'0', b'9'));
-        let token = |alphanumeric| {
-            any(&[
+        let members = match class {
+            // Token characters, and `:[]`.
+            Class::ParamValue => any(&[
                 alphanumeric,
                 in_range(b'-', b'.'),
                 in_range(b'*', b'+'),
@@ -132,11 +131,10 @@ fn class_mask(chunk: std::arch::x86_64::__m128i, class: Class) -> u32 {
                 is(b'%'),
                 is(b'\''),
                 is(b'~'),
-            ])
-        };
-        let members = match class {
-            Class::Token => token(alphanumeric),
-            Class::ParamValue => any(&[token(alphanumeric), is(b':'), is(b'['), is(b']')]),
+                is(b':'),
+                is(b'['),
+                is(b']'),
+            ]),
             Class::SentBy => any(&[
                 alphanumeric,
                 in_range(b'-', b'.'),
@@ -493,7 +491,7 @@ mod tests {
     fn runs_end_at_the_first_byte_outside_the_class() {
         // Every byte value at every position of runs up to three chunks
         // long, against the byte-wise definition.
-        for class in [Class::Token, Class::ParamValue, Class::SentBy] {
+        for class in [Class::ParamValue, Class::SentBy] {
             for len in 0..48 {
                 for at in 0..=len {
                     for byte in 0..=255u8 {
