@@ -456,9 +456,9 @@ fn write_list<'v>(
 }
 
 /// `"key":[...]` from the comma-separated elements of every `name` header
-/// ([`Message::list_values`]), or nothing when there are none. Loops
-/// rather than the flattening iterator: a third fewer instructions per
-/// element of an Allow list.
+/// ([`Message::list_values`]), or nothing when there are none. Plain loops
+/// rather than that flattening, filtering iterator: about 12 % fewer
+/// instructions per element of an Allow list (callgrind).
 fn write_header_list(
     w: &mut JsonWriter,
     key: &str,
