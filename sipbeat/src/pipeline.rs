@@ -410,6 +410,44 @@ mod tests {
     }
 
     #[test]
+    fn via_elements_are_via_parms_whether_listed_or_not() {
+        let message = |vias: &str| {
+            format!(
+                "OPTIONS sip:bob@example.com SIP/2.0\r\n{vias}From: <sip:a@h>;tag=1\r\n\
+                 To: <sip:b@h>\r\nCall-ID: v@h\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        for (vias, expected) in [
+            (
+                "Via: SIP/2.0/UDP a;branch=1\r\nv: SIP/2.0/TCP b\r\n",
+                &["SIP/2.0/UDP a;branch=1", "SIP/2.0/TCP b"][..],
+            ),
+            (
+                "Via: SIP/2.0/UDP a;branch=1 , SIP/2.0/TCP b\r\nVia: SIP/2.0/UDP c\r\n",
+                &["SIP/2.0/UDP a;branch=1", "SIP/2.0/TCP b", "SIP/2.0/UDP c"],
+            ),
+        ] {
+            let mut pipeline = pipeline();
+            let mut sink = Collect::default();
+            let payload = message(vias);
+            let bytes = udp4_frame(
+                [192, 0, 2, 1],
+                [192, 0, 2, 2],
+                40000,
+                5060,
+                payload.as_bytes(),
+            );
+            pipeline.process(frame(&bytes), &mut sink).unwrap();
+            let event: serde_json::Value = serde_json::from_slice(&sink.0[0].0).unwrap();
+            assert_eq!(
+                event["sip"]["via"]["original"],
+                serde_json::json!(expected),
+                "{vias}"
+            );
+        }
+    }
+
+    #[test]
     fn other_ports_and_garbage_are_counted_not_published() {
         let mut pipeline = pipeline();
         let mut sink = Collect::default();

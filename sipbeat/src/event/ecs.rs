@@ -287,8 +287,15 @@ fn write_sip<'m>(
         write_contact(w, contact);
     }
     if message.first_value(HeaderName::Via).is_some() {
+        // One via-parm per element; values are split only when one held a
+        // list.
         w.open("via");
-        write_list(w, "original", message.vias(), Case::AsIs);
+        if message.via_lists() {
+            write_header_list(w, "original", message, HeaderName::Via, Case::AsIs);
+        } else {
+            let values = message.headers_named(HeaderName::Via).map(|h| &*h.value);
+            write_list(w, "original", values, Case::AsIs);
+        }
         w.close();
     }
     write_header_list(w, "allow", message, HeaderName::Allow, Case::Lower);

@@ -128,7 +128,7 @@ pub struct Message<'a> {
     pub content_length: Option<usize>,
     pub content_type: Option<&'a [u8]>,
     /// Whether a Via header holds more than one via-parm (comma-separated):
-    /// only then do Via values need splitting (see [`Message::vias`]).
+    /// only then do Via values need splitting (see [`Message::via_lists`]).
     via_lists: bool,
     /// Index of the first header of each [`HeaderName`], `NONE` if absent.
     first: [u8; HeaderName::COUNT],
@@ -228,19 +228,10 @@ impl<'a> Message<'a> {
             .filter(|v| !v.is_empty())
     }
 
-    /// Every via-parm of the Via headers, in order. Parsing counted them,
-    /// so the values are split at commas only when one holds more than one.
-    pub fn vias(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        let split = self.via_lists;
-        self.headers_named(HeaderName::Via).flat_map(move |h| {
-            let value: &'a [u8] = &h.value;
-            let (whole, pieces) = if split {
-                (None, Some(text::split_list(value)))
-            } else {
-                (Some(value), None)
-            };
-            whole.into_iter().chain(pieces.into_iter().flatten())
-        })
+    /// Whether a Via header holds more than one via-parm: only then do Via
+    /// values need splitting at commas into via-parms (parsing counted them).
+    pub fn via_lists(&self) -> bool {
+        self.via_lists
     }
 
     /// Every header called `name`, in order.
