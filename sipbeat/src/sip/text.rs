@@ -335,7 +335,7 @@ pub struct LineEnds<'a> {
 }
 
 /// Bytes per newline mask: a message's header section takes about eight
-/// (sixteen-byte steps cost a third of the header split in loop control).
+/// (sixteen-byte steps cost a quarter of the header split in loop control).
 const LINE_BLOCK: usize = 64;
 
 impl Iterator for LineEnds<'_> {
