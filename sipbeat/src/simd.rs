@@ -31,6 +31,15 @@ pub fn load_words(bytes: &[u8]) -> (u64, u64) {
     }
 }
 
+/// [`load_words`] as one SSE2 vector: the last, short chunk of a scan.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn load_padded(bytes: &[u8]) -> std::arch::x86_64::__m128i {
+    let (low, high) = load_words(bytes);
+    // SAFETY: SSE2 is part of the x86_64 baseline.
+    unsafe { std::arch::x86_64::_mm_set_epi64x(high as i64, low as i64) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,9 +75,7 @@ pub fn run_len(bytes: &[u8], class: Class) -> usize {
             at += 16;
         }
         let rest = &bytes[at..];
-        let (low, high) = crate::simd::load_words(rest);
-        // SAFETY: SSE2 is part of the x86_64 baseline.
-        let members = class_mask(unsafe { _mm_set_epi64x(high as i64, low as i64) }, class);
+        let members = class_mask(crate::simd::load_padded(rest), class);
         let outside = !members & ((1u32 << rest.len()) - 1);
         at + if outside == 0 {
             rest.len()
@@ -385,8 +383,7 @@ fn newline_mask(bytes: &[u8]) -> u64 {
         }
         let rest = &bytes[at..];
         if !rest.is_empty() {
-            let (low, high) = crate::simd::load_words(rest);
-            mask |= newlines(unsafe { _mm_set_epi64x(high as i64, low as i64) }) << at;
+            mask |= newlines(crate::simd::load_padded(rest)) << at;
         }
         mask
     }
@@ -429,10 +426,7 @@ pub fn find_any<const N: usize>(bytes: &[u8], set: [u8; N]) -> Option<usize> {
         if rest.is_empty() {
             return None;
         }
-        let (low, high) = crate::simd::load_words(rest);
-        // SAFETY: SSE2 is part of the x86_64 baseline.
-        let chunk = unsafe { _mm_set_epi64x(high as i64, low as i64) };
-        let mask = hits(chunk) & ((1u32 << rest.len()) - 1);
+        let mask = hits(crate::simd::load_padded(rest)) & ((1u32 << rest.len()) - 1);
         (mask != 0).then(|| at + mask.trailing_zeros() as usize)
     }
     #[cfg(not(target_arch = "x86_64"))]
