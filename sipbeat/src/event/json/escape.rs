@@ -6,9 +6,12 @@
 //! otherwise) into a mask of the bytes that need escaping; each block is
 //! stored to the output whole before it is known to be clean, and the
 //! output cursor then moves past the clean part only, so clean text is
-//! never copied twice nor handed to `memcpy` in short pieces. UTF-8 is
-//! checked in the same pass. Short values (most fields) take one 16-byte
-//! chunk inline.
+//! never copied twice nor handed to `memcpy` in short pieces. Where the CPU
+//! also has AVX-512 VBMI2, a block whose escapes are all two bytes long
+//! (`\r`, `\n`, `\"`, ...: a SIP message's line ends) is written with its
+//! escapes in place by two byte compressions instead of one escape at a
+//! time. UTF-8 is checked in the same pass. Short values (most fields) take
+//! one 16-byte chunk inline.
 
 /// Case folding applied while a string is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,12 +54,32 @@ pub fn escape_into(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), No
     escape_long(out, value, case)
 }
 
+/// One call per long value, straight into code compiled for the CPU's
+/// width (so the block loop inlines there rather than being called).
 #[inline(never)]
 fn escape_long(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
+    match Width::best() {
+        Width::Sse2 => escape_sse2(out, value, case),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Width::Avx512` is only chosen on CPUs that have it.
+        Width::Avx512 => unsafe { wide::escape(out, value, case) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Width::Avx512Vbmi2` is only chosen on CPUs that have it.
+        Width::Avx512Vbmi2 => unsafe { wide::escape_expanding(out, value, case) },
+    }
+}
+
+#[inline(never)]
+fn escape_sse2(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
+    escape_cased(out, value, case, Width::Sse2)
+}
+
+#[inline(always)]
+fn escape_cased(out: &mut Vec<u8>, value: &[u8], case: Case, width: Width) -> Result<(), NotUtf8> {
     match case {
-        Case::AsIs => escape_with::<AsIs>(out, value, Width::best()),
-        Case::Lower => escape_with::<Lower>(out, value, Width::best()),
-        Case::Upper => escape_with::<Upper>(out, value, Width::best()),
+        Case::AsIs => escape_with::<AsIs>(out, value, width),
+        Case::Lower => escape_with::<Lower>(out, value, width),
+        Case::Upper => escape_with::<Upper>(out, value, width),
     }
 }
 
@@ -81,6 +104,9 @@ fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8], width: Width) -> Result
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Width::Avx512` is only chosen on CPUs that have it.
         Width::Avx512 => unsafe { wide::escape_blocks::<F>(out, value, &mut at)? },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Width::Avx512Vbmi2` is only chosen on CPUs that have it.
+        Width::Avx512Vbmi2 => unsafe { wide::escape_blocks_expanding::<F>(out, value, &mut at)? },
         Width::Sse2 => escape_blocks::<Block, F>(out, value, &mut at)?,
     }
     // The rest (and short values) a chunk at a time.
@@ -112,22 +138,54 @@ fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8], width: Width) -> Result
 
 /// Which [`Blocks`] the block loop runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 enum Width {
     /// Four SSE2 chunks (or the portable fallback).
-    Sse2,
+    Sse2 = 1,
     /// One AVX-512 register.
     #[cfg(target_arch = "x86_64")]
-    Avx512,
+    Avx512 = 2,
+    /// One AVX-512 register, and two-byte escapes expanded in place.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vbmi2 = 3,
 }
 
 impl Width {
-    /// The widest this CPU has (detected once, then cached by std).
+    /// The widest this CPU has: detected once, then one load per call
+    /// (asking std about each of six features costs six loads and
+    /// branches per long value).
     #[inline(always)]
     fn best() -> Width {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        // 0 until detected, then the width's discriminant.
+        static BEST: AtomicU8 = AtomicU8::new(0);
+        match BEST.load(Ordering::Relaxed) {
+            0 => {
+                let width = Width::detect();
+                BEST.store(width as u8, Ordering::Relaxed);
+                width
+            }
+            #[cfg(target_arch = "x86_64")]
+            2 => Width::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            3 => Width::Avx512Vbmi2,
+            _ => Width::Sse2,
+        }
+    }
+
+    #[cold]
+    fn detect() -> Width {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
         {
+            if std::arch::is_x86_feature_detected!("avx512vbmi")
+                && std::arch::is_x86_feature_detected!("avx512vbmi2")
+                && std::arch::is_x86_feature_detected!("bmi2")
+                && std::arch::is_x86_feature_detected!("popcnt")
+            {
+                return Width::Avx512Vbmi2;
+            }
             return Width::Avx512;
         }
         Width::Sse2
@@ -137,8 +195,11 @@ impl Width {
     #[cfg(test)]
     fn all() -> Vec<Width> {
         let mut widths = vec![Width::Sse2];
-        if Width::best() != Width::Sse2 {
-            widths.push(Width::best());
+        #[cfg(target_arch = "x86_64")]
+        match Width::best() {
+            Width::Sse2 => {}
+            Width::Avx512 => widths.push(Width::Avx512),
+            Width::Avx512Vbmi2 => widths.extend([Width::Avx512, Width::Avx512Vbmi2]),
         }
         widths
     }
@@ -157,9 +218,19 @@ fn escape_blocks<B: Blocks, F: Fold>(
     while let Some((block, block_len)) = B::load_up_to(&value[at.read..]) {
         let (mut special, high) = block.masks();
         at.check_utf8(value, high)?;
+        let folded = block.fold::<F>();
         // SAFETY (every store below): the capacity invariant of
         // `escape_with`, whose reserve the caller made.
-        unsafe { block.fold::<F>().store(out.as_mut_ptr().add(at.written)) };
+        if special != 0
+            && let Some(written) = unsafe {
+                folded.store_escaped(special, block_len, out.as_mut_ptr().add(at.written))
+            }
+        {
+            at.written += written;
+            at.read += block_len;
+            continue;
+        }
+        unsafe { folded.store(out.as_mut_ptr().add(at.written)) };
         let block_start = at.read;
         let block_end = block_start + block_len;
         loop {
@@ -253,6 +324,19 @@ trait Blocks: Copy {
     /// # Safety
     /// `to` must be valid for BLOCK bytes of writes.
     unsafe fn store(self, to: *mut u8);
+    /// Writes the first `len` bytes held with every byte flagged in
+    /// `special` escaped in place, and returns how many bytes that took —
+    /// if every escape is two bytes long and this kind of block can;
+    /// otherwise `None`, and the caller escapes one byte at a time.
+    ///
+    /// # Safety
+    /// `to` must be valid for BLOCK bytes of writes, and for 2 * BLOCK when
+    /// `len` exceeds BLOCK / 2 (the capacity invariant of [`escape_with`]
+    /// guarantees both).
+    #[inline(always)]
+    unsafe fn store_escaped(self, _special: u64, _len: usize, _to: *mut u8) -> Option<usize> {
+        None
+    }
 }
 
 /// Four chunks, masked together.
@@ -299,12 +383,39 @@ impl Blocks for Block {
 
 /// The block loop on one AVX-512 register, where the CPU has AVX-512BW:
 /// one load, three compares into mask registers and one store per block
-/// instead of four of each.
+/// instead of four of each. With VBMI2 as well, blocks whose escapes are
+/// all two bytes long are written whole, escapes included.
 #[cfg(target_arch = "x86_64")]
 mod wide {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, Blocks, Case, Cursor, Fold, NotUtf8};
+    use super::{BLOCK, Blocks, Case, Cursor, Fold, NotUtf8, Width};
+
+    /// [`super::escape_long`] compiled for AVX-512BW.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX-512BW ([`super::Width::best`]).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn escape(
+        out: &mut Vec<u8>,
+        value: &[u8],
+        case: Case,
+    ) -> Result<(), NotUtf8> {
+        super::escape_cased(out, value, case, Width::Avx512)
+    }
+
+    /// [`super::escape_long`] compiled for AVX-512BW and VBMI2.
+    ///
+    /// # Safety
+    /// As for [`escape_blocks_expanding`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt")]
+    pub(super) unsafe fn escape_expanding(
+        out: &mut Vec<u8>,
+        value: &[u8],
+        case: Case,
+    ) -> Result<(), NotUtf8> {
+        super::escape_cased(out, value, case, Width::Avx512Vbmi2)
+    }
 
     /// [`super::escape_blocks`] compiled for AVX-512BW.
     ///
@@ -316,21 +427,66 @@ mod wide {
         value: &[u8],
         at: &mut Cursor,
     ) -> Result<(), NotUtf8> {
-        super::escape_blocks::<Block512, F>(out, value, at)
+        super::escape_blocks::<Block512<false>, F>(out, value, at)
     }
 
-    #[derive(Clone, Copy)]
-    struct Block512(__m512i);
+    /// [`super::escape_blocks`] compiled for AVX-512BW and VBMI2, with
+    /// [`Blocks::store_escaped`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, AVX-512BW, AVX-512VBMI, AVX-512VBMI2,
+    /// BMI2 and POPCNT ([`super::Width::best`]).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt")]
+    pub(super) unsafe fn escape_blocks_expanding<F: Fold>(
+        out: &mut Vec<u8>,
+        value: &[u8],
+        at: &mut Cursor,
+    ) -> Result<(), NotUtf8> {
+        super::escape_blocks::<Block512<true>, F>(out, value, at)
+    }
 
-    // SAFETY (every intrinsic below): only instantiated inside
-    // `escape_blocks`, which runs on CPUs with AVX-512F and AVX-512BW.
-    impl Blocks for Block512 {
+    /// A block in one register; `EXPAND` when the CPU has VBMI2 (and
+    /// `store_escaped` may use it).
+    #[derive(Clone, Copy)]
+    struct Block512<const EXPAND: bool>(__m512i);
+
+    /// The second byte of each two-byte escape, by the low nibble of the
+    /// byte escaped: `"` 0x22, `\t` 0x09, `\n` 0x0a, `\\` 0x5c, `\r` 0x0d
+    /// (no two share a nibble). Repeated for each 128-bit lane.
+    const SECOND_BYTE: [u8; 16] = *b"\0\0\"\0\0\0\0\0\0tn\0\\r\0\0";
+
+    /// Byte positions that interleave the first and second bytes of the
+    /// escapes for one half of a block: output byte 2i is the block's byte
+    /// `i` (or a backslash), 2i + 1 that byte's second escape byte.
+    const fn interleave(half: u8) -> [u8; 64] {
+        let mut index = [0; 64];
+        let mut i = 0;
+        while i < 32 {
+            index[2 * i] = half * 32 + i as u8;
+            index[2 * i + 1] = 64 + half * 32 + i as u8;
+            i += 1;
+        }
+        index
+    }
+    const INTERLEAVE: [[u8; 64]; 2] = [interleave(0), interleave(1)];
+
+    /// Bits of `mask` moved to the even bit positions of the result.
+    #[inline(always)]
+    fn spread(mask: u32) -> u64 {
+        // SAFETY: only reached from `escape_blocks_expanding` (BMI2).
+        unsafe { _pdep_u64(u64::from(mask), 0x5555_5555_5555_5555) }
+    }
+
+    // SAFETY (every intrinsic below): only instantiated inside the
+    // functions above, all compiled for AVX-512F and AVX-512BW, and with
+    // `EXPAND` only inside those also compiled for VBMI, VBMI2 and BMI2.
+    impl<const EXPAND: bool> Blocks for Block512<EXPAND> {
         /// Any length: a masked load reads just the bytes there are (and
         /// cannot fault on the ones masked off), so a value's last block
         /// and values shorter than a block take one step too. The lanes
         /// past the value hold a letter, which masks as nothing.
         #[inline(always)]
-        fn load_up_to(bytes: &[u8]) -> Option<(Block512, usize)> {
+        fn load_up_to(bytes: &[u8]) -> Option<(Self, usize)> {
             if bytes.is_empty() {
                 return None;
             }
@@ -353,7 +509,7 @@ mod wide {
         }
 
         #[inline(always)]
-        fn fold<F: Fold>(self) -> Block512 {
+        fn fold<F: Fold>(self) -> Self {
             let (first, last, delta) = match F::CASE {
                 Case::AsIs => return self,
                 Case::Lower => (b'A', b'Z', 0x20),
@@ -375,6 +531,44 @@ mod wide {
         unsafe fn store(self, to: *mut u8) {
             // SAFETY: the caller guarantees the destination; unaligned store.
             unsafe { _mm512_storeu_si512(to.cast(), self.0) }
+        }
+
+        /// Each half block (32 bytes) becomes 64 byte slots, two per byte:
+        /// the byte (or a backslash) and its second escape byte; one
+        /// compression drops the second slots of bytes not escaped.
+        #[inline(always)]
+        unsafe fn store_escaped(self, special: u64, len: usize, to: *mut u8) -> Option<usize> {
+            if !EXPAND {
+                return None;
+            }
+            unsafe {
+                let is = |b: u8| _mm512_cmpeq_epi8_mask(self.0, _mm512_set1_epi8(b as i8));
+                let two_byte = is(b'"') | is(b'\\') | is(b'\n') | is(b'\r') | is(b'\t');
+                if special & !two_byte != 0 {
+                    return None;
+                }
+                let first = _mm512_mask_blend_epi8(special, self.0, _mm512_set1_epi8(b'\\' as i8));
+                let table = _mm512_broadcast_i32x4(_mm_loadu_si128(SECOND_BYTE.as_ptr().cast()));
+                let second = _mm512_shuffle_epi8(table, self.0);
+                let present = u64::MAX >> (BLOCK - len);
+                let mut written = 0;
+                for (half, interleave) in INTERLEAVE.iter().enumerate() {
+                    if half * 32 >= len {
+                        break;
+                    }
+                    let index = _mm512_loadu_si512(interleave.as_ptr().cast());
+                    let slots = _mm512_permutex2var_epi8(first, index, second);
+                    let keep = spread((present >> (half * 32)) as u32)
+                        | spread((special >> (half * 32)) as u32) << 1;
+                    let packed = _mm512_maskz_compress_epi8(keep, slots);
+                    // SAFETY: the caller guarantees BLOCK bytes at `to` and,
+                    // for a second half, BLOCK more past the first half's
+                    // output (at most BLOCK bytes).
+                    _mm512_storeu_si512(to.add(written).cast(), packed);
+                    written += keep.count_ones() as usize;
+                }
+                Some(written)
+            }
         }
     }
 }
@@ -627,8 +821,18 @@ mod tests {
     #[test]
     fn every_length_case_and_chunk_boundary() {
         // Letters, escapes, CRLF pairs and multi-byte characters at every
-        // offset of every length up to three blocks, in each case mode.
-        let alphabet: Vec<char> = "aZ\r\n\"\\\u{1}\u{e9}\u{20ac}x;".chars().collect();
+        // offset of every length up to three blocks, in each case mode;
+        // once with a byte whose escape is six bytes long and once with
+        // two-byte escapes only (which VBMI2 writes a block at a time).
+        for alphabet in [
+            "aZ\r\n\"\\\u{1}\u{e9}\u{20ac}x;",
+            "aZ\r\n\"\\\t\u{e9}\u{20ac}x;",
+        ] {
+            every_length_case_and_chunk_boundary_of(&alphabet.chars().collect::<Vec<_>>());
+        }
+    }
+
+    fn every_length_case_and_chunk_boundary_of(alphabet: &[char]) {
         for len in 0..3 * BLOCK {
             for shift in 0..alphabet.len() {
                 let text: String = (0..len)
