@@ -46,8 +46,7 @@ fn read_writes_ndjson_and_a_summary() {
 
 #[test]
 fn switches_and_file_output() {
-    let dir = std::env::temp_dir().join(format!("sipbeat-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::ScratchDir::new("cli");
     let out = dir.join("events.ndjson");
     let spec = format!("file:{}", out.display());
     let output = sipbeat(&[
@@ -71,13 +70,11 @@ fn switches_and_file_output() {
     );
     assert!(!text.contains("\"sdp\""), "body parsing is off");
     assert!(text.contains("\"auth\""), "authorization parsing stays on");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn config_file_sets_ports_and_flags_override_it() {
-    let dir = std::env::temp_dir().join(format!("sipbeat-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::ScratchDir::new("cfg");
     let config = dir.join("sipbeat.yml");
     std::fs::write(&config, "protocols:\n  - type: sip\n    ports: [5999]\n").unwrap();
     let config = config.display().to_string();
@@ -100,13 +97,11 @@ fn config_file_sets_ports_and_flags_override_it() {
             .count(),
         81
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn mistakes_give_one_line_errors_and_fail() {
-    let dir = std::env::temp_dir().join(format!("sipbeat-err-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::ScratchDir::new("err");
     let bad_yaml = dir.join("bad.yml");
     std::fs::write(&bad_yaml, "protocols:\n  - type: sip\n    port: [5060]\n").unwrap();
     let limits = dir.join("limits.yml");
@@ -177,5 +172,4 @@ fn mistakes_give_one_line_errors_and_fail() {
             .status
             .success()
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

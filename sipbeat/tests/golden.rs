@@ -148,8 +148,7 @@ fn ecs_diff_tool_reports_full_conformance() {
         let mut sink = common::Collected::default();
         sipbeat::read::read_files(&[&pcap], &common::config_with_ports(&[5060]), &mut sink)
             .unwrap();
-        let dir = std::env::temp_dir().join(format!("sipbeat-ecs-diff-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::ScratchDir::new("ecs-diff");
         let out = dir.join(format!("{golden}.ndjson"));
         let mut text = Vec::new();
         for event in &sink.events {
@@ -172,6 +171,5 @@ fn ecs_diff_tool_reports_full_conformance() {
         let (fields, _) = figures.split_once(" fields").unwrap();
         let (matched, total) = fields.split_once('/').unwrap();
         assert_eq!(matched, total, "{last}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -370,10 +370,8 @@ fn scenario(name: &str) -> String {
         .to_string()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipbeat-live-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> common::ScratchDir {
+    common::ScratchDir::new(&format!("live-{name}"))
 }
 
 #[test]
@@ -573,7 +571,6 @@ fn missing_interface_or_privileges_give_one_line_errors() {
         message.contains("needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)"),
         "{message}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// UDP datagrams of `sizes` bytes (SIP OPTIONS, Call-ID `size-N`) from the
@@ -612,7 +609,6 @@ fn frames_too_large_for_the_umem_are_counted_and_4096_takes_them() {
     topology.set_mtu(3000);
     for (frame_size, large_captured) in [("2048", false), ("4096", true)] {
         let dir = temp_dir(&format!("frame-size-{frame_size}"));
-        let _ = std::fs::remove_file(dir.join("events-m.ndjson"));
         let sensor = Sensor::start_with(
             &topology,
             "m",

@@ -23,6 +23,38 @@ pub fn shared_corpus() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// A fresh directory under the system temp dir, removed when dropped —
+/// unless the test is failing, when it stays (and its path is printed) for
+/// a look at what was left there.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// `sipbeat-NAME-PID`, created empty.
+    pub fn new(name: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(format!("sipbeat-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        ScratchDir(dir)
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept for inspection: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// Whether missing oracles and data must fail the test (CI sets this through
 /// `cargo xtask test`) instead of skipping it with a note.
 pub fn oracles_required() -> bool {
@@ -129,6 +161,8 @@ pub fn tshark(args: &[&str]) -> Option<String> {
 pub mod craft {
     use std::path::{Path, PathBuf};
 
+    use super::ScratchDir;
+
     /// An Ethernet frame around an IPv4 packet with the given fields.
     pub fn ipv4(
         src: [u8; 4],
@@ -178,13 +212,25 @@ pub mod craft {
         out
     }
 
+    /// A crafted capture, deleted (with its directory) when dropped.
+    pub struct Crafted {
+        path: PathBuf,
+        _dir: ScratchDir,
+    }
+
+    impl std::ops::Deref for Crafted {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.path
+        }
+    }
+
     /// Writes `frames` (Ethernet, 1 ms apart) as a nanosecond pcap in a fresh temp dir.
-    pub fn pcap(name: &str, frames: &[Vec<u8>]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sipbeat-craft-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    pub fn pcap(name: &str, frames: &[Vec<u8>]) -> Crafted {
+        let dir = ScratchDir::new(&format!("craft-{name}"));
         let path = dir.join(format!("{name}.pcap"));
         write(&path, frames);
-        path
+        Crafted { path, _dir: dir }
     }
 
     fn write(path: &Path, frames: &[Vec<u8>]) {
