@@ -865,6 +865,26 @@ mod tests {
     }
 
     #[test]
+    fn plain_values_of_every_length_through_the_entry_point() {
+        // Values that need no escaping, at every length, through the public
+        // entry point: the short-value chunk and the block loops.
+        let letters = b"sip:Alice.Smith@Example.COM;transport=TCP?x=1";
+        for len in 0..3 * BLOCK {
+            let value: Vec<u8> = letters.iter().copied().cycle().take(len).collect();
+            let text = std::str::from_utf8(&value).unwrap();
+            for (case, expected) in [
+                (Case::AsIs, text.to_string()),
+                (Case::Lower, text.to_ascii_lowercase()),
+                (Case::Upper, text.to_ascii_uppercase()),
+            ] {
+                let mut out = b"prefix".to_vec();
+                escape_into(&mut out, &value, case).unwrap();
+                assert_eq!(&out[6..], expected.as_bytes(), "{case:?} {len}");
+            }
+        }
+    }
+
+    #[test]
     fn worst_case_growth_and_long_clean_runs() {
         for width in Width::all() {
             for len in [BLOCK - 1, BLOCK, BLOCK + 1, 5 * BLOCK + 3] {
