@@ -58,7 +58,14 @@ pub fn escape_into(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), No
 /// width (so the block loop inlines there rather than being called).
 #[inline(never)]
 fn escape_long(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
-    match Width::best() {
+    escape_at(Width::best(), out, value, case)
+}
+
+/// The escaper of `width`, which the CPU must have ([`Width::best`] or
+/// below).
+#[inline(always)]
+fn escape_at(width: Width, out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
+    match width {
         Width::Sse2 => escape_sse2(out, value, case),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Width::Avx512` is only chosen on CPUs that have it.
@@ -71,15 +78,15 @@ fn escape_long(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf
 
 #[inline(never)]
 fn escape_sse2(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
-    escape_cased(out, value, case, Width::Sse2)
+    escape_cased::<Block>(out, value, case)
 }
 
 #[inline(always)]
-fn escape_cased(out: &mut Vec<u8>, value: &[u8], case: Case, width: Width) -> Result<(), NotUtf8> {
+fn escape_cased<B: Blocks>(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
     match case {
-        Case::AsIs => escape_with::<AsIs>(out, value, width),
-        Case::Lower => escape_with::<Lower>(out, value, width),
-        Case::Upper => escape_with::<Upper>(out, value, width),
+        Case::AsIs => escape_with::<B, AsIs>(out, value),
+        Case::Lower => escape_with::<B, Lower>(out, value),
+        Case::Upper => escape_with::<B, Upper>(out, value),
     }
 }
 
@@ -87,7 +94,7 @@ fn escape_cased(out: &mut Vec<u8>, value: &[u8], case: Case, width: Width) -> Re
 const MAX_ESCAPE: usize = 6;
 
 #[inline(always)]
-fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8], width: Width) -> Result<(), NotUtf8> {
+fn escape_with<B: Blocks, F: Fold>(out: &mut Vec<u8>, value: &[u8]) -> Result<(), NotUtf8> {
     // Room for the worst case plus one whole-block store past it, so the
     // loops below never check capacity. They keep this invariant: `written`
     // exceeds the length at entry by at most MAX_ESCAPE per byte read, and
@@ -100,15 +107,7 @@ fn escape_with<F: Fold>(out: &mut Vec<u8>, value: &[u8], width: Width) -> Result
         validated: false,
     };
     // Long values (whole messages, bodies) a block at a time.
-    match width {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Width::Avx512` is only chosen on CPUs that have it.
-        Width::Avx512 => unsafe { wide::escape_blocks::<F>(out, value, &mut at)? },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Width::Avx512Vbmi2` is only chosen on CPUs that have it.
-        Width::Avx512Vbmi2 => unsafe { wide::escape_blocks_expanding::<F>(out, value, &mut at)? },
-        Width::Sse2 => escape_blocks::<Block, F>(out, value, &mut at)?,
-    }
+    escape_blocks::<B, F>(out, value, &mut at)?;
     // The rest (and short values) a chunk at a time.
     while at.read < value.len() {
         let rest = &value[at.read..];
@@ -389,7 +388,7 @@ impl Blocks for Block {
 mod wide {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, Blocks, Case, Cursor, Fold, NotUtf8, Width};
+    use super::{BLOCK, Blocks, Case, Fold, NotUtf8};
 
     /// [`super::escape_long`] compiled for AVX-512BW.
     ///
@@ -401,48 +400,22 @@ mod wide {
         value: &[u8],
         case: Case,
     ) -> Result<(), NotUtf8> {
-        super::escape_cased(out, value, case, Width::Avx512)
+        super::escape_cased::<Block512<false>>(out, value, case)
     }
 
-    /// [`super::escape_long`] compiled for AVX-512BW and VBMI2.
-    ///
-    /// # Safety
-    /// As for [`escape_blocks_expanding`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt")]
-    pub(super) unsafe fn escape_expanding(
-        out: &mut Vec<u8>,
-        value: &[u8],
-        case: Case,
-    ) -> Result<(), NotUtf8> {
-        super::escape_cased(out, value, case, Width::Avx512Vbmi2)
-    }
-
-    /// [`super::escape_blocks`] compiled for AVX-512BW.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F and AVX-512BW ([`super::Width::best`]).
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn escape_blocks<F: Fold>(
-        out: &mut Vec<u8>,
-        value: &[u8],
-        at: &mut Cursor,
-    ) -> Result<(), NotUtf8> {
-        super::escape_blocks::<Block512<false>, F>(out, value, at)
-    }
-
-    /// [`super::escape_blocks`] compiled for AVX-512BW and VBMI2, with
+    /// [`super::escape_long`] compiled for AVX-512BW and VBMI2, with
     /// [`Blocks::store_escaped`].
     ///
     /// # Safety
     /// The CPU must have AVX-512F, AVX-512BW, AVX-512VBMI, AVX-512VBMI2,
     /// BMI2 and POPCNT ([`super::Width::best`]).
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt")]
-    pub(super) unsafe fn escape_blocks_expanding<F: Fold>(
+    pub(super) unsafe fn escape_expanding(
         out: &mut Vec<u8>,
         value: &[u8],
-        at: &mut Cursor,
+        case: Case,
     ) -> Result<(), NotUtf8> {
-        super::escape_blocks::<Block512<true>, F>(out, value, at)
+        super::escape_cased::<Block512<true>>(out, value, case)
     }
 
     /// A block in one register; `EXPAND` when the CPU has VBMI2 (and
@@ -477,9 +450,9 @@ mod wide {
         unsafe { _pdep_u64(u64::from(mask), 0x5555_5555_5555_5555) }
     }
 
-    // SAFETY (every intrinsic below): only instantiated inside the
-    // functions above, all compiled for AVX-512F and AVX-512BW, and with
-    // `EXPAND` only inside those also compiled for VBMI, VBMI2 and BMI2.
+    // SAFETY (every intrinsic below): only instantiated inside the two
+    // functions above, both compiled for AVX-512F and AVX-512BW, and with
+    // `EXPAND` only inside the one also compiled for VBMI, VBMI2 and BMI2.
     impl<const EXPAND: bool> Blocks for Block512<EXPAND> {
         /// Any length: a masked load reads just the bytes there are (and
         /// cannot fault on the ones masked off), so a value's last block
@@ -846,13 +819,7 @@ mod tests {
                     let expected = serde_json::to_string(&expected).unwrap();
                     for width in Width::all() {
                         let mut out = b"prefix".to_vec();
-                        let value = text.as_bytes();
-                        match case {
-                            Case::AsIs => escape_with::<AsIs>(&mut out, value, width),
-                            Case::Lower => escape_with::<Lower>(&mut out, value, width),
-                            Case::Upper => escape_with::<Upper>(&mut out, value, width),
-                        }
-                        .unwrap();
+                        escape_at(width, &mut out, text.as_bytes(), case).unwrap();
                         assert_eq!(
                             std::str::from_utf8(&out[6..]).unwrap(),
                             &expected[1..expected.len() - 1],
@@ -890,7 +857,7 @@ mod tests {
             for len in [BLOCK - 1, BLOCK, BLOCK + 1, 5 * BLOCK + 3] {
                 let controls = vec![1u8; len];
                 let mut out = Vec::new();
-                escape_with::<AsIs>(&mut out, &controls, width).unwrap();
+                escape_at(width, &mut out, &controls, Case::AsIs).unwrap();
                 assert_eq!(out, "\\u0001".repeat(len).as_bytes());
                 // A CRLF straddling each block boundary in a long clean text.
                 for at in [BLOCK - 1, 2 * BLOCK - 1] {
@@ -898,7 +865,7 @@ mod tests {
                     text[at] = b'\r';
                     text[at + 1] = b'\n';
                     out.clear();
-                    escape_with::<Upper>(&mut out, &text, width).unwrap();
+                    escape_at(width, &mut out, &text, Case::Upper).unwrap();
                     let expected = String::from_utf8(text).unwrap().to_uppercase();
                     assert_eq!(out, expected.replace("\r\n", "\\r\\n").as_bytes());
                 }
@@ -914,7 +881,10 @@ mod tests {
                     let mut sample = vec![b'a'; len];
                     sample[at] = 0xff;
                     let mut out = Vec::new();
-                    assert_eq!(escape_with::<AsIs>(&mut out, &sample, width), Err(NotUtf8));
+                    assert_eq!(
+                        escape_at(width, &mut out, &sample, Case::AsIs),
+                        Err(NotUtf8)
+                    );
                 }
             }
         }
