@@ -193,14 +193,13 @@ impl Width {
     /// Every width this CPU can run, for tests.
     #[cfg(test)]
     fn all() -> Vec<Width> {
-        let mut widths = vec![Width::Sse2];
-        #[cfg(target_arch = "x86_64")]
         match Width::best() {
-            Width::Sse2 => {}
-            Width::Avx512 => widths.push(Width::Avx512),
-            Width::Avx512Vbmi2 => widths.extend([Width::Avx512, Width::Avx512Vbmi2]),
+            Width::Sse2 => vec![Width::Sse2],
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx512 => vec![Width::Sse2, Width::Avx512],
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx512Vbmi2 => vec![Width::Sse2, Width::Avx512, Width::Avx512Vbmi2],
         }
-        widths
     }
 }
 
@@ -446,7 +445,7 @@ mod wide {
     /// Bits of `mask` moved to the even bit positions of the result.
     #[inline(always)]
     fn spread(mask: u32) -> u64 {
-        // SAFETY: only reached from `escape_blocks_expanding` (BMI2).
+        // SAFETY: only reached from `escape_expanding` (BMI2).
         unsafe { _pdep_u64(u64::from(mask), 0x5555_5555_5555_5555) }
     }
 
