@@ -14,7 +14,13 @@ use sipbeat::decode::{self, Transport};
 use crate::{root, run_command};
 
 /// The targets in `fuzz/Cargo.toml`.
-const TARGETS: &[&str] = &["sip_message", "frame_decode", "tcp_reassembly", "defrag"];
+const TARGETS: &[&str] = &[
+    "sip_message",
+    "frame_decode",
+    "tcp_reassembly",
+    "defrag",
+    "json_escape",
+];
 
 fn have_cargo_fuzz() -> bool {
     Command::new("cargo")
@@ -86,7 +92,16 @@ fn seed() -> Result<()> {
         for entry in std::fs::read_dir(torture.join(family))? {
             let path = entry?.path();
             let name = format!("{family}-{}", path.file_name().unwrap().to_string_lossy());
-            write_seed(&corpus.join("sip_message"), &name, &std::fs::read(&path)?)?;
+            let message = std::fs::read(&path)?;
+            write_seed(&corpus.join("sip_message"), &name, &message)?;
+            // Whole messages are what the escaper sees longest (event.original):
+            // CRLFs, quotes, the odd control byte, in every case mode.
+            let mode = name.len() as u8 % 3;
+            write_seed(
+                &corpus.join("json_escape"),
+                &name,
+                &[&[mode][..], &message].concat(),
+            )?;
         }
     }
     for (file_index, capture) in captures().iter().enumerate() {
