@@ -2,18 +2,19 @@
 //!
 //! [`EventBuilder`] owns everything an event needs besides the message: the
 //! switches of the SIP config, the agent's identity, a reused JSON buffer and
-//! caches for timestamps and each flow's fields ([`flow`]). [`ecs`] decides which fields an
+//! caches for timestamps, each flow's fields ([`flow`]) and token lists
+//! ([`lists`]). [`ecs`] decides which fields an
 //! event has and what they mean; [`json`] only writes them.
 
 pub mod community_id;
 pub mod ecs;
 pub mod flow;
 pub mod json;
+pub mod lists;
 pub mod timestamp;
 
 use community_id::FlowKey;
 use flow::FlowCache;
-use timestamp::TimestampFormatter;
 
 use crate::sip::Message;
 
@@ -84,7 +85,7 @@ pub struct EventBuilder {
     /// Members every event repeats, written once (see [`ecs::metadata_members`]).
     metadata: Vec<u8>,
     agent: Vec<u8>,
-    timestamps: TimestampFormatter,
+    memo: ecs::Memo,
     flows: FlowCache,
 }
 
@@ -94,7 +95,7 @@ impl EventBuilder {
             config,
             metadata: ecs::metadata_members(&agent),
             agent: ecs::agent_members(&agent),
-            timestamps: TimestampFormatter::default(),
+            memo: ecs::Memo::default(),
             flows: FlowCache::default(),
         }
     }
@@ -109,10 +110,76 @@ impl EventBuilder {
                 metadata: &self.metadata,
                 agent: &self.agent,
             },
-            &mut self.timestamps,
+            &mut self.memo,
             self.flows.get(&context.flow),
             message,
             context,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::{Framing, HeaderSlots, Status};
+    use serde_json::{Value, json};
+
+    fn event(builder: &mut EventBuilder, headers: &str) -> Value {
+        let text = format!(
+            "OPTIONS sip:bob@example.com SIP/2.0\r\nCall-ID: a@b\r\nCSeq: 1 OPTIONS\r\n{headers}\r\n"
+        );
+        let mut slots = HeaderSlots::new();
+        let Ok(Status::Complete(message)) =
+            Message::parse(text.as_bytes(), &mut slots, Framing::Datagram)
+        else {
+            panic!("not a message: {text}");
+        };
+        let context = Context {
+            timestamp_ns: 1,
+            flow: FlowKey {
+                src: "192.0.2.1".parse().unwrap(),
+                dst: "192.0.2.2".parse().unwrap(),
+                src_port: 5060,
+                dst_port: 5060,
+                protocol: 17,
+            },
+        };
+        let mut out = Vec::new();
+        builder.build(&mut out, &message, &context);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn token_lists_are_the_same_whether_cached_or_not() {
+        let long = vec!["X-METHOD"; 40].join(", ");
+        let cases = [
+            (
+                "Allow: INVITE, Ack,BYE\r\n",
+                json!(["invite", "ack", "bye"]),
+            ),
+            // Several lines: not cached, elements in header order.
+            (
+                "Allow: INVITE\r\nSupported: timer\r\nAllow: ACK, BYE\r\n",
+                json!(["invite", "ack", "bye"]),
+            ),
+            // Longer than the cache takes.
+            (
+                &format!("Allow: {long}\r\n"),
+                Value::Array(vec![json!("x-method"); 40]),
+            ),
+            ("Allow:\r\n", Value::Null),
+            ("Allow: ,\r\n", Value::Null),
+        ];
+        let mut builder = EventBuilder::new(EcsConfig::default(), Agent::current());
+        // Twice: written, then (where cached) copied.
+        for round in 0..2 {
+            for (headers, allow) in &cases {
+                let event = event(&mut builder, headers);
+                assert_eq!(&event["sip"]["allow"], allow, "round {round}: {headers}");
+            }
+        }
+        let event = event(&mut builder, "Supported: 100rel\r\nAllow: ,\r\n");
+        assert_eq!(event["sip"]["supported"], json!(["100rel"]));
+        assert!(event["sip"].get("allow").is_none());
     }
 }
