@@ -16,6 +16,19 @@ pub struct FlowKey {
     pub protocol: u8,
 }
 
+impl FlowKey {
+    /// The other direction of the flow.
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            protocol: self.protocol,
+        }
+    }
+}
+
 /// `1:<base64 of SHA-1>`; 28 base64 characters after the prefix.
 pub const LEN: usize = 30;
 

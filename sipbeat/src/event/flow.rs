@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::community_id::{FlowKey, community_id};
+use super::community_id::{self, FlowKey, community_id};
 use super::ecs;
 use super::json::QuotedIp;
 
@@ -18,6 +18,8 @@ pub struct FlowFields {
     pub src: QuotedIp,
     /// The destination address as a JSON string.
     pub dst: QuotedIp,
+    /// `network.community_id`, the same for both directions of the flow.
+    community_id: [u8; community_id::LEN],
 }
 
 /// Slots of the cache: a power of two.
@@ -49,30 +51,70 @@ impl std::fmt::Debug for FlowCache {
 impl FlowCache {
     /// The fields of `flow`, written on first use of its slot.
     pub fn get(&mut self, flow: &FlowKey) -> &FlowFields {
-        let slot = &mut self.slots[slot_of(flow)];
-        match slot {
-            Some(cached) if cached.key == *flow => {}
+        let at = slot_of(flow);
+        if self.slots[at]
+            .as_ref()
+            .is_none_or(|cached| cached.key != *flow)
+        {
+            // A new flow is most often the answer to one just seen (a
+            // response, the callee's first request): its Community ID and
+            // addresses are those of the reverse flow.
+            let reverse = flow.reversed();
+            let known = self.slots[slot_of(&reverse)]
+                .as_ref()
+                .filter(|cached| cached.key == reverse)
+                .map(|cached| Endpoints {
+                    src: cached.dst,
+                    dst: cached.src,
+                    community_id: cached.community_id,
+                })
+                .unwrap_or_else(|| Endpoints::of(flow));
+            let slot = &mut self.slots[at];
             // The evicted flow's buffer takes the new one's fields: no
             // allocation per new flow.
-            Some(evicted) => *evicted = FlowFields::new(flow, std::mem::take(&mut evicted.members)),
-            None => *slot = Some(FlowFields::new(flow, Vec::new())),
+            let members = slot
+                .take()
+                .map(|evicted| evicted.members)
+                .unwrap_or_default();
+            *slot = Some(FlowFields::new(flow, known, members));
         }
-        slot.as_ref().expect("filled above")
+        self.slots[at].as_ref().expect("filled above")
+    }
+}
+
+/// What a flow's fields are written from besides its ports and protocol.
+struct Endpoints {
+    src: QuotedIp,
+    dst: QuotedIp,
+    community_id: [u8; community_id::LEN],
+}
+
+impl Endpoints {
+    fn of(flow: &FlowKey) -> Endpoints {
+        Endpoints {
+            src: QuotedIp::new(&flow.src),
+            dst: QuotedIp::new(&flow.dst),
+            community_id: community_id(flow),
+        }
     }
 }
 
 impl FlowFields {
     /// The fields of `flow`, written into `members` (cleared first).
-    fn new(flow: &FlowKey, mut members: Vec<u8>) -> FlowFields {
-        let src = QuotedIp::new(&flow.src);
-        let dst = QuotedIp::new(&flow.dst);
+    fn new(flow: &FlowKey, endpoints: Endpoints, mut members: Vec<u8>) -> FlowFields {
+        let Endpoints {
+            src,
+            dst,
+            community_id,
+        } = endpoints;
         members.clear();
-        ecs::write_flow_members(&mut members, flow, &community_id(flow), &src, &dst);
+        ecs::write_flow_members(&mut members, flow, &community_id, &src, &dst);
         FlowFields {
             key: *flow,
             members,
             src,
             dst,
+            community_id,
         }
     }
 }
@@ -113,21 +155,26 @@ mod tests {
     #[test]
     fn cached_fields_are_those_of_the_flow_asked_for() {
         let mut cache = FlowCache::default();
-        // Enough flows that some share a slot and evict each other.
+        // Enough flows that some share a slot and evict each other, each
+        // followed by its reverse, whose fields come from the forward one's
+        // while it is still cached.
         let flows: Vec<FlowKey> = (0..3 * SLOTS as u16)
             .map(|n| flow("192.0.2.1", 5060 + n, "2001:db8::2", 5060))
+            .flat_map(|f| [f, f.reversed()])
             .collect();
         for _ in 0..2 {
             for f in &flows {
                 let fields = cache.get(f);
-                // A reused slot holds exactly what a fresh one would.
-                assert_eq!(fields.members, FlowFields::new(f, Vec::new()).members);
+                // A reused or derived slot holds exactly what a fresh one would.
+                let fresh = FlowFields::new(f, Endpoints::of(f), Vec::new());
+                assert_eq!(fields.members, fresh.members);
+                assert_eq!(fields.community_id, community_id(f));
                 let text = String::from_utf8(fields.members.clone()).unwrap();
                 let id = String::from_utf8(community_id(f).to_vec()).unwrap();
                 assert!(text.contains(&id), "{text}");
                 assert!(text.contains(&format!("\"port\":{}", f.src_port)), "{text}");
-                assert_eq!(fields.src.as_bytes(), b"\"192.0.2.1\"");
-                assert_eq!(fields.dst.as_bytes(), b"\"2001:db8::2\"");
+                assert_eq!(fields.src.as_bytes(), format!("\"{}\"", f.src).as_bytes());
+                assert_eq!(fields.dst.as_bytes(), format!("\"{}\"", f.dst).as_bytes());
             }
         }
     }
