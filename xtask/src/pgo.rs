@@ -49,9 +49,14 @@ pub fn build() -> Result<PathBuf> {
             .arg(&merged)
             .arg(&profiles),
     )?;
+    // Ext-TSP orders each function's blocks by the profile's branch
+    // counts (what BOLT does after linking; −1 % CPU time, BENCHMARKS.md).
     cargo_build(
         &pgo.join("optimised"),
-        &format!("-Cprofile-use={}", merged.display()),
+        &format!(
+            "-Cprofile-use={} -Cllvm-args=-enable-ext-tsp-block-placement",
+            merged.display()
+        ),
     )
 }
 
