@@ -3,7 +3,7 @@
 //!
 //! A network has few of these values: every phone of a model and every
 //! trunk of an SBC sends the same Allow and Supported headers, byte for byte
-//! (the public captures of `../shared/corpus` hold 248 Allow headers with 24
+//! (the public captures in `../shared/corpus` hold 248 Allow headers with 24
 //! distinct values). Writing one costs a split, a case fold and an escape
 //! per element — over 200 instructions each, a tenth of an INVITE's event —
 //! while a cached one is a compare and a copy. The cached text depends only
@@ -15,7 +15,8 @@ use super::json::JsonWriter;
 const SLOTS: usize = 32;
 
 /// Longer values are written every time: a list that long is rare, and the
-/// cache's memory stays bounded (`SLOTS` × a few hundred bytes).
+/// cache's memory stays bounded (a slot holds at most this much value and
+/// the couple of kilobytes of JSON it can become).
 pub const MAX_VALUE: usize = 256;
 
 /// A direct-mapped cache of written lists, keyed by field and header
