@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use super::community_id::{self, FlowKey, community_id};
 use super::ecs;
 use super::json::QuotedIp;
+use super::slots::Slots;
 
 /// One flow's pre-written fields.
 pub struct FlowFields {
@@ -22,30 +23,13 @@ pub struct FlowFields {
     community_id: [u8; community_id::LEN],
 }
 
-/// Slots of the cache: a power of two.
+/// Slots of the cache.
 const SLOTS: usize = 1024;
 
-/// A direct-mapped cache of [`FlowFields`]. A collision only costs writing
-/// the fields again, so a flood of flows cannot make it grow.
+/// A direct-mapped cache of [`FlowFields`] (see `event/slots.rs`).
+#[derive(Debug, Default)]
 pub struct FlowCache {
-    slots: Box<[Option<FlowFields>]>,
-}
-
-impl Default for FlowCache {
-    fn default() -> Self {
-        FlowCache {
-            slots: (0..SLOTS).map(|_| None).collect(),
-        }
-    }
-}
-
-impl std::fmt::Debug for FlowCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cached = self.slots.iter().filter(|s| s.is_some()).count();
-        f.debug_struct("FlowCache")
-            .field("cached", &cached)
-            .finish()
-    }
+    slots: Slots<FlowFields, SLOTS>,
 }
 
 impl FlowCache {
@@ -119,10 +103,8 @@ impl FlowFields {
     }
 }
 
-/// A multiplicative hash of the flow's addresses, ports and protocol: much
-/// cheaper than SipHash, and the cache needs no defence against collisions.
+/// The slot of `flow`: its addresses, ports and protocol hashed.
 fn slot_of(flow: &FlowKey) -> usize {
-    const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
     let address = |ip: &IpAddr| match ip {
         IpAddr::V4(v4) => u64::from(v4.to_bits()),
         IpAddr::V6(v6) => {
@@ -130,12 +112,9 @@ fn slot_of(flow: &FlowKey) -> usize {
             (bits as u64) ^ (bits >> 64) as u64
         }
     };
-    let mut hash =
+    let ports =
         u64::from(flow.src_port) << 24 | u64::from(flow.dst_port) << 8 | u64::from(flow.protocol);
-    for part in [address(&flow.src), address(&flow.dst)] {
-        hash = (hash ^ part).wrapping_mul(MIX).rotate_left(26);
-    }
-    (hash.wrapping_mul(MIX) >> (64 - SLOTS.trailing_zeros())) as usize
+    Slots::<FlowFields, SLOTS>::slot_of([ports, address(&flow.src), address(&flow.dst)])
 }
 
 #[cfg(test)]

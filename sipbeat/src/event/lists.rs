@@ -10,8 +10,9 @@
 //! on the key, so a hit writes exactly what a miss would.
 
 use super::json::JsonWriter;
+use super::slots::Slots;
 
-/// Slots of the cache: a power of two.
+/// Slots of the cache.
 const SLOTS: usize = 32;
 
 /// Longer values are written every time: a list that long is rare, and the
@@ -19,10 +20,11 @@ const SLOTS: usize = 32;
 /// the couple of kilobytes of JSON it can become).
 pub const MAX_VALUE: usize = 256;
 
-/// A direct-mapped cache of written lists, keyed by field and header
-/// value. A collision only costs writing the list again.
+/// A direct-mapped cache of written lists, keyed by field and header value
+/// (see `event/slots.rs`).
+#[derive(Debug, Default)]
 pub struct ListCache {
-    slots: Box<[Option<Entry>]>,
+    slots: Slots<Entry, SLOTS>,
 }
 
 struct Entry {
@@ -30,23 +32,6 @@ struct Entry {
     value: Vec<u8>,
     /// What the writer wrote for `value`: `"key":[...]`, or nothing.
     members: Vec<u8>,
-}
-
-impl Default for ListCache {
-    fn default() -> Self {
-        ListCache {
-            slots: (0..SLOTS).map(|_| None).collect(),
-        }
-    }
-}
-
-impl std::fmt::Debug for ListCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cached = self.slots.iter().filter(|s| s.is_some()).count();
-        f.debug_struct("ListCache")
-            .field("cached", &cached)
-            .finish()
-    }
 }
 
 impl ListCache {
@@ -83,21 +68,18 @@ impl ListCache {
     }
 }
 
-/// A multiplicative hash of the key, the length and the first and last
-/// eight bytes: values of one header differ in length or at their ends.
+/// The slot of a field's value: the key, the length and the first and last
+/// eight bytes hashed (values of one header differ in length or at their
+/// ends).
 fn slot_of(key: &str, value: &[u8]) -> usize {
-    const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
     let (head, _) = crate::simd::load_words(value);
     let tail = match value.len() {
         0..=8 => 0,
         len => crate::simd::load_words(&value[len - 8..]).0,
     };
     let key_first = u64::from(key.as_bytes().first().copied().unwrap_or(0));
-    let mut hash = (key.len() as u64) << 24 | key_first << 16 | value.len() as u64;
-    for part in [head, tail] {
-        hash = (hash ^ part).wrapping_mul(MIX).rotate_left(26);
-    }
-    (hash.wrapping_mul(MIX) >> (64 - SLOTS.trailing_zeros())) as usize
+    let lengths = (key.len() as u64) << 24 | key_first << 16 | value.len() as u64;
+    Slots::<Entry, SLOTS>::slot_of([lengths, head, tail])
 }
 
 #[cfg(test)]

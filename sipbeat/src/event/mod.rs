@@ -11,6 +11,7 @@ pub mod ecs;
 pub mod flow;
 pub mod json;
 pub mod lists;
+mod slots;
 pub mod timestamp;
 
 use community_id::FlowKey;
