@@ -3,8 +3,8 @@
 //! [`EventBuilder`] owns everything an event needs besides the message: the
 //! switches of the SIP config, the agent's identity, a reused JSON buffer and
 //! caches for timestamps, each flow's fields ([`flow`]) and token lists
-//! ([`lists`]). [`ecs`] decides which fields an
-//! event has and what they mean; [`json`] only writes them.
+//! ([`lists`]). [`ecs`] decides which fields an event has and what they
+//! mean; [`json`] only writes them.
 
 pub mod community_id;
 pub mod ecs;
