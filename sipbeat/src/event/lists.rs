@@ -50,8 +50,8 @@ impl ListCache {
             .as_ref()
             .is_some_and(|entry| entry.value == value && entry.key == key);
         if !hit {
-            // The evicted entry's buffers take the new one: no allocation
-            // once the cache is warm.
+            // The evicted entry's buffers take the new one, so they only
+            // grow to the longest list seen: no allocation per miss.
             let mut entry = slot.take().unwrap_or_else(|| Entry {
                 key,
                 value: Vec::new(),
