@@ -94,7 +94,7 @@ pub fn write_event(
     let mut writer = JsonWriter::new(out);
     let w = &mut writer;
     let millis = memo.timestamps.millis(context.timestamp_ns);
-    write_time(w, "@timestamp", &millis);
+    w.ascii_array("@timestamp", &millis);
     w.members(env.metadata);
 
     let code = match message.start {
@@ -153,19 +153,10 @@ pub fn write_event(
     writer.finish();
 }
 
-/// A formatted timestamp: ASCII digits and punctuation, written unescaped.
-fn write_time(w: &mut JsonWriter, key: &str, text: &[u8]) {
-    let mut raw = [0u8; 32];
-    raw[0] = b'"';
-    raw[1..=text.len()].copy_from_slice(text);
-    raw[text.len() + 1] = b'"';
-    w.raw(key, &raw[..text.len() + 2]);
-}
-
 fn write_event_fields(
     w: &mut JsonWriter,
     env: &Env<'_>,
-    millis: &[u8],
+    millis: &[u8; 24],
     message: &Message<'_>,
     authenticated: bool,
     code: Option<u16>,
@@ -196,8 +187,8 @@ fn write_event_fields(
     if let StartLine::Response { reason, .. } = message.start {
         w.str("reason", reason);
     }
-    write_time(w, "start", millis);
-    write_time(w, "end", millis);
+    w.ascii_array("start", millis);
+    w.ascii_array("end", millis);
     w.members(br#""duration":0"#);
     if env.config.keep_original {
         match escaped_body {
@@ -275,7 +266,7 @@ fn write_sip<'m>(
         }
     }
     w.ascii("version", "2.0");
-    write_time(w, "timestamp", &memo.timestamps.nanos(context.timestamp_ns));
+    w.ascii_array("timestamp", &memo.timestamps.nanos(context.timestamp_ns));
 
     if let Some(call_id) = message.call_id {
         w.str("call_id", call_id);

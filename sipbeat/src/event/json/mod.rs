@@ -78,7 +78,7 @@ impl<'b> JsonWriter<'b> {
             *out = b',';
             let out = out.add(comma);
             *out = b'"';
-            std::ptr::copy_nonoverlapping(key.as_ptr(), out.add(1), key.len());
+            copy_short(key.as_bytes(), out.add(1));
             let out = out.add(1 + key.len());
             *out = b'"';
             *out.add(1) = b':';
@@ -207,11 +207,17 @@ impl<'b> JsonWriter<'b> {
     }
 
     /// `"key":number`.
-    #[inline]
+    #[inline(always)]
     pub fn u64(&mut self, key: &str, value: u64) {
         self.key(key);
-        self.buf
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.buf.reserve(MAX_DECIMAL);
+        // SAFETY: MAX_DECIMAL bytes were reserved past the length, and
+        // `write_decimal` writes (and returns) at most that many.
+        unsafe {
+            let end = self.buf.len();
+            let len = write_decimal(self.buf.as_mut_ptr().add(end), value);
+            self.buf.set_len(end + len);
+        }
     }
 
     /// `"key":` followed by `raw`, which must already be valid JSON.
@@ -222,13 +228,45 @@ impl<'b> JsonWriter<'b> {
 
     /// `"key":"address"`.
     pub fn ip(&mut self, key: &str, ip: &QuotedIp) {
-        self.raw(key, ip.as_bytes());
+        self.key(key);
+        self.quoted_ip(ip);
     }
 
     /// An address string as the next array element.
     pub fn ip_element(&mut self, ip: &QuotedIp) {
         self.comma();
-        self.buf.extend_from_slice(ip.as_bytes());
+        self.quoted_ip(ip);
+    }
+
+    /// Copies the whole fixed-size text (no call to `memcpy` for a few
+    /// bytes) and counts only the address's.
+    #[inline]
+    fn quoted_ip(&mut self, ip: &QuotedIp) {
+        self.buf.reserve(ip.text.len());
+        // SAFETY: the whole array fits the reservation; the new length
+        // covers only the address's initialised bytes.
+        unsafe {
+            let end = self.buf.len();
+            let out = self.buf.as_mut_ptr().add(end);
+            std::ptr::write_unaligned(out.cast(), ip.text);
+            self.buf.set_len(end + usize::from(ip.len));
+        }
+    }
+
+    /// `"key":"text"` for fixed-size text that needs no escaping (a
+    /// timestamp).
+    #[inline]
+    pub fn ascii_array<const N: usize>(&mut self, key: &str, text: &[u8; N]) {
+        self.key_then(key, b"\"");
+        self.buf.reserve(N + 1);
+        // SAFETY: N + 1 bytes were reserved past the length and are written.
+        unsafe {
+            let end = self.buf.len();
+            let out = self.buf.as_mut_ptr().add(end);
+            out.cast::<[u8; N]>().write_unaligned(*text);
+            *out.add(N) = b'"';
+            self.buf.set_len(end + N + 1);
+        }
     }
 
     #[inline]
@@ -248,6 +286,76 @@ impl<'b> JsonWriter<'b> {
             escape_lossy(self.buf, value, case);
         }
     }
+}
+
+/// Copies `bytes` to `out` with a few word moves when it is short (keys
+/// passed down at run time would otherwise cost a call to `memcpy`).
+///
+/// # Safety
+/// `out` must be valid for `bytes.len()` writes.
+#[inline(always)]
+unsafe fn copy_short(bytes: &[u8], out: *mut u8) {
+    let n = bytes.len();
+    let src = bytes.as_ptr();
+    // SAFETY: every read lies within `bytes` and every write within
+    // `out..out + n`; the overlapping pairs cover all `n` bytes.
+    unsafe {
+        if (8..=16).contains(&n) {
+            let head = src.cast::<u64>().read_unaligned();
+            let tail = src.add(n - 8).cast::<u64>().read_unaligned();
+            out.cast::<u64>().write_unaligned(head);
+            out.add(n - 8).cast::<u64>().write_unaligned(tail);
+        } else if (4..8).contains(&n) {
+            let head = src.cast::<u32>().read_unaligned();
+            let tail = src.add(n - 4).cast::<u32>().read_unaligned();
+            out.cast::<u32>().write_unaligned(head);
+            out.add(n - 4).cast::<u32>().write_unaligned(tail);
+        } else {
+            std::ptr::copy_nonoverlapping(src, out, n);
+        }
+    }
+}
+
+/// The most digits a `u64` takes.
+const MAX_DECIMAL: usize = 20;
+
+/// Writes `value` in decimal at `out` (straight into the output: no
+/// intermediate buffer to copy) and returns how many digits it took.
+///
+/// # Safety
+/// `out` must be valid for [`MAX_DECIMAL`] writes.
+#[inline]
+unsafe fn write_decimal(out: *mut u8, value: u64) -> usize {
+    if value >= 100_000_000 {
+        return write_decimal_long(out, value);
+    }
+    // Eight digits at once in one word (SWAR): split into two halves below
+    // 10,000, each half into two below 100, each of those into two digits;
+    // the lanes never carry into each other.
+    let value = value as u32;
+    let halves = u64::from(value / 10_000) | u64::from(value % 10_000) << 32;
+    let hundreds = ((halves * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let pairs = hundreds | (halves - hundreds * 100) << 16;
+    let tens = ((pairs * 103) >> 10) & 0x000f_000f_000f_000f;
+    let digits = tens | (pairs - tens * 10) << 8;
+    // Leading zero digits are the low zero bytes; `| 1 << 56` keeps the
+    // last digit of zero.
+    let skip = (digits | 1 << 56).trailing_zeros() / 8;
+    let text = (digits + 0x3030_3030_3030_3030) >> (8 * skip);
+    // SAFETY: eight bytes are within the caller's MAX_DECIMAL.
+    unsafe { out.cast::<u64>().write_unaligned(text.to_le()) };
+    8 - skip as usize
+}
+
+/// [`write_decimal`] for values of nine digits or more (rare here).
+#[cold]
+fn write_decimal_long(out: *mut u8, value: u64) -> usize {
+    let mut buffer = itoa::Buffer::new();
+    let text = buffer.format(value).as_bytes();
+    // SAFETY: a u64 has at most MAX_DECIMAL digits, which the caller
+    // guarantees `out` can take.
+    unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), out, text.len()) };
+    text.len()
 }
 
 /// Not UTF-8: the lossy text, escaped (rare; allocates).
@@ -369,6 +477,45 @@ mod tests {
                     String::from_utf8_lossy(tail)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_like_display() {
+        let mut values = vec![0, u64::MAX, u64::MAX / 10];
+        let mut power = 1u64;
+        while let Some(next) = power.checked_mul(10) {
+            values.extend([power - 1, power, power + 1, 2 * power + 3]);
+            power = next;
+        }
+        values.extend((0..2000).map(|i| i * 7919 % 100_000_000));
+        for value in values {
+            let mut json = Vec::new();
+            let mut writer = JsonWriter::new(&mut json);
+            writer.u64("n", value);
+            writer.finish();
+            assert_eq!(
+                String::from_utf8(json).unwrap(),
+                format!(r#"{{"n":{value}}}"#)
+            );
+        }
+    }
+
+    #[test]
+    fn keys_of_every_length_are_copied_whole() {
+        let long = "abcdefghijklmnopqrstuvwxyz0123456789";
+        for len in 1..=long.len() {
+            let key = &long[..len];
+            let mut json = Vec::new();
+            let mut writer = JsonWriter::new(&mut json);
+            writer.open(key);
+            writer.ip(key, &QuotedIp::new(&"192.0.2.1".parse().unwrap()));
+            writer.close();
+            writer.finish();
+            assert_eq!(
+                String::from_utf8(json).unwrap(),
+                format!(r#"{{"{key}":{{"{key}":"192.0.2.1"}}}}"#)
+            );
         }
     }
 
