@@ -1,5 +1,7 @@
 //! Capture timestamps as RFC 3339 text, the way Elasticsearch parses them.
 
+use super::json::eight_digits;
+
 /// Formats nanoseconds since the Unix epoch, caching the date and time of
 /// the last second seen (consecutive packets nearly always share it).
 #[derive(Debug, Default)]
@@ -15,7 +17,8 @@ impl TimestampFormatter {
         let mut out = [0u8; 24];
         out[..19].copy_from_slice(self.second(ns / 1_000_000_000));
         out[19] = b'.';
-        write_digits(&mut out[20..23], (ns / 1_000_000) % 1000);
+        let millis = eight_digits(((ns / 1_000_000) % 1000) as u32).to_le_bytes();
+        out[20..23].copy_from_slice(&millis[5..]);
         out[23] = b'Z';
         out
     }
@@ -25,7 +28,9 @@ impl TimestampFormatter {
         let mut out = [0u8; 30];
         out[..19].copy_from_slice(self.second(ns / 1_000_000_000));
         out[19] = b'.';
-        write_digits(&mut out[20..29], ns % 1_000_000_000);
+        let fraction = (ns % 1_000_000_000) as u32;
+        out[20] = b'0' + (fraction / 100_000_000) as u8;
+        out[21..29].copy_from_slice(&eight_digits(fraction % 100_000_000).to_le_bytes());
         out[29] = b'Z';
         out
     }
@@ -95,5 +100,30 @@ mod tests {
             &formatter.millis(4_102_444_799_999_000_000),
             b"2099-12-31T23:59:59.999Z"
         );
+    }
+
+    #[test]
+    fn every_fraction_digit_is_written() {
+        let mut formatter = TimestampFormatter::default();
+        let second = 1_700_000_000_000_000_000;
+        let mut fraction = 1u64;
+        while fraction < 1_000_000_000 {
+            for ns in [
+                fraction,
+                fraction - 1,
+                999_999_999 - fraction,
+                fraction * 7 % 1_000_000_000,
+            ] {
+                let nanos = formatter.nanos(second + ns);
+                assert_eq!(&nanos[20..29], format!("{ns:09}").as_bytes(), "{ns}");
+                let millis = formatter.millis(second + ns);
+                assert_eq!(
+                    &millis[20..23],
+                    format!("{:03}", ns / 1_000_000).as_bytes(),
+                    "{ns}"
+                );
+            }
+            fraction = fraction * 10 + fraction % 7 + 1;
+        }
     }
 }

@@ -132,6 +132,9 @@ pub struct Message<'a> {
     via_lists: bool,
     /// Index of the first header of each [`HeaderName`], `NONE` if absent.
     first: [u8; HeaderName::COUNT],
+    /// Index of the last header of each [`HeaderName`] (valid where `first`
+    /// is), so a search for one name stops there rather than at the end.
+    last: [u8; HeaderName::COUNT],
 }
 
 /// No header of that name ([`MAX_HEADERS`] fits in a `u8`).
@@ -196,6 +199,7 @@ impl<'a> Message<'a> {
             content_type: None,
             via_lists: false,
             first: [NONE; HeaderName::COUNT],
+            last: [NONE; HeaderName::COUNT],
         };
         message.interpret_headers()?;
         let available = buf.len() - body_start;
@@ -239,11 +243,11 @@ impl<'a> Message<'a> {
         &self,
         name: HeaderName,
     ) -> impl Iterator<Item = &'a Header<'a>> + use<'a> {
-        let from = match self.first[name as usize] {
-            NONE => self.headers.len(),
-            index => usize::from(index),
+        let named = match self.first[name as usize] {
+            NONE => &[][..],
+            first => &self.headers[usize::from(first)..=usize::from(self.last[name as usize])],
         };
-        self.headers[from..].iter().filter(move |h| h.name == name)
+        named.iter().filter(move |h| h.name == name)
     }
 
     /// The first value of header `name`.
@@ -262,6 +266,7 @@ impl<'a> Message<'a> {
             if *first == NONE {
                 *first = index as u8;
             }
+            self.last[header.name as usize] = index as u8;
             let value: &'a [u8] = &header.value;
             match header.name {
                 HeaderName::CallId => {
@@ -571,6 +576,24 @@ mod tests {
         );
         let values: Vec<&[u8]> = m.headers.iter().map(|h| &*h.value).collect();
         assert_eq!(values, [&b"0009 INVITE"[..], b"a b"]);
+    }
+
+    #[test]
+    fn headers_of_one_name_are_found_wherever_they_are() {
+        let msg = b"OPTIONS sip:b@h SIP/2.0\r\nv: SIP/2.0/UDP a\r\nCSeq: 1 OPTIONS\r\nAllow: A\r\nVia: SIP/2.0/UDP b\r\nX: y\r\nVIA: SIP/2.0/UDP c\r\n\r\n";
+        let mut slots = HeaderSlots::new();
+        let Ok(Status::Complete(m)) = Message::parse(msg, &mut slots, Framing::Datagram) else {
+            panic!("complete");
+        };
+        let values = |name| -> Vec<&[u8]> { m.headers_named(name).map(|h| &*h.value).collect() };
+        assert_eq!(
+            values(HeaderName::Via),
+            [&b"SIP/2.0/UDP a"[..], b"SIP/2.0/UDP b", b"SIP/2.0/UDP c"]
+        );
+        assert_eq!(values(HeaderName::Allow), [&b"A"[..]]);
+        assert_eq!(values(HeaderName::CSeq), [&b"1 OPTIONS"[..]]);
+        assert!(values(HeaderName::Contact).is_empty());
+        assert_eq!(m.first_value(HeaderName::Via), Some(&b"SIP/2.0/UDP a"[..]));
     }
 
     #[test]

@@ -329,22 +329,28 @@ unsafe fn write_decimal(out: *mut u8, value: u64) -> usize {
     if value >= 100_000_000 {
         return write_decimal_long(out, value);
     }
-    // Eight digits at once in one word (SWAR): split into two halves below
-    // 10,000, each half into two below 100, each of those into two digits;
-    // the lanes never carry into each other.
-    let value = value as u32;
+    let digits = eight_digits(value as u32);
+    // Leading zero digits are the low bytes that are '0'; the last digit
+    // of zero is kept.
+    let skip = ((digits ^ 0x3030_3030_3030_3030) | 1 << 56).trailing_zeros() / 8;
+    let text = digits >> (8 * skip);
+    // SAFETY: eight bytes are within the caller's MAX_DECIMAL.
+    unsafe { out.cast::<u64>().write_unaligned(text.to_le()) };
+    8 - skip as usize
+}
+
+/// `value` (below 10^8) as eight ASCII digits, zero-padded, the first in
+/// the lowest byte: all eight at once in one word (SWAR) — split into two
+/// halves below 10,000, each into two below 100, each of those into two
+/// digits, in lanes that never carry into each other.
+#[inline]
+pub fn eight_digits(value: u32) -> u64 {
+    debug_assert!(value < 100_000_000);
     let halves = u64::from(value / 10_000) | u64::from(value % 10_000) << 32;
     let hundreds = ((halves * 10_486) >> 20) & 0x0000_007f_0000_007f;
     let pairs = hundreds | (halves - hundreds * 100) << 16;
     let tens = ((pairs * 103) >> 10) & 0x000f_000f_000f_000f;
-    let digits = tens | (pairs - tens * 10) << 8;
-    // Leading zero digits are the low zero bytes; `| 1 << 56` keeps the
-    // last digit of zero.
-    let skip = (digits | 1 << 56).trailing_zeros() / 8;
-    let text = (digits + 0x3030_3030_3030_3030) >> (8 * skip);
-    // SAFETY: eight bytes are within the caller's MAX_DECIMAL.
-    unsafe { out.cast::<u64>().write_unaligned(text.to_le()) };
-    8 - skip as usize
+    (tens | (pairs - tens * 10) << 8) + 0x3030_3030_3030_3030
 }
 
 /// [`write_decimal`] for values of nine digits or more (rare here).
