@@ -5,6 +5,17 @@ use sipbeat::cli::{Cli, Command};
 use sipbeat::config::Config;
 
 fn main() -> ExitCode {
+    // Before anything that may run instructions this CPU lacks.
+    let missing = sipbeat::cpu::missing_features();
+    if !missing.is_empty() {
+        eprintln!(
+            "sipbeat: error: this build needs CPU features this machine lacks ({}); \
+             build one for it with `cargo build --release` or \
+             `cargo xtask build-pgo --cpu x86-64`",
+            missing.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Read(args) => Config::load(args.sip.config.as_deref(), args.sip.overrides())

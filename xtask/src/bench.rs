@@ -117,7 +117,8 @@ pub fn run(messages: usize) -> Result<()> {
     );
     let mut events = 0;
     let mut fastest = Duration::MAX;
-    for (build, sipbeat) in [("release", plain.as_str()), ("release+PGO", pgo)] {
+    let pgo_build = format!("release+PGO, {}", crate::pgo::DEFAULT_CPU);
+    for (build, sipbeat) in [("release, x86-64", plain.as_str()), (&pgo_build, pgo)] {
         let (best, published) = best_read(sipbeat, pcap_arg)?;
         // Measured on a run of its own: the peak over all children would
         // include the compiler whenever the build above had work to do.

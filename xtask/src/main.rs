@@ -25,7 +25,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <run|test|setup|build-pgo|check-pgo|gen-bench-data [MESSAGES]|bench [MESSAGES]|bench-kafka [MESSAGES]|bench-live|bench-flood [N]|fuzz [SECONDS]>";
+const USAGE: &str = "usage: cargo xtask <run|test|setup|build-pgo [--cpu LEVEL]|check-pgo|gen-bench-data [MESSAGES]|bench [MESSAGES]|bench-kafka [MESSAGES]|bench-live|bench-flood [N]|fuzz [SECONDS]>";
 
 /// Seconds each fuzz target runs within `cargo xtask test`.
 const TEST_FUZZ_SECONDS: u64 = 15;
@@ -44,7 +44,14 @@ fn main() -> Result<()> {
         Some("gen-bench-data") => bench::generate(count(1, bench::DEFAULT_MESSAGES)?).map(|_| ()),
         Some("check-pgo") => pgo::check(),
         Some("build-pgo") => {
-            println!("{}", pgo::build()?.display());
+            let cpu = match &args[1..] {
+                [] => pgo::DEFAULT_CPU,
+                [flag, cpu] if flag == "--cpu" => cpu,
+                _ => bail!(
+                    "usage: cargo xtask build-pgo [--cpu x86-64|x86-64-v2|x86-64-v3|x86-64-v4]"
+                ),
+            };
+            println!("{}", pgo::build(cpu)?.display());
             Ok(())
         }
         Some("bench") => bench::run(count(1, bench::DEFAULT_MESSAGES)?),

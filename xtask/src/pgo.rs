@@ -7,6 +7,10 @@
 //! set is the bundled real-world captures (`testdata/pcaps`, many times
 //! over) and a generated capture of carrier calls whose seed differs from
 //! the benchmark capture's: the benchmark never trains its own binary.
+//!
+//! It is compiled for x86-64-v3 unless `--cpu` says otherwise (4 % less CPU
+//! per message than for the portable baseline, BENCHMARKS.md); the binary
+//! refuses to start on a CPU without those instructions (`sipbeat::cpu`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,9 +28,20 @@ const TRAINING_MESSAGES: usize = 50_000;
 /// Times the bundled captures are read: a few hundred messages each pass.
 const CAPTURE_PASSES: usize = 100;
 
-/// Builds `target/pgo/optimised/release/sipbeat`; returns its path.
-pub fn build() -> Result<PathBuf> {
-    let profdata = llvm_profdata()?;
+/// The instruction-set level `build` compiles for by default.
+pub const DEFAULT_CPU: &str = "x86-64-v3";
+
+/// The levels `--cpu` takes: rustc's names for the x86-64 microarchitecture
+/// levels (`native` is left out: a build should not depend on where it ran).
+const CPUS: [&str; 4] = ["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"];
+
+/// Builds `target/pgo/optimised/HOST/release/sipbeat` for `cpu` (one of
+/// [`CPUS`]); returns its path.
+pub fn build(cpu: &str) -> Result<PathBuf> {
+    if !CPUS.contains(&cpu) {
+        bail!("unknown --cpu {cpu}: one of {}", CPUS.join(", "));
+    }
+    let (profdata, host) = (llvm_profdata()?, host()?);
     let pgo = root().join("target/pgo");
     let profiles = pgo.join("profiles");
     let _ = std::fs::remove_dir_all(&profiles);
@@ -34,11 +49,12 @@ pub fn build() -> Result<PathBuf> {
 
     let instrumented = cargo_build(
         &pgo.join("instrumented"),
-        &format!("-Cprofile-generate={}", profiles.display()),
+        &host,
+        &format!(
+            "-Cprofile-generate={} -Ctarget-cpu={cpu}",
+            profiles.display()
+        ),
     )?;
-    // Build scripts are instrumented too and leave profiles of their own.
-    std::fs::remove_dir_all(&profiles)?;
-    std::fs::create_dir_all(&profiles)?;
     train(&instrumented)?;
 
     let merged = pgo.join("sipbeat.profdata");
@@ -53,28 +69,36 @@ pub fn build() -> Result<PathBuf> {
     // counts (what BOLT does after linking; −1 % CPU time, BENCHMARKS.md).
     cargo_build(
         &pgo.join("optimised"),
+        &host,
         &format!(
-            "-Cprofile-use={} -Cllvm-args=-enable-ext-tsp-block-placement",
+            "-Cprofile-use={} -Cllvm-args=-enable-ext-tsp-block-placement -Ctarget-cpu={cpu}",
             merged.display()
         ),
     )
 }
 
-/// [`build`], as the path string benchmarks pass to commands.
+/// [`build`] for [`DEFAULT_CPU`], as the path string benchmarks pass to
+/// commands.
 pub fn sipbeat() -> Result<String> {
-    build()?.to_str().map(str::to_string).context("UTF-8 path")
+    build(DEFAULT_CPU)?
+        .to_str()
+        .map(str::to_string)
+        .context("UTF-8 path")
 }
 
-/// `cargo build --release -p sipbeat` into `target_dir` with `rustflags`.
-fn cargo_build(target_dir: &Path, rustflags: &str) -> Result<PathBuf> {
+/// `cargo build --release -p sipbeat` for `target` into `target_dir` with
+/// `rustflags`. Naming the target, even the host, keeps the flags off build
+/// scripts and proc-macros, which run here rather than where sipbeat will.
+fn cargo_build(target_dir: &Path, target: &str, rustflags: &str) -> Result<PathBuf> {
     run_command(
         Command::new("cargo")
             .args(["build", "--release", "--quiet", "--package", "sipbeat"])
+            .args(["--target", target])
             .arg("--target-dir")
             .arg(target_dir)
             .env("RUSTFLAGS", rustflags),
     )?;
-    Ok(target_dir.join("release/sipbeat"))
+    Ok(target_dir.join(target).join("release/sipbeat"))
 }
 
 /// Builds both binaries and checks they publish the same events, byte for
@@ -82,7 +106,7 @@ fn cargo_build(target_dir: &Path, rustflags: &str) -> Result<PathBuf> {
 /// the build that ships must behave as the one the tests ran).
 pub fn check() -> Result<()> {
     let plain = crate::bench::release_sipbeat()?;
-    let optimised = build()?;
+    let optimised = build(DEFAULT_CPU)?;
     let mut files = captures()?;
     files.push(bench::generate_named("check", 20_000, CHECK_SEED)?);
     let events = |binary: &Path| -> Result<Vec<u8>> {
@@ -110,6 +134,15 @@ pub fn check() -> Result<()> {
     }
     eprintln!("xtask: PGO build publishes the same {count} events as the release build");
     Ok(())
+}
+
+/// The target triple rustc runs on.
+fn host() -> Result<String> {
+    Ok(crate::setup::rustc(&["-vV"])?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .context("rustc -vV names the host")?
+        .to_string())
 }
 
 /// The bundled captures, in a fixed order.
@@ -159,14 +192,8 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
 /// `llvm-profdata` of the active toolchain (rustup's `llvm-tools`, whose
 /// LLVM matches rustc's), installed when missing.
 fn llvm_profdata() -> Result<PathBuf> {
-    let rustc = crate::setup::rustc;
-    let sysroot = rustc(&["--print", "sysroot"])?;
-    let host = rustc(&["-vV"])?
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .context("rustc -vV names the host")?
-        .to_string();
-    let path = Path::new(&sysroot).join(format!("lib/rustlib/{host}/bin/llvm-profdata"));
+    let sysroot = crate::setup::rustc(&["--print", "sysroot"])?;
+    let path = Path::new(&sysroot).join(format!("lib/rustlib/{}/bin/llvm-profdata", host()?));
     if !path.exists() {
         run_command(Command::new("rustup").args(["component", "add", "llvm-tools"]))?;
     }
