@@ -516,26 +516,34 @@ mod tests {
         })
     }
 
+    /// Parses `bytes` as a datagram that must hold a complete message and
+    /// hands the message to `check`.
+    fn check_datagram(bytes: &[u8], check: impl FnOnce(&Message<'_>)) {
+        let mut slots = HeaderSlots::new();
+        match Message::parse(bytes, &mut slots, Framing::Datagram) {
+            Ok(Status::Complete(m)) => check(&m),
+            Ok(Status::Partial) => panic!("complete message expected, got a partial one"),
+            Err(error) => panic!("complete message expected, got {error:?}"),
+        }
+    }
+
     const OPTIONS: &[u8] = b"OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 OPTIONS\r\nCall-ID: a@b\r\nl: 4\r\n\r\nbodyEXTRA";
 
     #[test]
     fn datagram_body_is_cut_at_content_length() {
-        let mut slots = HeaderSlots::new();
-        let Status::Complete(m) = Message::parse(OPTIONS, &mut slots, Framing::Datagram).unwrap()
-        else {
-            panic!("complete message expected");
-        };
-        assert_eq!(m.body, b"body");
-        assert_eq!(m.call_id, Some(&b"a@b"[..]));
-        assert_eq!(
-            m.cseq,
-            Some(CSeq {
-                number: 1,
-                method: b"OPTIONS"
-            })
-        );
-        assert_eq!(m.content_length, Some(4));
-        assert!(m.raw.ends_with(b"body"));
+        check_datagram(OPTIONS, |m| {
+            assert_eq!(m.body, b"body");
+            assert_eq!(m.call_id, Some(&b"a@b"[..]));
+            assert_eq!(
+                m.cseq,
+                Some(CSeq {
+                    number: 1,
+                    method: b"OPTIONS"
+                })
+            );
+            assert_eq!(m.content_length, Some(4));
+            assert!(m.raw.ends_with(b"body"));
+        });
     }
 
     #[test]
@@ -556,44 +564,41 @@ mod tests {
     #[test]
     fn folded_values_are_unfolded() {
         let msg = b"SIP/2.0 200 OK\r\ncseq: 0009\r\n  INVITE\r\nX: a\r\n\tb\r\n\r\n";
-        let mut slots = HeaderSlots::new();
-        let Ok(Status::Complete(m)) = Message::parse(msg, &mut slots, Framing::Datagram) else {
-            panic!("complete");
-        };
-        assert_eq!(
-            m.start,
-            StartLine::Response {
-                code: 200,
-                reason: b"OK"
-            }
-        );
-        assert_eq!(
-            m.cseq,
-            Some(CSeq {
-                number: 9,
-                method: b"INVITE"
-            })
-        );
-        let values: Vec<&[u8]> = m.headers.iter().map(|h| &*h.value).collect();
-        assert_eq!(values, [&b"0009 INVITE"[..], b"a b"]);
+        check_datagram(msg, |m| {
+            assert_eq!(
+                m.start,
+                StartLine::Response {
+                    code: 200,
+                    reason: b"OK"
+                }
+            );
+            assert_eq!(
+                m.cseq,
+                Some(CSeq {
+                    number: 9,
+                    method: b"INVITE"
+                })
+            );
+            let values: Vec<&[u8]> = m.headers.iter().map(|h| &*h.value).collect();
+            assert_eq!(values, [&b"0009 INVITE"[..], b"a b"]);
+        });
     }
 
     #[test]
     fn headers_of_one_name_are_found_wherever_they_are() {
         let msg = b"OPTIONS sip:b@h SIP/2.0\r\nv: SIP/2.0/UDP a\r\nCSeq: 1 OPTIONS\r\nAllow: A\r\nVia: SIP/2.0/UDP b\r\nX: y\r\nVIA: SIP/2.0/UDP c\r\n\r\n";
-        let mut slots = HeaderSlots::new();
-        let Ok(Status::Complete(m)) = Message::parse(msg, &mut slots, Framing::Datagram) else {
-            panic!("complete");
-        };
-        let values = |name| -> Vec<&[u8]> { m.headers_named(name).map(|h| &*h.value).collect() };
-        assert_eq!(
-            values(HeaderName::Via),
-            [&b"SIP/2.0/UDP a"[..], b"SIP/2.0/UDP b", b"SIP/2.0/UDP c"]
-        );
-        assert_eq!(values(HeaderName::Allow), [&b"A"[..]]);
-        assert_eq!(values(HeaderName::CSeq), [&b"1 OPTIONS"[..]]);
-        assert!(values(HeaderName::Contact).is_empty());
-        assert_eq!(m.first_value(HeaderName::Via), Some(&b"SIP/2.0/UDP a"[..]));
+        check_datagram(msg, |m| {
+            let values =
+                |name| -> Vec<&[u8]> { m.headers_named(name).map(|h| &*h.value).collect() };
+            assert_eq!(
+                values(HeaderName::Via),
+                [&b"SIP/2.0/UDP a"[..], b"SIP/2.0/UDP b", b"SIP/2.0/UDP c"]
+            );
+            assert_eq!(values(HeaderName::Allow), [&b"A"[..]]);
+            assert_eq!(values(HeaderName::CSeq), [&b"1 OPTIONS"[..]]);
+            assert!(values(HeaderName::Contact).is_empty());
+            assert_eq!(m.first_value(HeaderName::Via), Some(&b"SIP/2.0/UDP a"[..]));
+        });
     }
 
     #[test]
