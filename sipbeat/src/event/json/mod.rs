@@ -327,7 +327,8 @@ const MAX_DECIMAL: usize = 20;
 #[inline]
 unsafe fn write_decimal(out: *mut u8, value: u64) -> usize {
     if value >= 100_000_000 {
-        return write_decimal_long(out, value);
+        // SAFETY: the caller's guarantee, passed on.
+        return unsafe { write_decimal_long(out, value) };
     }
     let digits = eight_digits(value as u32);
     // Leading zero digits are the low bytes that are '0'; the last digit
@@ -354,8 +355,11 @@ pub fn eight_digits(value: u32) -> u64 {
 }
 
 /// [`write_decimal`] for values of nine digits or more (rare here).
+///
+/// # Safety
+/// `out` must be valid for [`MAX_DECIMAL`] writes.
 #[cold]
-fn write_decimal_long(out: *mut u8, value: u64) -> usize {
+unsafe fn write_decimal_long(out: *mut u8, value: u64) -> usize {
     let mut buffer = itoa::Buffer::new();
     let text = buffer.format(value).as_bytes();
     // SAFETY: a u64 has at most MAX_DECIMAL digits, which the caller
