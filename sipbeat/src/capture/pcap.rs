@@ -155,9 +155,8 @@ impl PcapFile {
             return;
         }
         *page = at / PAGE;
-        let next = (*page + 1) * PAGE;
         #[cfg(target_arch = "x86_64")]
-        if let Some(lines) = self.map.get(next..next + 256) {
+        if let Some(lines) = self.map.get((*page + 1) * PAGE..(*page + 1) * PAGE + 256) {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             for line in lines.chunks(64) {
                 // SAFETY: a prefetch is only a hint; the address is inside
