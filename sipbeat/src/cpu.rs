@@ -15,7 +15,8 @@ pub fn missing_features() -> Vec<&'static str> {
 }
 
 /// `(feature, compiled in, present on this CPU)` for each feature the
-/// x86-64 levels add to the baseline (v2, v3, v4).
+/// x86-64 levels add to the baseline (v2, v3, v4) that std can detect
+/// (all but LAHF/SAHF, which every x86-64 CPU since 2005 has).
 #[cfg(target_arch = "x86_64")]
 fn features() -> Vec<(&'static str, bool, bool)> {
     macro_rules! features {
@@ -42,6 +43,7 @@ fn features() -> Vec<(&'static str, bool, bool)> {
         "lzcnt",
         "movbe",
         "f16c",
+        "xsave",
         "avx512f",
         "avx512bw",
         "avx512cd",
