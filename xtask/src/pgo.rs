@@ -41,7 +41,8 @@ pub fn build(cpu: &str) -> Result<PathBuf> {
     if !CPUS.contains(&cpu) {
         bail!("unknown --cpu {cpu}: one of {}", CPUS.join(", "));
     }
-    let (profdata, host) = (llvm_profdata()?, host()?);
+    let host = host()?;
+    let profdata = llvm_profdata(&host)?;
     let pgo = root().join("target/pgo");
     let profiles = pgo.join("profiles");
     let _ = std::fs::remove_dir_all(&profiles);
@@ -191,9 +192,9 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// `llvm-profdata` of the active toolchain (rustup's `llvm-tools`, whose
 /// LLVM matches rustc's), installed when missing.
-fn llvm_profdata() -> Result<PathBuf> {
+fn llvm_profdata(host: &str) -> Result<PathBuf> {
     let sysroot = crate::setup::rustc(&["--print", "sysroot"])?;
-    let path = Path::new(&sysroot).join(format!("lib/rustlib/{}/bin/llvm-profdata", host()?));
+    let path = Path::new(&sysroot).join(format!("lib/rustlib/{host}/bin/llvm-profdata"));
     if !path.exists() {
         run_command(Command::new("rustup").args(["component", "add", "llvm-tools"]))?;
     }
