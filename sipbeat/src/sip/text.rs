@@ -156,23 +156,41 @@ pub fn is_lws(b: u8) -> bool {
 }
 
 /// `bytes` without leading and trailing linear white space.
+#[inline]
 pub fn trim(bytes: &[u8]) -> &[u8] {
     trim_start(trim_end(bytes))
 }
 
+// The trims run on every header value and parameter, which mostly have
+// nothing to trim or one space after a colon: a compare or two tells
+// (every LWS byte is at most a space) before the byte loops.
+
 /// `bytes` without leading linear white space.
+#[inline]
 pub fn trim_start(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|&b| !is_lws(b))
-        .unwrap_or(bytes.len());
-    &bytes[start..]
+    match bytes {
+        [first, ..] if *first > b' ' => bytes,
+        [b' ', second, ..] if *second > b' ' => &bytes[1..],
+        _ => {
+            let start = bytes
+                .iter()
+                .position(|&b| !is_lws(b))
+                .unwrap_or(bytes.len());
+            &bytes[start..]
+        }
+    }
 }
 
 /// `bytes` without trailing linear white space.
+#[inline]
 pub fn trim_end(bytes: &[u8]) -> &[u8] {
-    let end = bytes.iter().rposition(|&b| !is_lws(b)).map_or(0, |i| i + 1);
-    &bytes[..end]
+    match bytes {
+        [.., last] if *last > b' ' => bytes,
+        _ => {
+            let end = bytes.iter().rposition(|&b| !is_lws(b)).map_or(0, |i| i + 1);
+            &bytes[..end]
+        }
+    }
 }
 
 /// Parses `1*DIGIT` into a number no larger than `max`; `None` otherwise.
@@ -454,6 +472,46 @@ pub fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trims_match_a_byte_loop() {
+        let naive = |bytes: &[u8]| -> (usize, usize) {
+            let start = bytes.iter().take_while(|&&b| is_lws(b)).count();
+            let end = bytes.len()
+                - bytes[start..]
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| is_lws(b))
+                    .count();
+            (start, end)
+        };
+        // Every string of up to four bytes over LWS, other controls, a
+        // letter and a non-ASCII byte: the fast paths' edges included.
+        let alphabet = [b' ', b'\t', b'\r', b'\n', 0x01, b'a', 0x80, 0x7f];
+        let mut samples = vec![Vec::new()];
+        for len in 1..=4 {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut sample = Vec::new();
+                for _ in 0..len {
+                    sample.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                samples.push(sample);
+            }
+        }
+        for sample in &samples {
+            let (start, end) = naive(sample);
+            let kept = &sample[start..end.max(start)];
+            assert_eq!(trim(sample), kept, "{sample:?}");
+            assert_eq!(trim_start(sample), &sample[start..], "{sample:?}");
+            let trailing = sample.iter().rev().take_while(|&&b| is_lws(b)).count();
+            assert_eq!(
+                trim_end(sample),
+                &sample[..sample.len() - trailing],
+                "{sample:?}"
+            );
+        }
+    }
 
     #[test]
     fn line_ends_match_a_plain_search() {
