@@ -421,6 +421,71 @@ mod tests {
     }
 
     #[test]
+    fn every_known_name_resolves_and_nothing_near_it_does() {
+        use HeaderName::*;
+        let known = [
+            ("Accept", Accept),
+            ("Allow", Allow),
+            ("Authorization", Authorization),
+            ("Call-ID", CallId),
+            ("Contact", Contact),
+            ("Content-Encoding", ContentEncoding),
+            ("Content-Length", ContentLength),
+            ("Content-Type", ContentType),
+            ("CSeq", CSeq),
+            ("Date", Date),
+            ("From", From),
+            ("Max-Forwards", MaxForwards),
+            ("P-Associated-URI", PAssociatedUri),
+            ("Proxy-Authorization", ProxyAuthorization),
+            ("Supported", Supported),
+            ("To", To),
+            ("User-Agent", UserAgent),
+            ("Via", Via),
+            ("c", ContentType),
+            ("e", ContentEncoding),
+            ("f", From),
+            ("i", CallId),
+            ("k", Supported),
+            ("l", ContentLength),
+            ("m", Contact),
+            ("t", To),
+            ("v", Via),
+        ];
+        for (text, name) in known {
+            for spelling in [
+                text.to_string(),
+                text.to_ascii_lowercase(),
+                text.to_ascii_uppercase(),
+            ] {
+                assert_eq!(
+                    HeaderName::from_bytes(spelling.as_bytes()),
+                    name,
+                    "{spelling}"
+                );
+                let bytes = spelling.as_bytes();
+                let near: [Vec<u8>; 4] = [
+                    bytes[..bytes.len() - 1].to_vec(),
+                    [bytes, b"x"].concat(),
+                    [bytes, b"\0"].concat(),
+                    [b"x", bytes].concat(),
+                ];
+                // (`To` cut short is `t`, To's compact form.)
+                for other in near
+                    .into_iter()
+                    .filter(|other| other != b"t" && other != b"T")
+                {
+                    assert_ne!(HeaderName::from_bytes(&other), name, "{other:?}");
+                }
+            }
+        }
+        // The other compact forms name headers sipbeat does not interpret.
+        for letter in "abdjorsuxy".bytes() {
+            assert_eq!(HeaderName::from_bytes(&[letter]), Other);
+        }
+    }
+
+    #[test]
     fn words_lower_case_like_bytes_do() {
         for byte in 0..=255u8 {
             for lane in 0..8 {
