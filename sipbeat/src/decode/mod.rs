@@ -324,9 +324,15 @@ mod tests {
     #[test]
     fn nesting_is_bounded() {
         let mut packet = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 5060, 5060, b"sip");
-        for _ in 0..=MAX_ENCAPSULATIONS {
+        for _ in 0..MAX_ENCAPSULATIONS {
             packet = outer_ipv4(protocol::IPV4_IN_IP, &packet);
         }
+        // As many tunnels as allowed are looked through; one more is refused.
+        assert_eq!(
+            inner_udp(decode(LinkType::RawIp, &packet).unwrap()).2,
+            b"sip"
+        );
+        packet = outer_ipv4(protocol::IPV4_IN_IP, &packet);
         assert_eq!(
             decode(LinkType::RawIp, &packet),
             Err(DecodeError::TooManyEncapsulations)
