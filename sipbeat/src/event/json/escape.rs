@@ -32,26 +32,59 @@ pub struct NotUtf8;
 pub fn escape_into(out: &mut Vec<u8>, value: &[u8], case: Case) -> Result<(), NotUtf8> {
     // Most values are short and plain (tags, hosts, methods): one chunk,
     // one store, without the set-up of the general loop.
-    if value.len() <= CHUNK {
-        let chunk = Chunk::load(value);
-        let (special, high) = chunk.masks();
-        if (special | high) & ((1 << value.len()) - 1) == 0 {
-            out.reserve(CHUNK);
-            let chunk = match case {
-                Case::AsIs => chunk,
-                Case::Lower => Lower::fold(chunk),
-                Case::Upper => Upper::fold(chunk),
-            };
-            // SAFETY: CHUNK bytes were reserved past the length, and the
-            // new length covers only the value's bytes of the store.
-            unsafe {
-                chunk.store(out.as_mut_ptr().add(out.len()));
-                out.set_len(out.len() + value.len());
-            }
-            return Ok(());
+    if let Some(chunk) = PlainChunk::new(value, case) {
+        out.reserve(CHUNK);
+        // SAFETY: CHUNK bytes were reserved past the length, and the new
+        // length covers only the value's bytes of the store.
+        unsafe {
+            chunk.store(out.as_mut_ptr().add(out.len()));
+            out.set_len(out.len() + value.len());
         }
+        return Ok(());
     }
     escape_long(out, value, case)
+}
+
+/// A value of at most [`PlainChunk::LEN`] ASCII bytes that needs no
+/// escaping, loaded into one register and case-folded: what
+/// [`escape_into`] stores for it, for a writer that stores it together
+/// with its key and quotes.
+#[derive(Clone, Copy)]
+pub struct PlainChunk(Chunk);
+
+impl PlainChunk {
+    /// Bytes [`PlainChunk::store`] writes, whatever the value's length.
+    pub const LEN: usize = CHUNK;
+
+    /// `value` folded to `case`, when it is short, ASCII and free of bytes
+    /// to escape.
+    #[inline(always)]
+    pub fn new(value: &[u8], case: Case) -> Option<PlainChunk> {
+        if value.len() > CHUNK {
+            return None;
+        }
+        let chunk = Chunk::load(value);
+        let (special, high) = chunk.masks();
+        if (special | high) & ((1 << value.len()) - 1) != 0 {
+            return None;
+        }
+        Some(PlainChunk(match case {
+            Case::AsIs => chunk,
+            Case::Lower => Lower::fold(chunk),
+            Case::Upper => Upper::fold(chunk),
+        }))
+    }
+
+    /// Stores all [`PlainChunk::LEN`] bytes at `to`: the value's, then
+    /// padding past its length for a caller to write over or leave.
+    ///
+    /// # Safety
+    /// `to` must be valid for [`PlainChunk::LEN`] writes.
+    #[inline(always)]
+    pub unsafe fn store(self, to: *mut u8) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.0.store(to) }
+    }
 }
 
 /// One call per long value, straight into code compiled for the CPU's

@@ -12,6 +12,7 @@ mod escape;
 use std::net::IpAddr;
 use std::ops::Range;
 
+use escape::PlainChunk;
 pub use escape::{Case, NotUtf8, escape_into};
 
 /// Appends one JSON object to a buffer it borrows: the output's own batch,
@@ -69,20 +70,12 @@ impl<'b> JsonWriter<'b> {
         let comma = usize::from(self.needs_comma);
         let len = comma + key.len() + 3 + after.len();
         self.buf.reserve(len);
-        // SAFETY: `len` bytes were reserved past the length; the writes
-        // below cover exactly them (the comma slot is overwritten by the
-        // quote when no comma is needed), so the new length is initialised.
+        // SAFETY: `len` bytes were reserved past the length; `write_key`
+        // and `after` cover exactly them, so the new length is initialised.
         unsafe {
             let end = self.buf.len();
-            let out = self.buf.as_mut_ptr().add(end);
-            *out = b',';
-            let out = out.add(comma);
-            *out = b'"';
-            copy_short(key.as_bytes(), out.add(1));
-            let out = out.add(1 + key.len());
-            *out = b'"';
-            *out.add(1) = b':';
-            std::ptr::copy_nonoverlapping(after.as_ptr(), out.add(2), after.len());
+            let out = write_key(self.buf.as_mut_ptr().add(end), comma, key);
+            std::ptr::copy_nonoverlapping(after.as_ptr(), out, after.len());
             self.buf.set_len(end + len);
         }
         self.needs_comma = true;
@@ -131,9 +124,44 @@ impl<'b> JsonWriter<'b> {
     /// `"key":"value"`, escaped.
     #[inline]
     pub fn str(&mut self, key: &str, value: &[u8]) {
-        self.key_then(key, b"\"");
-        self.string_body(value, Case::AsIs);
-        self.buf.push(b'"');
+        self.string_field(key, value, Case::AsIs);
+    }
+
+    /// `"key":"value"`, escaped and folded to `case`.
+    #[inline(always)]
+    fn string_field(&mut self, key: &str, value: &[u8], case: Case) {
+        match PlainChunk::new(value, case) {
+            Some(chunk) => self.short_string_field(key, chunk, value.len()),
+            None => {
+                self.key_then(key, b"\"");
+                self.string_body(value, case);
+                self.buf.push(b'"');
+            }
+        }
+    }
+
+    /// `"key":"value"` for a short plain value, under one capacity check
+    /// and one length update: the most common field, which as three
+    /// appends reloaded the buffer's pointer and length after each.
+    #[inline(always)]
+    fn short_string_field(&mut self, key: &str, chunk: PlainChunk, len: usize) {
+        let comma = usize::from(self.needs_comma);
+        // `,"key":"`, the value, `"`.
+        let head = comma + key.len() + 4;
+        self.buf.reserve(head + PlainChunk::LEN + 1);
+        // SAFETY: `head + PlainChunk::LEN + 1` bytes were reserved past the
+        // length: the head, the chunk's whole store and a quote within it
+        // or just after it. The new length covers exactly the head, the
+        // value and the closing quote, all written.
+        unsafe {
+            let end = self.buf.len();
+            let out = write_key(self.buf.as_mut_ptr().add(end), comma, key);
+            *out = b'"';
+            chunk.store(out.add(1));
+            *out.add(1 + len) = b'"';
+            self.buf.set_len(end + head + len + 1);
+        }
+        self.needs_comma = true;
     }
 
     /// [`JsonWriter::str`], returning where the escaped value (without
@@ -162,24 +190,33 @@ impl<'b> JsonWriter<'b> {
 
     /// `"key":"value"` with ASCII letters lower-cased.
     pub fn str_lower(&mut self, key: &str, value: &[u8]) {
-        self.key_then(key, b"\"");
-        self.string_body(value, Case::Lower);
-        self.buf.push(b'"');
+        self.string_field(key, value, Case::Lower);
     }
 
     /// `"key":"value"` with ASCII letters upper-cased.
     pub fn str_upper(&mut self, key: &str, value: &[u8]) {
-        self.key_then(key, b"\"");
-        self.string_body(value, Case::Upper);
-        self.buf.push(b'"');
+        self.string_field(key, value, Case::Upper);
     }
 
-    /// `"key":"value"` for a value known to need no escaping (a constant).
+    /// `"key":"value"` for a value known to need no escaping (a constant),
+    /// under one capacity check.
     #[inline]
     pub fn ascii(&mut self, key: &str, value: &'static str) {
-        self.key_then(key, b"\"");
-        self.buf.extend_from_slice(value.as_bytes());
-        self.buf.push(b'"');
+        let comma = usize::from(self.needs_comma);
+        let len = comma + key.len() + 4 + value.len() + 1;
+        self.buf.reserve(len);
+        // SAFETY: `len` bytes were reserved past the length and are all
+        // written: the key's head, the opening quote, the value and the
+        // closing quote.
+        unsafe {
+            let end = self.buf.len();
+            let out = write_key(self.buf.as_mut_ptr().add(end), comma, key);
+            *out = b'"';
+            std::ptr::copy_nonoverlapping(value.as_ptr(), out.add(1), value.len());
+            *out.add(1 + value.len()) = b'"';
+            self.buf.set_len(end + len);
+        }
+        self.needs_comma = true;
     }
 
     /// Pre-written members (`"a":1,"b":"x"`), valid JSON without the braces.
@@ -202,8 +239,29 @@ impl<'b> JsonWriter<'b> {
 
     /// A string as the next array element.
     pub fn element(&mut self, value: &[u8], case: Case) {
-        self.comma();
-        self.string(value, case);
+        let Some(chunk) = PlainChunk::new(value, case) else {
+            self.comma();
+            self.string(value, case);
+            return;
+        };
+        // A short plain value under one capacity check, as in
+        // `short_string_field`.
+        let comma = usize::from(self.needs_comma);
+        self.buf.reserve(comma + 1 + PlainChunk::LEN + 1);
+        // SAFETY: the reservation covers the comma, the opening quote, the
+        // chunk's whole store and a closing quote within it or just after
+        // it; the new length covers exactly what was written.
+        unsafe {
+            let end = self.buf.len();
+            let out = self.buf.as_mut_ptr().add(end);
+            *out = b',';
+            let out = out.add(comma);
+            *out = b'"';
+            chunk.store(out.add(1));
+            *out.add(1 + value.len()) = b'"';
+            self.buf.set_len(end + comma + value.len() + 2);
+        }
+        self.needs_comma = true;
     }
 
     /// `"key":number`.
@@ -285,6 +343,28 @@ impl<'b> JsonWriter<'b> {
             self.buf.truncate(mark);
             escape_lossy(self.buf, value, case);
         }
+    }
+}
+
+/// Writes `,"key":` at `out` — the comma only when `comma` is 1, by
+/// letting the quote overwrite it otherwise — and returns the position
+/// after the colon.
+///
+/// # Safety
+/// `out` must be valid for `comma + key.len() + 3` writes.
+#[inline(always)]
+unsafe fn write_key(out: *mut u8, comma: usize, key: &str) -> *mut u8 {
+    // SAFETY: every write lies within the caller's `comma + key.len() + 3`
+    // bytes (the comma slot, when not needed, is the quote's).
+    unsafe {
+        *out = b',';
+        let out = out.add(comma);
+        *out = b'"';
+        copy_short(key.as_bytes(), out.add(1));
+        let out = out.add(1 + key.len());
+        *out = b'"';
+        *out.add(1) = b':';
+        out.add(2)
     }
 }
 
@@ -526,6 +606,66 @@ mod tests {
                 String::from_utf8(json).unwrap(),
                 format!(r#"{{"{key}":{{"{key}":"192.0.2.1"}}}}"#)
             );
+        }
+    }
+
+    #[test]
+    fn string_fields_and_elements_of_every_short_length_match_serde_json() {
+        // Every length the one-chunk writes take (0..=16) and the first the
+        // general path takes, each plain, with a byte to escape at either
+        // end, and with a non-ASCII character; after a first field and
+        // without one; keys short and long; each case.
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        for len in 0..=17 {
+            let plain: Vec<u8> = (0..len).map(|i| b"aZ09-.:@;~ x"[i % 12]).collect();
+            values.push(plain.clone());
+            if len > 0 {
+                for (at, byte) in [(0, b'"'), (len - 1, b'\\'), (len / 2, b'\n')] {
+                    let mut special = plain.clone();
+                    special[at] = byte;
+                    values.push(special);
+                }
+                let mut accented = plain.clone();
+                accented.truncate(len - 1);
+                accented.extend_from_slice("\u{e9}".as_bytes());
+                values.push(accented);
+            }
+        }
+        let fold = |text: &str, case: Case| match case {
+            Case::AsIs => text.to_string(),
+            Case::Lower => text.to_ascii_lowercase(),
+            Case::Upper => text.to_ascii_uppercase(),
+        };
+        for value in &values {
+            let text = std::str::from_utf8(value).unwrap();
+            for key in ["k", "user_agent", "a_key_longer_than_sixteen"] {
+                for case in [Case::AsIs, Case::Lower, Case::Upper] {
+                    for first in [false, true] {
+                        let mut json = Vec::new();
+                        let mut writer = JsonWriter::new(&mut json);
+                        if first {
+                            writer.ascii("type", "sip");
+                        }
+                        match case {
+                            Case::AsIs => writer.str(key, value),
+                            Case::Lower => writer.str_lower(key, value),
+                            Case::Upper => writer.str_upper(key, value),
+                        }
+                        writer.open_array("list");
+                        writer.element(value, case);
+                        writer.element(value, case);
+                        writer.close_array();
+                        writer.finish();
+                        let folded = serde_json::to_string(&fold(text, case)).unwrap();
+                        let head = if first { r#""type":"sip","# } else { "" };
+                        assert_eq!(
+                            String::from_utf8(json).unwrap(),
+                            format!(r#"{{{head}"{key}":{folded},"list":[{folded},{folded}]}}"#),
+                            "{text:?} {case:?}"
+                        );
+                    }
+                }
+            }
         }
     }
 
