@@ -63,20 +63,40 @@ impl<'b> JsonWriter<'b> {
     }
 
     /// Writes `"key":` and then `after` (`{`, `[`, or the quote opening a
-    /// string): one capacity check and no branch on the comma, since every
-    /// field pays for this.
+    /// string).
     #[inline(always)]
     fn key_then(&mut self, key: &str, after: &[u8]) {
+        // SAFETY: exactly `after.len()` bytes are written and counted.
+        unsafe {
+            self.field_with(key, after.len(), |out| {
+                std::ptr::copy_nonoverlapping(after.as_ptr(), out, after.len());
+                after.len()
+            });
+        }
+    }
+
+    /// Writes `"key":` (after a comma when one is needed) and then what
+    /// `write` writes at the position it is given, under one capacity check
+    /// and one length update: every field pays for this, and as separate
+    /// appends the buffer's pointer and length were reloaded after each.
+    ///
+    /// # Safety
+    /// `write` may write up to `room` bytes from the position it is given
+    /// and must return how many it initialised from there, no more than
+    /// `room`.
+    #[inline(always)]
+    unsafe fn field_with(&mut self, key: &str, room: usize, write: impl FnOnce(*mut u8) -> usize) {
         let comma = usize::from(self.needs_comma);
-        let len = comma + key.len() + 3 + after.len();
-        self.buf.reserve(len);
-        // SAFETY: `len` bytes were reserved past the length; `write_key`
-        // and `after` cover exactly them, so the new length is initialised.
+        let head = comma + key.len() + 3;
+        self.buf.reserve(head + room);
+        // SAFETY: `head + room` bytes were reserved past the length;
+        // `write_key` initialises the first `head`, `write` (by the
+        // caller's guarantee) `written` of the rest.
         unsafe {
             let end = self.buf.len();
             let out = write_key(self.buf.as_mut_ptr().add(end), comma, key);
-            std::ptr::copy_nonoverlapping(after.as_ptr(), out, after.len());
-            self.buf.set_len(end + len);
+            let written = write(out);
+            self.buf.set_len(end + head + written);
         }
         self.needs_comma = true;
     }
@@ -140,28 +160,21 @@ impl<'b> JsonWriter<'b> {
         }
     }
 
-    /// `"key":"value"` for a short plain value, under one capacity check
-    /// and one length update: the most common field, which as three
-    /// appends reloaded the buffer's pointer and length after each.
+    /// `"key":"value"` for a short plain value (the most common field),
+    /// quotes and value in one write.
     #[inline(always)]
     fn short_string_field(&mut self, key: &str, chunk: PlainChunk, len: usize) {
-        let comma = usize::from(self.needs_comma);
-        // `,"key":"`, the value, `"`.
-        let head = comma + key.len() + 4;
-        self.buf.reserve(head + PlainChunk::LEN + 1);
-        // SAFETY: `head + PlainChunk::LEN + 1` bytes were reserved past the
-        // length: the head, the chunk's whole store and a quote within it
-        // or just after it. The new length covers exactly the head, the
-        // value and the closing quote, all written.
+        // SAFETY: the opening quote, the chunk's whole store and a closing
+        // quote within it or just after it fit `PlainChunk::LEN + 2`; the
+        // quotes and the value's `len` bytes are counted.
         unsafe {
-            let end = self.buf.len();
-            let out = write_key(self.buf.as_mut_ptr().add(end), comma, key);
-            *out = b'"';
-            chunk.store(out.add(1));
-            *out.add(1 + len) = b'"';
-            self.buf.set_len(end + head + len + 1);
+            self.field_with(key, PlainChunk::LEN + 2, |out| {
+                *out = b'"';
+                chunk.store(out.add(1));
+                *out.add(1 + len) = b'"';
+                len + 2
+            });
         }
-        self.needs_comma = true;
     }
 
     /// [`JsonWriter::str`], returning where the escaped value (without
@@ -198,25 +211,18 @@ impl<'b> JsonWriter<'b> {
         self.string_field(key, value, Case::Upper);
     }
 
-    /// `"key":"value"` for a value known to need no escaping (a constant),
-    /// under one capacity check.
+    /// `"key":"value"` for a value known to need no escaping (a constant).
     #[inline]
     pub fn ascii(&mut self, key: &str, value: &'static str) {
-        let comma = usize::from(self.needs_comma);
-        let len = comma + key.len() + 4 + value.len() + 1;
-        self.buf.reserve(len);
-        // SAFETY: `len` bytes were reserved past the length and are all
-        // written: the key's head, the opening quote, the value and the
-        // closing quote.
+        // SAFETY: the quotes and the value are written and counted.
         unsafe {
-            let end = self.buf.len();
-            let out = write_key(self.buf.as_mut_ptr().add(end), comma, key);
-            *out = b'"';
-            std::ptr::copy_nonoverlapping(value.as_ptr(), out.add(1), value.len());
-            *out.add(1 + value.len()) = b'"';
-            self.buf.set_len(end + len);
+            self.field_with(key, value.len() + 2, |out| {
+                *out = b'"';
+                std::ptr::copy_nonoverlapping(value.as_ptr(), out.add(1), value.len());
+                *out.add(1 + value.len()) = b'"';
+                value.len() + 2
+            });
         }
-        self.needs_comma = true;
     }
 
     /// Pre-written members (`"a":1,"b":"x"`), valid JSON without the braces.
@@ -267,15 +273,9 @@ impl<'b> JsonWriter<'b> {
     /// `"key":number`.
     #[inline(always)]
     pub fn u64(&mut self, key: &str, value: u64) {
-        self.key(key);
-        self.buf.reserve(MAX_DECIMAL);
-        // SAFETY: MAX_DECIMAL bytes were reserved past the length, and
-        // `write_decimal` writes (and returns) at most that many.
-        unsafe {
-            let end = self.buf.len();
-            let len = write_decimal(self.buf.as_mut_ptr().add(end), value);
-            self.buf.set_len(end + len);
-        }
+        // SAFETY: `write_decimal` writes (and returns) at most MAX_DECIMAL
+        // bytes.
+        unsafe { self.field_with(key, MAX_DECIMAL, |out| write_decimal(out, value)) }
     }
 
     /// `"key":` followed by `raw`, which must already be valid JSON.
@@ -286,8 +286,14 @@ impl<'b> JsonWriter<'b> {
 
     /// `"key":"address"`.
     pub fn ip(&mut self, key: &str, ip: &QuotedIp) {
-        self.key(key);
-        self.quoted_ip(ip);
+        // SAFETY: the whole array fits its room; only the address's
+        // initialised bytes are counted.
+        unsafe {
+            self.field_with(key, ip.text.len(), |out| {
+                std::ptr::write_unaligned(out.cast(), ip.text);
+                usize::from(ip.len)
+            });
+        }
     }
 
     /// An address string as the next array element.
@@ -315,15 +321,14 @@ impl<'b> JsonWriter<'b> {
     /// timestamp).
     #[inline]
     pub fn ascii_array<const N: usize>(&mut self, key: &str, text: &[u8; N]) {
-        self.key_then(key, b"\"");
-        self.buf.reserve(N + 1);
-        // SAFETY: N + 1 bytes were reserved past the length and are written.
+        // SAFETY: the quotes and the N bytes are written and counted.
         unsafe {
-            let end = self.buf.len();
-            let out = self.buf.as_mut_ptr().add(end);
-            out.cast::<[u8; N]>().write_unaligned(*text);
-            *out.add(N) = b'"';
-            self.buf.set_len(end + N + 1);
+            self.field_with(key, N + 2, |out| {
+                *out = b'"';
+                out.add(1).cast::<[u8; N]>().write_unaligned(*text);
+                *out.add(N + 1) = b'"';
+                N + 2
+            });
         }
     }
 
