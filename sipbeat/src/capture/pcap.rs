@@ -83,9 +83,9 @@ impl PcapFile {
         // Where the kernel can (Linux 6.x with large folios in the file
         // system, THP not `never`), a file read in from disk lands in the
         // page cache as 2 MiB folios that are mapped with one page-table
-        // entry each instead of 512: mapping the benchmark capture went from
-        // ~8 % of the CPU time to nothing measurable (BENCHMARKS.md). A file
-        // already cached in small pages is mapped as it is.
+        // entry each instead of 512: reading the benchmark capture took
+        // 6 % less CPU time, most of the kernel's share gone (BENCHMARKS.md).
+        // A file already cached in small pages is mapped as it is.
         let _ = map.advise(Advice::HugePage);
         Ok(PcapFile { path, map })
     }
