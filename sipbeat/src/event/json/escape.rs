@@ -87,6 +87,60 @@ impl PlainChunk {
     }
 }
 
+/// A value of 17 to 32 ASCII bytes that needs no escaping, as its first
+/// and last sixteen bytes (overlapping), case-folded: the next most common
+/// field after [`PlainChunk`]'s (host names, media descriptions), written
+/// without a call into the escaper.
+#[derive(Clone, Copy)]
+pub struct PlainPair {
+    head: Chunk,
+    tail: Chunk,
+}
+
+impl PlainPair {
+    /// Bytes [`PlainPair::store`] may write, whatever the value's length.
+    pub const LEN: usize = 2 * CHUNK;
+
+    /// `value` folded to `case`, when it is 17 to 32 bytes long, ASCII and
+    /// free of bytes to escape.
+    #[inline(always)]
+    pub fn new(value: &[u8], case: Case) -> Option<PlainPair> {
+        if value.len() <= CHUNK || value.len() > 2 * CHUNK {
+            return None;
+        }
+        let head = Chunk::from_array(value.first_chunk::<CHUNK>()?);
+        let tail = Chunk::from_array(value.last_chunk::<CHUNK>()?);
+        let (head_special, head_high) = head.masks();
+        let (tail_special, tail_high) = tail.masks();
+        if head_special | head_high | tail_special | tail_high != 0 {
+            return None;
+        }
+        let fold = |chunk| match case {
+            Case::AsIs => chunk,
+            Case::Lower => Lower::fold(chunk),
+            Case::Upper => Upper::fold(chunk),
+        };
+        Some(PlainPair {
+            head: fold(head),
+            tail: fold(tail),
+        })
+    }
+
+    /// Stores the value's `len` bytes at `to` (the length it was made
+    /// from), as two overlapping sixteen-byte stores.
+    ///
+    /// # Safety
+    /// `to` must be valid for `len` writes, and `len` the value's length.
+    #[inline(always)]
+    pub unsafe fn store(self, to: *mut u8, len: usize) {
+        // SAFETY: 17 <= len <= 32, so both stores lie within `len` bytes.
+        unsafe {
+            self.head.store(to);
+            self.tail.store(to.add(len - CHUNK));
+        }
+    }
+}
+
 /// One call per long value, straight into code compiled for the CPU's
 /// width (so the block loop inlines there rather than being called).
 #[inline(never)]

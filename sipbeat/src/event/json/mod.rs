@@ -12,8 +12,8 @@ mod escape;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use escape::PlainChunk;
 pub use escape::{Case, NotUtf8, escape_into};
+use escape::{PlainChunk, PlainPair};
 
 /// Appends one JSON object to a buffer it borrows: the output's own batch,
 /// so an event is written where it will be sent from.
@@ -150,13 +150,24 @@ impl<'b> JsonWriter<'b> {
     /// `"key":"value"`, escaped and folded to `case`.
     #[inline(always)]
     fn string_field(&mut self, key: &str, value: &[u8], case: Case) {
-        match PlainChunk::new(value, case) {
-            Some(chunk) => self.short_string_field(key, chunk, value.len()),
-            None => {
-                self.key_then(key, b"\"");
-                self.string_body(value, case);
-                self.buf.push(b'"');
+        if let Some(chunk) = PlainChunk::new(value, case) {
+            self.short_string_field(key, chunk, value.len());
+        } else if let Some(pair) = PlainPair::new(value, case) {
+            let len = value.len();
+            // SAFETY: the quotes and the value's `len` (at most
+            // `PlainPair::LEN`) bytes are written and counted.
+            unsafe {
+                self.field_with(key, PlainPair::LEN + 2, |out| {
+                    *out = b'"';
+                    pair.store(out.add(1), len);
+                    *out.add(1 + len) = b'"';
+                    len + 2
+                });
             }
+        } else {
+            self.key_then(key, b"\"");
+            self.string_body(value, case);
+            self.buf.push(b'"');
         }
     }
 
@@ -616,12 +627,12 @@ mod tests {
 
     #[test]
     fn string_fields_and_elements_of_every_short_length_match_serde_json() {
-        // Every length the one-chunk writes take (0..=16) and the first the
-        // general path takes, each plain, with a byte to escape at either
-        // end, and with a non-ASCII character; after a first field and
-        // without one; keys short and long; each case.
+        // Every length the one- and two-chunk writes take (0..=32) and a
+        // few the general path takes, each plain, with a byte to escape at
+        // either end, and with a non-ASCII character; after a first field
+        // and without one; keys short and long; each case.
         let mut values: Vec<Vec<u8>> = Vec::new();
-        for len in 0..=17 {
+        for len in 0..=40 {
             let plain: Vec<u8> = (0..len).map(|i| b"aZ09-.:@;~ x"[i % 12]).collect();
             values.push(plain.clone());
             if len > 0 {
