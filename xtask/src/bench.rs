@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -156,7 +156,7 @@ pub fn run(messages: usize) -> Result<()> {
 
 /// Drops the file's pages from the page cache (clean pages only: the
 /// generator syncs what it writes).
-fn evict_from_page_cache(path: &std::path::Path) -> Result<()> {
+fn evict_from_page_cache(path: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     let file = File::open(path)?;
     // SAFETY: a valid open descriptor; the call only advises the kernel.
