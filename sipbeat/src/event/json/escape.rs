@@ -68,11 +68,7 @@ impl PlainChunk {
         if (special | high) & ((1 << value.len()) - 1) != 0 {
             return None;
         }
-        Some(PlainChunk(match case {
-            Case::AsIs => chunk,
-            Case::Lower => Lower::fold(chunk),
-            Case::Upper => Upper::fold(chunk),
-        }))
+        Some(PlainChunk(chunk.folded(case)))
     }
 
     /// Stores all [`PlainChunk::LEN`] bytes at `to`: the value's, then
@@ -115,14 +111,9 @@ impl PlainPair {
         if head_special | head_high | tail_special | tail_high != 0 {
             return None;
         }
-        let fold = |chunk| match case {
-            Case::AsIs => chunk,
-            Case::Lower => Lower::fold(chunk),
-            Case::Upper => Upper::fold(chunk),
-        };
         Some(PlainPair {
-            head: fold(head),
-            tail: fold(tail),
+            head: head.folded(case),
+            tail: tail.folded(case),
         })
     }
 
@@ -675,6 +666,17 @@ impl Chunk {
         }
         let (low, high) = crate::simd::load_words(bytes);
         Chunk::from_words(low, high)
+    }
+
+    /// The chunk folded to `case` chosen at run time (the block loop
+    /// chooses its [`Fold`] at compile time instead).
+    #[inline(always)]
+    fn folded(self, case: Case) -> Chunk {
+        match case {
+            Case::AsIs => AsIs::fold(self),
+            Case::Lower => Lower::fold(self),
+            Case::Upper => Upper::fold(self),
+        }
     }
 }
 

@@ -150,20 +150,15 @@ impl<'b> JsonWriter<'b> {
     /// `"key":"value"`, escaped and folded to `case`.
     #[inline(always)]
     fn string_field(&mut self, key: &str, value: &[u8], case: Case) {
+        let len = value.len();
         if let Some(chunk) = PlainChunk::new(value, case) {
-            self.short_string_field(key, chunk, value.len());
+            // SAFETY: the chunk's store writes `PlainChunk::LEN` bytes, the
+            // value's `len` first.
+            unsafe { self.plain_string_field(key, len, PlainChunk::LEN, |out| chunk.store(out)) }
         } else if let Some(pair) = PlainPair::new(value, case) {
-            let len = value.len();
-            // SAFETY: the quotes and the value's `len` (at most
-            // `PlainPair::LEN`) bytes are written and counted.
-            unsafe {
-                self.field_with(key, PlainPair::LEN + 2, |out| {
-                    *out = b'"';
-                    pair.store(out.add(1), len);
-                    *out.add(1 + len) = b'"';
-                    len + 2
-                });
-            }
+            // SAFETY: the pair's store writes exactly the value's `len`
+            // bytes, at most `PlainPair::LEN`.
+            unsafe { self.plain_string_field(key, len, PlainPair::LEN, |out| pair.store(out, len)) }
         } else {
             self.key_then(key, b"\"");
             self.string_body(value, case);
@@ -171,17 +166,27 @@ impl<'b> JsonWriter<'b> {
         }
     }
 
-    /// `"key":"value"` for a short plain value (the most common field),
+    /// `"key":"value"` for a short plain value (the most common fields),
     /// quotes and value in one write.
+    ///
+    /// # Safety
+    /// `store` must write the value's `len` bytes at the position it is
+    /// given and may write up to `room` bytes there, `len <= room`.
     #[inline(always)]
-    fn short_string_field(&mut self, key: &str, chunk: PlainChunk, len: usize) {
-        // SAFETY: the opening quote, the chunk's whole store and a closing
-        // quote within it or just after it fit `PlainChunk::LEN + 2`; the
-        // quotes and the value's `len` bytes are counted.
+    unsafe fn plain_string_field(
+        &mut self,
+        key: &str,
+        len: usize,
+        room: usize,
+        store: impl FnOnce(*mut u8),
+    ) {
+        // SAFETY: the opening quote, `store`'s `room` bytes and a closing
+        // quote within them or just after them fit `room + 2`; the quotes
+        // and the value's `len` bytes are counted.
         unsafe {
-            self.field_with(key, PlainChunk::LEN + 2, |out| {
+            self.field_with(key, room + 2, |out| {
                 *out = b'"';
-                chunk.store(out.add(1));
+                store(out.add(1));
                 *out.add(1 + len) = b'"';
                 len + 2
             });
@@ -262,7 +267,7 @@ impl<'b> JsonWriter<'b> {
             return;
         };
         // A short plain value under one capacity check, as in
-        // `short_string_field`.
+        // `plain_string_field`.
         let comma = usize::from(self.needs_comma);
         self.buf.reserve(comma + 1 + PlainChunk::LEN + 1);
         // SAFETY: the reservation covers the comma, the opening quote, the
