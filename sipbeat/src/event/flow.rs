@@ -53,14 +53,13 @@ impl FlowCache {
                     community_id: cached.community_id,
                 })
                 .unwrap_or_else(|| Endpoints::of(flow));
-            let slot = &mut self.slots[at];
-            // The evicted flow's buffer takes the new one's fields: no
-            // allocation per new flow.
-            let members = slot
-                .take()
-                .map(|evicted| evicted.members)
-                .unwrap_or_default();
-            *slot = Some(FlowFields::new(flow, known, members));
+            // The evicted flow's fields are overwritten in place: its
+            // buffer takes the new one's (no allocation per new flow), and
+            // nothing as large as `FlowFields` is built aside and moved.
+            match &mut self.slots[at] {
+                Some(evicted) => evicted.rewrite(flow, known),
+                empty => *empty = Some(FlowFields::new(flow, known)),
+            }
         }
         self.slots[at].as_ref().expect("filled above")
     }
@@ -84,22 +83,37 @@ impl Endpoints {
 }
 
 impl FlowFields {
-    /// The fields of `flow`, written into `members` (cleared first).
-    fn new(flow: &FlowKey, endpoints: Endpoints, mut members: Vec<u8>) -> FlowFields {
-        let Endpoints {
-            src,
-            dst,
-            community_id,
-        } = endpoints;
-        members.clear();
-        ecs::write_flow_members(&mut members, flow, &community_id, &src, &dst);
-        FlowFields {
+    /// The fields of `flow`.
+    fn new(flow: &FlowKey, endpoints: Endpoints) -> FlowFields {
+        let mut fields = FlowFields {
             key: *flow,
-            members,
-            src,
-            dst,
-            community_id,
-        }
+            members: Vec::new(),
+            src: endpoints.src,
+            dst: endpoints.dst,
+            community_id: endpoints.community_id,
+        };
+        fields.write_members();
+        fields
+    }
+
+    /// These fields made those of `flow`, in the same buffer.
+    fn rewrite(&mut self, flow: &FlowKey, endpoints: Endpoints) {
+        self.key = *flow;
+        self.src = endpoints.src;
+        self.dst = endpoints.dst;
+        self.community_id = endpoints.community_id;
+        self.write_members();
+    }
+
+    fn write_members(&mut self) {
+        self.members.clear();
+        ecs::write_flow_members(
+            &mut self.members,
+            &self.key,
+            &self.community_id,
+            &self.src,
+            &self.dst,
+        );
     }
 }
 
@@ -145,7 +159,7 @@ mod tests {
             for f in &flows {
                 let fields = cache.get(f);
                 // A reused or derived slot holds exactly what a fresh one would.
-                let fresh = FlowFields::new(f, Endpoints::of(f), Vec::new());
+                let fresh = FlowFields::new(f, Endpoints::of(f));
                 assert_eq!(fields.members, fresh.members);
                 assert_eq!(fields.community_id, community_id(f));
                 let text = String::from_utf8(fields.members.clone()).unwrap();

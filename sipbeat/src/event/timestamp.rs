@@ -7,40 +7,54 @@ use super::json::eight_digits;
 #[derive(Debug, Default)]
 pub struct TimestampFormatter {
     cached_second: Option<u64>,
-    /// `YYYY-MM-DDTHH:MM:SS` of `cached_second`.
-    cached_text: [u8; 19],
+    /// `YYYY-MM-DDTHH:MM` of `cached_second`.
+    cached_head: [u8; 16],
+    /// `:SS.` of `cached_second`, as a word (the dot in the top byte).
+    cached_seconds: u64,
 }
 
 impl TimestampFormatter {
     /// `2016-11-26T14:29:44.950Z`: millisecond precision, as Beats' `@timestamp`.
     pub fn millis(&mut self, ns: u64) -> [u8; 24] {
+        let (head, seconds) = self.second(ns / 1_000_000_000);
+        // The last three of eight digits, then `Z`.
+        let millis = eight_digits(((ns / 1_000_000) % 1000) as u32) >> 40 | u64::from(b'Z') << 24;
+        // Built from a 16-byte and an 8-byte word: the copies into the
+        // event load it in those two pieces, and a load that spans stores
+        // of other sizes waits for them to reach the cache.
+        let tail = seconds | millis << 32;
         let mut out = [0u8; 24];
-        out[..19].copy_from_slice(self.second(ns / 1_000_000_000));
-        out[19] = b'.';
-        let millis = eight_digits(((ns / 1_000_000) % 1000) as u32).to_le_bytes();
-        out[20..23].copy_from_slice(&millis[5..]);
-        out[23] = b'Z';
+        out[..16].copy_from_slice(&head);
+        out[16..].copy_from_slice(&tail.to_le_bytes());
         out
     }
 
     /// `2016-11-26T14:29:44.950123456Z`: nanosecond precision, for `date_nanos`.
     pub fn nanos(&mut self, ns: u64) -> [u8; 30] {
-        let mut out = [0u8; 30];
-        out[..19].copy_from_slice(self.second(ns / 1_000_000_000));
-        out[19] = b'.';
+        let (head, seconds) = self.second(ns / 1_000_000_000);
         let fraction = (ns % 1_000_000_000) as u32;
-        out[20] = b'0' + (fraction / 100_000_000) as u8;
-        out[21..29].copy_from_slice(&eight_digits(fraction % 100_000_000).to_le_bytes());
-        out[29] = b'Z';
+        let first = u64::from(b'0' + (fraction / 100_000_000) as u8);
+        let rest = eight_digits(fraction % 100_000_000);
+        // As in `millis`, whole words: `:SS.` and four digits, then five
+        // digits and `Z`.
+        let middle = seconds | first << 32 | rest << 40;
+        let last = rest >> 24 | u64::from(b'Z') << 40;
+        let mut out = [0u8; 30];
+        out[..16].copy_from_slice(&head);
+        out[16..24].copy_from_slice(&middle.to_le_bytes());
+        out[24..].copy_from_slice(&last.to_le_bytes()[..6]);
         out
     }
 
-    fn second(&mut self, second: u64) -> &[u8; 19] {
+    /// `YYYY-MM-DDTHH:MM` and `:SS.` as a word, for `second`.
+    fn second(&mut self, second: u64) -> ([u8; 16], u64) {
         if self.cached_second != Some(second) {
+            let [head @ .., colon, tens, ones] = format_second(second);
             self.cached_second = Some(second);
-            self.cached_text = format_second(second);
+            self.cached_head = head;
+            self.cached_seconds = u64::from(u32::from_le_bytes([colon, tens, ones, b'.']));
         }
-        &self.cached_text
+        (self.cached_head, self.cached_seconds)
     }
 }
 
