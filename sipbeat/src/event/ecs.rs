@@ -344,8 +344,8 @@ fn write_sip<'m>(
         }
         w.close();
     }
-    let escaped_body =
-        (env.config.parse_body && is_sdp(message)).then(|| write_sdp(w, message.body, related));
+    let escaped_body = (env.config.parse_body && is_sdp(message))
+        .then(|| write_sdp(w, &mut memo.lists, message.body, related));
     w.close();
     escaped_body
 }
@@ -480,15 +480,28 @@ fn write_token_list(
 ) {
     let mut values = header_values(message, name);
     match (values.next(), values.next()) {
-        (Some(only), None) if only.len() <= lists::MAX_VALUE => {
-            let members = lists.members(key, only, |w| {
-                write_split_lists(w, key, std::iter::once(only), Case::Lower);
-            });
-            if !members.is_empty() {
-                w.members(members);
-            }
-        }
+        (Some(only), None) => write_cached_list(w, lists, key, only, |w| {
+            write_split_lists(w, key, std::iter::once(only), Case::Lower);
+        }),
         _ => write_split_lists(w, key, header_values(message, name), Case::Lower),
+    }
+}
+
+/// What `write` writes from `value` alone (a `"key":[...]` list, or
+/// nothing), from the cache when `value` is short enough to be kept there.
+fn write_cached_list(
+    w: &mut JsonWriter,
+    lists: &mut ListCache,
+    key: &'static str,
+    value: &[u8],
+    write: impl FnOnce(&mut JsonWriter<'_>),
+) {
+    if value.len() > lists::MAX_VALUE {
+        return write(w);
+    }
+    let members = lists.members(key, value, write);
+    if !members.is_empty() {
+        w.members(members);
     }
 }
 
@@ -544,7 +557,12 @@ fn is_sdp(message: &Message<'_>) -> bool {
 }
 
 /// Writes `sip.sdp`; returns where the body's escaped text lies in the output.
-fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) -> Range<usize> {
+fn write_sdp<'m>(
+    w: &mut JsonWriter,
+    lists: &mut ListCache,
+    body: &'m [u8],
+    related: &mut Related<'m>,
+) -> Range<usize> {
     let sdp = Sdp::parse(body);
     w.open("sdp");
     if let Some(version) = sdp.version {
@@ -587,19 +605,19 @@ fn write_sdp<'m>(w: &mut JsonWriter, body: &'m [u8], related: &mut Related<'m>) 
                 w.u64("port", u64::from(port));
             }
             w.str("protocol", media.protocol);
-            write_list(
-                w,
-                "formats",
-                media
-                    .formats
-                    .split(|&b| b == b' ')
-                    .filter(|f| !f.is_empty()),
-                Case::AsIs,
-            );
+            // An SBC or a phone model offers the same codecs in every
+            // call, in the same lines: both lists are written once per
+            // distinct text.
+            write_cached_list(w, lists, "formats", media.formats, |w| {
+                let formats = media.formats.split(|&b| b == b' ');
+                write_list(w, "formats", formats.filter(|f| !f.is_empty()), Case::AsIs);
+            });
             if let Some(connection) = media.connection {
                 w.str("connection_address", connection.address);
             }
-            write_list(w, "rtpmap", media.rtpmaps(), Case::AsIs);
+            write_cached_list(w, lists, "rtpmap", media.lines(), |w| {
+                write_list(w, "rtpmap", media.rtpmaps(), Case::AsIs);
+            });
             w.close();
         }
         w.close_array();

@@ -183,4 +183,62 @@ mod tests {
         assert_eq!(event["sip"]["supported"], json!(["100rel"]));
         assert!(event["sip"].get("allow").is_none());
     }
+
+    #[test]
+    fn sdp_media_lists_are_the_same_whether_cached_or_not() {
+        let pcma = "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let many = "a=rtpmap:0 PCMU/8000\r\n".repeat(20);
+        let body = |media: &[(&str, &str)]| {
+            let sections: String = media
+                .iter()
+                .map(|(m, lines)| format!("m=audio {m}\r\n{lines}"))
+                .collect();
+            format!("Content-Type: application/sdp\r\n\r\nv=0\r\n{sections}")
+        };
+        let cases = [
+            (
+                body(&[("4000 RTP/AVP 8 101", pcma)]),
+                json!([["8", "101"]]),
+                json!([["8 PCMA/8000", "101 telephone-event/8000"]]),
+            ),
+            // The same lines in another call (another port): from the cache.
+            (
+                body(&[("5000 RTP/AVP 8 101", pcma)]),
+                json!([["8", "101"]]),
+                json!([["8 PCMA/8000", "101 telephone-event/8000"]]),
+            ),
+            // Other formats and lines; two sections, each its own.
+            (
+                body(&[
+                    ("6000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000\r\n"),
+                    ("6002 RTP/AVP 8 101", pcma),
+                ]),
+                json!([["0"], ["8", "101"]]),
+                json!([["0 PCMU/8000"], ["8 PCMA/8000", "101 telephone-event/8000"]]),
+            ),
+            // Lines longer than the cache takes.
+            (
+                body(&[("7000 RTP/AVP 0", &many)]),
+                json!([["0"]]),
+                json!([vec!["0 PCMU/8000"; 20]]),
+            ),
+            // No formats, no rtpmap lines: no fields.
+            (
+                body(&[("8000 RTP/AVP", "a=ptime:20\r\n")]),
+                json!([null]),
+                json!([null]),
+            ),
+        ];
+        let mut builder = EventBuilder::new(EcsConfig::default(), Agent::current());
+        for round in 0..2 {
+            for (headers, formats, rtpmaps) in &cases {
+                let event = event(&mut builder, headers);
+                let media = event["sip"]["sdp"]["media"].as_array().unwrap();
+                let field =
+                    |name: &str| Value::Array(media.iter().map(|m| m[name].clone()).collect());
+                assert_eq!(&field("formats"), formats, "round {round}: {headers}");
+                assert_eq!(&field("rtpmap"), rtpmaps, "round {round}: {headers}");
+            }
+        }
+    }
 }

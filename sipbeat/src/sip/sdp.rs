@@ -45,6 +45,11 @@ pub struct Media<'a> {
 }
 
 impl<'a> Media<'a> {
+    /// The section's lines after `m=` (its attributes and `c=`), as written.
+    pub fn lines(&self) -> &'a [u8] {
+        self.lines
+    }
+
     /// `a=rtpmap` values (`8 PCMA/8000`) of this section.
     pub fn rtpmaps(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
         lines(self.lines).filter_map(|line| {
