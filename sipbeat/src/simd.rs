@@ -31,6 +31,24 @@ pub fn load_words(bytes: &[u8]) -> (u64, u64) {
     }
 }
 
+/// `a == b`, without a call to `memcmp` for slices of 8 to 32 bytes (the
+/// host and user names `related.*` compares): overlapping word compares.
+#[inline(always)]
+pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word =
+        |bytes: &[u8], at: usize| u64::from_le_bytes(*bytes[at..].first_chunk().expect("8 bytes"));
+    let differ = |at: usize| word(a, at) ^ word(b, at);
+    match n {
+        8..=16 => differ(0) | differ(n - 8) == 0,
+        17..=32 => differ(0) | differ(8) | differ(n - 16) | differ(n - 8) == 0,
+        _ => a == b,
+    }
+}
+
 /// [`load_words`] as one SSE2 vector: the last, short chunk of a scan.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -43,6 +61,21 @@ pub fn load_padded(bytes: &[u8]) -> std::arch::x86_64::__m128i {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_eq_compares_every_byte() {
+        let source: Vec<u8> = (1..=40).collect();
+        for n in 0..=40 {
+            let a = &source[..n];
+            assert!(bytes_eq(a, a), "length {n}");
+            assert!(!bytes_eq(a, &source[..n.saturating_sub(1)]) || n == 0);
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!bytes_eq(a, &b), "length {n}, byte {at}");
+            }
+        }
+    }
 
     #[test]
     fn every_length_loads_exactly_its_bytes() {

@@ -22,6 +22,7 @@ use super::lists::{self, ListCache};
 use super::timestamp::TimestampFormatter;
 use super::{Agent, Context, EcsConfig};
 use crate::decode::protocol;
+use crate::simd::bytes_eq;
 use crate::sip::auth::Credentials;
 use crate::sip::header::NameAddr;
 use crate::sip::sdp::Sdp;
@@ -649,13 +650,13 @@ impl<'m> Related<'m> {
     }
 
     fn host(&mut self, host: &'m [u8]) {
-        if !host.is_empty() && !self.hosts.items().any(|seen| *seen == host) {
+        if !host.is_empty() && !self.hosts.items().any(|seen| bytes_eq(seen, host)) {
             self.hosts.push(host);
         }
     }
 
     fn user(&mut self, user: &'m [u8]) {
-        if is_user(user) && !self.users.items().any(|seen| *seen == user) {
+        if is_user(user) && !self.users.items().any(|seen| bytes_eq(seen, user)) {
             self.users.push(user);
         }
     }
