@@ -498,11 +498,12 @@ fn write_cached_list(
     write: impl FnOnce(&mut JsonWriter<'_>),
 ) {
     if value.len() > lists::MAX_VALUE {
-        return write(w);
-    }
-    let members = lists.members(key, value, write);
-    if !members.is_empty() {
-        w.members(members);
+        write(w);
+    } else {
+        let members = lists.members(key, value, write);
+        if !members.is_empty() {
+            w.members(members);
+        }
     }
 }
 

@@ -5,10 +5,11 @@
 //! A network has few of these values: every phone of a model and every
 //! trunk of an SBC sends the same Allow and Supported headers, byte for byte
 //! (the public captures in `../shared/corpus` hold 248 Allow headers with 24
-//! distinct values), and offers the same codecs in the same lines. Writing one costs a split, a case fold and an escape
-//! per element — over 200 instructions each, a tenth of an INVITE's event —
-//! while a cached one is a compare and a copy. The cached text depends only
-//! on the key, so a hit writes exactly what a miss would.
+//! distinct values), and offers the same codecs in the same lines. Writing
+//! a list costs a split, a case fold and an escape per element — over 200
+//! instructions each, a tenth of an INVITE's event — while a cached one is
+//! a compare and a copy. The cached text depends only on the key, so a hit
+//! writes exactly what a miss would.
 
 use super::json::JsonWriter;
 use super::slots::Slots;

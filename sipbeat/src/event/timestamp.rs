@@ -9,7 +9,7 @@ pub struct TimestampFormatter {
     cached_second: Option<u64>,
     /// `YYYY-MM-DDTHH:MM` of `cached_second`.
     cached_head: [u8; 16],
-    /// `:SS.` of `cached_second`, as a word (the dot in the top byte).
+    /// `:SS.` of `cached_second` in the low four bytes of a word.
     cached_seconds: u64,
 }
 
