@@ -20,13 +20,10 @@ pub const DEFAULT_PORTS: &[u16] = &[5060];
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    // The YAML error is in the message and deliberately not a `source`:
-    // it would be printed twice in the one-line error.
+    // The OS and YAML errors are in the messages and deliberately not a
+    // `source`: they would be printed twice in the one-line error.
+    #[error("cannot read config {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("config {path}: {error}")]
     Parse {
         path: String,
@@ -203,9 +200,9 @@ impl FileConfig {
     /// Reads and parses a YAML config file.
     pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: shown.clone(),
-            source,
+            error,
         })?;
         FileConfig::parse(&text).map_err(|error| ConfigError::Parse { path: shown, error })
     }

@@ -113,6 +113,33 @@ fn mistakes_give_one_line_errors_and_fail() {
             vec!["read".into(), "/nonexistent/file.pcap".into()],
             "cannot open /nonexistent/file.pcap",
         ),
+        // The OS's reason, once (not again as the error's source).
+        (
+            vec!["read".into(), "/nonexistent/file.pcap".into()],
+            "No such file or directory",
+        ),
+        (
+            vec!["read".into(), dir.display().to_string()],
+            "is a directory",
+        ),
+        (
+            vec![
+                "read".into(),
+                "-o".into(),
+                "file:/nonexistent/dir/events.ndjson".into(),
+                bundled(),
+            ],
+            "cannot open output file /nonexistent/dir/events.ndjson: No such file or directory",
+        ),
+        (
+            vec![
+                "read".into(),
+                "-o".into(),
+                "file:/dev/full".into(),
+                bundled(),
+            ],
+            "No space left on device",
+        ),
         (
             vec!["read".into(), not_pcap.display().to_string()],
             "not a pcap or pcapng file",
@@ -133,7 +160,7 @@ fn mistakes_give_one_line_errors_and_fail() {
                 "/nonexistent.yml".into(),
                 bundled(),
             ],
-            "cannot read config /nonexistent.yml",
+            "cannot read config /nonexistent.yml: No such file or directory",
         ),
         (
             vec!["read".into(), "--ports".into(), "0".into(), bundled()],

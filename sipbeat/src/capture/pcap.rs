@@ -19,10 +19,12 @@ use super::{Frame, LinkType};
 /// Why a capture file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("cannot open {path}: {source}")]
+    // The OS error is in the message and deliberately not a `source`: it
+    // would be printed twice in the one-line error.
+    #[error("cannot open {path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: not a pcap or pcapng file")]
     NotACapture { path: PathBuf },
@@ -62,11 +64,15 @@ impl PcapFile {
     /// Maps `path` and checks that it starts like a capture file.
     pub fn open(path: impl AsRef<Path>) -> Result<PcapFile, CaptureError> {
         let path = path.as_ref().to_path_buf();
-        let open_error = |source| CaptureError::Open {
+        let open_error = |error| CaptureError::Open {
             path: path.clone(),
-            source,
+            error,
         };
         let file = File::open(&path).map_err(open_error)?;
+        // Mapping a directory fails with "No such device": say what it is.
+        if file.metadata().map_err(open_error)?.is_dir() {
+            return Err(open_error(std::io::ErrorKind::IsADirectory.into()));
+        }
         // SAFETY: the mapping is read-only and private to this process; a capture
         // file rewritten underneath us yields wrong bytes, never unsoundness in
         // code that only reads through bounds-checked slices.

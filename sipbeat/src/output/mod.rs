@@ -11,15 +11,24 @@ use std::path::PathBuf;
 /// Why an output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("cannot open output file {path}: {source}")]
+    // The OS error is in the message and deliberately not a `source`: it
+    // would be printed twice in the one-line error.
+    #[error("cannot open output file {path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    // As above: the OS error in the message, not a `source`.
     #[error("cannot write events: {0}")]
-    Write(#[from] std::io::Error),
+    Write(std::io::Error),
     #[error("kafka: {0}")]
     Kafka(String),
+}
+
+impl From<std::io::Error> for OutputError {
+    fn from(error: std::io::Error) -> OutputError {
+        OutputError::Write(error)
+    }
 }
 
 /// The fields of an event an output may route by.
@@ -107,9 +116,9 @@ impl Output {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|source| OutputError::Open {
+                    .map_err(|error| OutputError::Open {
                         path: path.clone(),
-                        source,
+                        error,
                     })?;
                 Box::new(ndjson::NdjsonSink::new(file))
             }
