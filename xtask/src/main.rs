@@ -119,6 +119,7 @@ fn run(extra: &[String]) -> Result<()> {
 /// oracles (tshark, the shared corpus, tansu, root) required rather than
 /// skipped, then each fuzz target for a short while.
 fn test() -> Result<()> {
+    setup::warn_if_disk_short();
     setup::test_dependencies()?;
     run_command(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
     run_command(Command::new("cargo").args([

@@ -51,6 +51,33 @@ pub fn tansu() -> Result<std::path::PathBuf> {
     Ok(cargo_bin("tansu"))
 }
 
+/// Disk a whole `cargo xtask test` writes in a fresh clone (build, fuzz and
+/// PGO directories: ~6 GiB measured), with room to spare.
+const TEST_RUN_DISK: u64 = 8 << 30;
+
+/// Says so when the workspace's file system has less room than a test run
+/// writes: a full disk otherwise surfaces minutes later as a compiler's
+/// "IO failure on output stream" in the middle of a build.
+pub fn warn_if_disk_short() {
+    let Ok(path) = std::ffi::CString::new(crate::root().as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated; statvfs writes only `stats`.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return;
+    }
+    let free = stats.f_bavail as u64 * stats.f_frsize as u64;
+    if free < TEST_RUN_DISK {
+        eprintln!(
+            "xtask: warning: {:.1} GiB free where the workspace is; a whole test run writes up to {} GiB",
+            free as f64 / (1u64 << 30) as f64,
+            TEST_RUN_DISK >> 30
+        );
+    }
+}
+
 /// Everything the tests need: the build toolchain, apt packages, tansu.
 pub fn test_dependencies() -> Result<()> {
     build_toolchain()?;
