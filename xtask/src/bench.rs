@@ -76,30 +76,45 @@ fn time(command: &mut Command) -> Result<(Duration, String)> {
     ))
 }
 
-/// Best of [`RUNS`] runs of `sipbeat read` on `pcap`, pinned: the time and
-/// the events that run published (checked to be one per message).
-fn best_read(sipbeat: &str, pcap: &str) -> Result<(Duration, u64)> {
-    let mut best = Duration::MAX;
-    let mut summary = String::new();
-    for _ in 0..RUNS {
-        let (elapsed, stderr) = time(pinned(sipbeat).args(["read", pcap]))?;
-        if elapsed < best {
-            best = elapsed;
-            summary = stderr;
+/// Best of [`RUNS`] runs of `sipbeat read` on `pcap` for each build, pinned:
+/// the time and the events that run published (checked to be one per
+/// message). The builds take turns, in alternating order, so a change in
+/// the host's speed while they run falls on each alike (a shared VM's speed
+/// moves by tens of percent within minutes).
+fn best_reads(builds: &[&str], pcap: &str) -> Result<Vec<(Duration, u64)>> {
+    let mut best = vec![(Duration::MAX, String::new()); builds.len()];
+    for run in 0..RUNS {
+        let mut order: Vec<usize> = (0..builds.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            let (elapsed, stderr) = time(pinned(builds[index]).args(["read", pcap]))?;
+            if elapsed < best[index].0 {
+                best[index] = (elapsed, stderr);
+            }
         }
     }
+    best.into_iter()
+        .map(|(elapsed, summary)| Ok((elapsed, published_events(&summary)?)))
+        .collect()
+}
+
+/// The event count of a `sipbeat read` summary, checked to be one per
+/// message.
+fn published_events(summary: &str) -> Result<u64> {
     let events = summary
         .split(", ")
         .find_map(|part| part.strip_suffix(" events"))
         .and_then(|n| n.parse::<u64>().ok())
         .context("sipbeat summary has an event count")?;
-    if events as usize != messages_in(&summary) {
+    if events as usize != messages_in(summary) {
         bail!(
             "sipbeat published {events} events for {} messages: {summary}",
-            messages_in(&summary)
+            messages_in(summary)
         );
     }
-    Ok((best, events))
+    Ok(events)
 }
 
 /// Generates the capture, runs both tools, prints the figures.
@@ -124,8 +139,10 @@ pub fn run(messages: usize) -> Result<()> {
     let mut events = 0;
     let mut fastest = Duration::MAX;
     let pgo_build = format!("release+PGO, {}", crate::pgo::DEFAULT_CPU);
-    for (build, sipbeat) in [("release, x86-64", plain.as_str()), (&pgo_build, pgo)] {
-        let (best, published) = best_read(sipbeat, pcap_arg)?;
+    let builds = [("release, x86-64", plain.as_str()), (&pgo_build, pgo)];
+    let binaries = builds.map(|(_, sipbeat)| sipbeat);
+    let results = best_reads(&binaries, pcap_arg)?;
+    for ((build, sipbeat), (best, published)) in builds.into_iter().zip(results) {
         // Measured on a run of its own: the peak over all children would
         // include the compiler whenever the build above had work to do.
         let (rss, _, _) = peak_rss(sipbeat, pcap_arg, &[])?;
