@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
             transport: TransportProtocol::Both,
             ecs: EcsConfig::default(),
             reassembly: ReassemblyConfig::default(),
+            tunnels: Default::default(),
         },
         Agent {
             version: "fuzz".into(),

@@ -17,49 +17,26 @@ pub const MAP_SIP_PORTS: &str = "SIP_PORTS";
 pub const MAP_XSKS: &str = "XSKS";
 /// Name of the `PerCpuArray<u64>` indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Name of the `HashMap<u16, u8>` of UDP tunnel ports (value: a
+/// [`filter::UdpTunnel`]).
+pub const MAP_TUNNEL_PORTS: &str = "TUNNEL_PORTS";
+/// Name of the ring buffer host mode copies packets into.
+pub const MAP_HOST_RING: &str = "HOST_RING";
+/// Name of the host-mode program on ingress, and on egress.
+pub const PROGRAM_HOST_INGRESS: &str = "sipbeat_ingress";
+pub const PROGRAM_HOST_EGRESS: &str = "sipbeat_egress";
+/// Name of the mirror-mode XDP program.
+pub const PROGRAM_MIRROR: &str = "sipbeat";
 
-/// Wire constants both the XDP program and user-space decoding read frames
-/// by, so the two agree on what a VLAN tag or an IPv6 extension header is.
-pub mod wire {
-    /// Ethernet header: destination, source, EtherType.
-    pub const ETHERNET_LEN: usize = 14;
+pub mod filter;
+pub mod wire;
 
-    /// EtherTypes.
-    pub mod ethertype {
-        pub const IPV4: u16 = 0x0800;
-        pub const IPV6: u16 = 0x86dd;
-        /// 802.1Q VLAN tag.
-        pub const VLAN: u16 = 0x8100;
-        /// 802.1ad service tag (QinQ).
-        pub const QINQ: u16 = 0x88a8;
-        /// Pre-standard QinQ tag still seen on older switches.
-        pub const QINQ_LEGACY: u16 = 0x9100;
-
-        /// Whether `ethertype` announces a VLAN tag to skip.
-        pub const fn is_vlan_tag(ethertype: u16) -> bool {
-            matches!(ethertype, VLAN | QINQ | QINQ_LEGACY)
-        }
-    }
-
-    /// IP protocol numbers (IPv4 protocol, IPv6 next header).
-    pub mod ip_protocol {
-        pub const IPV4_IN_IP: u8 = 4;
-        pub const TCP: u8 = 6;
-        pub const UDP: u8 = 17;
-        pub const IPV6_IN_IP: u8 = 41;
-        pub const GRE: u8 = 47;
-    }
-
-    /// IPv6 extension headers.
-    pub mod ipv6_next {
-        pub const HOP_BY_HOP: u8 = 0;
-        pub const ROUTING: u8 = 43;
-        pub const FRAGMENT: u8 = 44;
-        pub const AUTH: u8 = 51;
-        pub const DEST_OPTIONS: u8 = 60;
-        pub const MOBILITY: u8 = 135;
-    }
-}
+/// Largest number of RX queues the mirror-mode program serves.
+pub const MAX_QUEUES: u32 = 256;
+/// Largest number of ports in the SIP port set.
+pub const MAX_PORTS: u32 = 1024;
+/// Largest number of UDP tunnel ports (VXLAN, Geneve).
+pub const MAX_TUNNEL_PORTS: u32 = 64;
 
 /// Transport bits of [`FilterConfig::transports`].
 pub mod transport {
@@ -69,15 +46,47 @@ pub mod transport {
     pub const TCP: u32 = 1 << 1;
 }
 
-/// What the XDP program redirects, beyond the port set.
+/// What the programs capture, beyond the port sets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FilterConfig {
     /// Bitwise OR of [`transport`] bits.
     pub transports: u32,
-    /// Non-zero: redirect every IP fragment (fragments after the first carry
+    /// Non-zero: capture every IP fragment (fragments after the first carry
     /// no ports, so the kernel cannot tell whether they belong to SIP).
-    pub redirect_fragments: u32,
+    pub capture_fragments: u32,
+    /// What starts the frame: a [`filter::link`] value.
+    pub link: u32,
+    /// Host mode: bytes of a packet copied at most (the rest is counted
+    /// as truncated); at most [`MAX_COPY`].
+    pub max_copy: u32,
+}
+
+/// Largest copy of one packet in host mode: a GSO/GRO super-packet can be
+/// 64 KiB, and a SIP message over TCP rarely needs more than a few KiB.
+pub const MAX_COPY: u32 = 65_536;
+
+/// Which way a host-mode packet went, in [`PacketHeader::direction`].
+pub mod direction {
+    pub const INGRESS: u32 = 0;
+    pub const EGRESS: u32 = 1;
+}
+
+/// The header of each host-mode ring record; the packet's first
+/// `captured` bytes follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PacketHeader {
+    /// `CLOCK_BOOTTIME` nanoseconds when the program saw the packet.
+    pub boot_ns: u64,
+    /// The packet's length.
+    pub len: u32,
+    /// Bytes copied after this header (fewer than `len` when truncated).
+    pub captured: u32,
+    /// The interface it was seen on.
+    pub ifindex: u32,
+    /// A [`direction`] value.
+    pub direction: u32,
 }
 
 // SAFETY: FilterConfig is repr(C) plain data without padding (checked by
@@ -91,24 +100,34 @@ unsafe impl aya::Pod for FilterConfig {}
 pub enum Counter {
     /// Every frame the program saw.
     Seen = 0,
-    /// Frames redirected to an AF_XDP socket.
+    /// Frames redirected to an AF_XDP socket (mirror mode).
     Redirected = 1,
-    /// Frames passed on to the kernel stack.
+    /// Frames passed on to the kernel stack untouched by a redirect.
     Passed = 2,
-    /// IP fragments (counted whether redirected or not).
+    /// IP fragments (counted whether captured or not).
     Fragments = 3,
     /// Frames too short or inconsistent to parse.
     Malformed = 4,
+    /// Packets copied into the host-mode ring.
+    Copied = 5,
+    /// Packets the host-mode ring had no room for: lost to sipbeat (the
+    /// node still got them).
+    RingFull = 6,
+    /// Copied packets longer than the copy limit: their tail is missing.
+    Truncated = 7,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 5] = [
+    pub const ALL: [Counter; 8] = [
         Counter::Seen,
         Counter::Redirected,
         Counter::Passed,
         Counter::Fragments,
         Counter::Malformed,
+        Counter::Copied,
+        Counter::RingFull,
+        Counter::Truncated,
     ];
 
     /// The counter's name in logs and metrics.
@@ -119,6 +138,9 @@ impl Counter {
             Counter::Passed => "passed",
             Counter::Fragments => "fragments",
             Counter::Malformed => "malformed",
+            Counter::Copied => "copied",
+            Counter::RingFull => "ring_full",
+            Counter::Truncated => "truncated",
         }
     }
 }
@@ -131,11 +153,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filter_config_is_two_words_without_padding() {
-        assert_eq!(core::mem::size_of::<FilterConfig>(), 8);
+    fn shared_types_have_no_padding() {
+        assert_eq!(core::mem::size_of::<FilterConfig>(), 16);
+        assert_eq!(core::mem::size_of::<PacketHeader>(), 24);
         let config = FilterConfig {
             transports: transport::UDP | transport::TCP,
-            redirect_fragments: 1,
+            capture_fragments: 1,
+            ..FilterConfig::default()
         };
         let bytes = bytemuck::bytes_of(&config);
         assert_eq!(bytes[0], 3);

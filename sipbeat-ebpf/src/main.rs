@@ -1,15 +1,20 @@
-//! The kernel half of sipbeat: an XDP program that sends frames carrying
-//! SIP (a configured UDP/TCP port at either end, under any VLAN tags, over
-//! IPv4 or IPv6) and every IP fragment to the AF_XDP socket of the frame's
-//! RX queue, and everything else on to the kernel.
+//! The kernel half of sipbeat, two ways to see SIP:
 //!
-//! Fragments: only the first fragment of a datagram has ports, and a large
-//! INVITE over UDP arrives fragmented. Tracking first-fragment IDs would need
-//! an LRU map and still miss fragments that arrive before their first; so
-//! all fragments are redirected (they are rare on signalling links) and
-//! user space reassembles and filters them. Redirects carry the XDP_PASS
-//! fallback: a queue without a bound socket hands its frames to the kernel,
-//! so nothing is black-holed when sipbeat is not running.
+//! - **mirror** (XDP): frames carrying SIP (a configured UDP/TCP port at
+//!   either end, under VLAN tags and tunnels, over IPv4 or IPv6) and every
+//!   IP fragment go to the AF_XDP socket of the frame's RX queue; the rest
+//!   goes on to the kernel. It *takes* what it redirects, so it belongs on
+//!   a SPAN/TAP port that carries no traffic of the node's own. Redirects
+//!   carry the XDP_PASS fallback: a queue without a bound socket hands its
+//!   frames to the kernel.
+//! - **host** (TC clsact, ingress and egress): the same packets are
+//!   *copied* into a ring buffer and always continue (TC_ACT_UNSPEC); a full
+//!   ring is counted, never a reason to hold a packet.
+//!
+//! Both decide with `sipbeat_common::filter`, the logic user-space tests
+//! check against `sipbeat::decode`. Fragments: only the first fragment of a
+//! datagram has ports, so all are captured and user space reassembles and
+//! filters them.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 

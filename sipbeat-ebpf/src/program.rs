@@ -1,16 +1,17 @@
-//! The XDP program itself (compiled for the BPF target only).
+//! The eBPF programs themselves (compiled for the BPF target only): the
+//! mirror-mode XDP program and the host-mode TC programs, both deciding with
+//! [`sipbeat_common::filter::classify`].
 
-use aya_ebpf::bindings::xdp_action;
-use aya_ebpf::macros::{map, xdp};
-use aya_ebpf::maps::{Array, HashMap, PerCpuArray, XskMap};
-use aya_ebpf::programs::XdpContext;
-use sipbeat_common::wire::{ETHERNET_LEN, ethertype, ip_protocol, ipv6_next};
-use sipbeat_common::{COUNTER_COUNT, Counter, FilterConfig, transport};
-
-/// Largest number of RX queues the program serves.
-const MAX_QUEUES: u32 = 256;
-/// Ports in the SIP port set.
-const MAX_PORTS: u32 = 1024;
+use aya_ebpf::bindings::{TC_ACT_UNSPEC, xdp_action};
+use aya_ebpf::helpers::{bpf_ktime_get_boot_ns, bpf_skb_load_bytes, bpf_xdp_load_bytes};
+use aya_ebpf::macros::{classifier, map, xdp};
+use aya_ebpf::maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap};
+use aya_ebpf::programs::{TcContext, XdpContext};
+use sipbeat_common::filter::{self, Bytes, Lookup, UdpTunnel, Verdict};
+use sipbeat_common::{
+    COUNTER_COUNT, Counter, FilterConfig, MAX_COPY, MAX_PORTS, MAX_QUEUES, MAX_TUNNEL_PORTS,
+    PacketHeader, direction,
+};
 
 #[map(name = "XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
@@ -18,46 +19,18 @@ static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 #[map(name = "SIP_PORTS")]
 static SIP_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
 
+#[map(name = "TUNNEL_PORTS")]
+static TUNNEL_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_TUNNEL_PORTS, 0);
+
 #[map(name = "FILTER_CONFIG")]
 static FILTER_CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
-const MAX_VLAN_TAGS: usize = 2;
-const MAX_IPV6_EXTENSIONS: usize = 4;
-
-#[xdp]
-pub fn sipbeat(ctx: XdpContext) -> u32 {
-    count(Counter::Seen);
-    let action = match classify(&ctx) {
-        Ok(Verdict::Capture) => {
-            // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
-            let queue = unsafe { (*ctx.ctx).rx_queue_index };
-            let action = XSKS
-                .redirect(queue, u64::from(xdp_action::XDP_PASS))
-                .unwrap_or(xdp_action::XDP_PASS);
-            if action == xdp_action::XDP_REDIRECT {
-                count(Counter::Redirected);
-            }
-            action
-        }
-        Ok(Verdict::Pass) => xdp_action::XDP_PASS,
-        Err(()) => {
-            count(Counter::Malformed);
-            xdp_action::XDP_PASS
-        }
-    };
-    if action == xdp_action::XDP_PASS {
-        count(Counter::Passed);
-    }
-    action
-}
-
-enum Verdict {
-    Capture,
-    Pass,
-}
+/// Host mode's copies; user space sets the size before loading.
+#[map(name = "HOST_RING")]
+static HOST_RING: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 
 #[inline(always)]
 fn count(counter: Counter) {
@@ -67,102 +40,204 @@ fn count(counter: Counter) {
     }
 }
 
-/// A bounds-checked pointer to a `T` at `offset` in the frame.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + core::mem::size_of::<T>() > end {
-        return Err(());
+fn config() -> FilterConfig {
+    FILTER_CONFIG.get(0).copied().unwrap_or_default()
+}
+
+/// The port maps.
+struct Maps;
+
+impl Lookup for Maps {
+    #[inline(always)]
+    fn sip_port(&self, port: u16) -> bool {
+        // SAFETY: the reference is not kept past this call.
+        unsafe { SIP_PORTS.get(&port).is_some() }
     }
-    Ok((start + offset) as *const T)
-}
 
-#[inline(always)]
-fn read_u8(ctx: &XdpContext, offset: usize) -> Result<u8, ()> {
-    // SAFETY: ptr_at checked the byte is inside the frame.
-    Ok(unsafe { *ptr_at::<u8>(ctx, offset)? })
-}
-
-#[inline(always)]
-fn read_be16(ctx: &XdpContext, offset: usize) -> Result<u16, ()> {
-    // SAFETY: ptr_at checked both bytes are inside the frame; the read is unaligned-safe.
-    Ok(u16::from_be(unsafe {
-        core::ptr::read_unaligned(ptr_at::<u16>(ctx, offset)?)
-    }))
-}
-
-fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
-    let mut next_type = read_be16(ctx, 12)?;
-    let mut offset = ETHERNET_LEN;
-    for _ in 0..MAX_VLAN_TAGS {
-        if !ethertype::is_vlan_tag(next_type) {
-            break;
-        }
-        next_type = read_be16(ctx, offset + 2)?;
-        offset += 4;
+    #[inline(always)]
+    fn udp_tunnel(&self, port: u16) -> Option<UdpTunnel> {
+        // SAFETY: the value is copied out at once.
+        UdpTunnel::from_u8(unsafe { *TUNNEL_PORTS.get(&port)? })
     }
-    let (protocol, transport_offset) = match next_type {
-        ethertype::IPV4 => {
-            let version_ihl = read_u8(ctx, offset)?;
-            if version_ihl >> 4 != 4 {
-                return Err(());
-            }
-            let flags_fragment = read_be16(ctx, offset + 6)?;
-            if flags_fragment & 0x3fff != 0 {
-                return Ok(fragment());
-            }
-            (
-                read_u8(ctx, offset + 9)?,
-                offset + usize::from(version_ihl & 0x0f) * 4,
-            )
+}
+
+/// An XDP frame, read with `bpf_xdp_load_bytes` (bounds checked by the
+/// kernel, so offsets can grow through tunnels without verifier proofs).
+struct XdpBytes<'a>(&'a XdpContext);
+
+impl Bytes for XdpBytes<'_> {
+    #[inline(always)]
+    fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        // SAFETY: `out` has room for the N bytes asked for.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(self.0.ctx, offset as u32, out.as_mut_ptr().cast(), N as u32)
+        };
+        (rc == 0).then_some(out)
+    }
+}
+
+/// A socket buffer at TC, read with `bpf_skb_load_bytes` (which also
+/// reaches paged data of GRO/GSO packets).
+struct SkbBytes<'a>(&'a TcContext);
+
+impl Bytes for SkbBytes<'_> {
+    #[inline(always)]
+    fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        self.0.load::<[u8; N]>(offset).ok()
+    }
+}
+
+/// Mirror mode: SIP frames and IP fragments to the AF_XDP socket of their
+/// RX queue (with the XDP_PASS fallback when the queue has none),
+/// everything else to the kernel.
+#[xdp]
+pub fn sipbeat(ctx: XdpContext) -> u32 {
+    count(Counter::Seen);
+    let config = config();
+    let capture = match filter::classify(&XdpBytes(&ctx), &Maps, &config) {
+        Verdict::Sip => true,
+        Verdict::Fragment => {
+            count(Counter::Fragments);
+            config.capture_fragments != 0
         }
-        ethertype::IPV6 => {
-            let mut next = read_u8(ctx, offset + 6)?;
-            let mut at = offset + 40;
-            for _ in 0..MAX_IPV6_EXTENSIONS {
-                match next {
-                    ipv6_next::HOP_BY_HOP | ipv6_next::ROUTING | ipv6_next::DEST_OPTIONS => {
-                        // One bounds check for both bytes: the verifier does
-                        // not relate two pointers at variable offsets.
-                        // SAFETY: ptr_at checked both bytes are inside the frame.
-                        let header = unsafe { *ptr_at::<[u8; 2]>(ctx, at)? };
-                        next = header[0];
-                        at += (usize::from(header[1]) + 1) * 8;
-                    }
-                    ipv6_next::FRAGMENT => return Ok(fragment()),
-                    _ => break,
-                }
-            }
-            (next, at)
+        Verdict::Malformed => {
+            count(Counter::Malformed);
+            false
         }
-        _ => return Ok(Verdict::Pass),
+        Verdict::Other => false,
     };
-    let config = FILTER_CONFIG.get(0).copied().unwrap_or_default();
-    let wanted = match protocol {
-        ip_protocol::UDP => config.transports & transport::UDP != 0,
-        ip_protocol::TCP => config.transports & transport::TCP != 0,
-        _ => false,
-    };
-    if !wanted {
-        return Ok(Verdict::Pass);
+    let mut action = xdp_action::XDP_PASS;
+    if capture {
+        // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
+        let queue = unsafe { (*ctx.ctx).rx_queue_index };
+        action = XSKS
+            .redirect(queue, u64::from(xdp_action::XDP_PASS))
+            .unwrap_or(xdp_action::XDP_PASS);
     }
-    let src_port = read_be16(ctx, transport_offset)?;
-    let dst_port = read_be16(ctx, transport_offset + 2)?;
-    // SAFETY: map lookups return references valid for this invocation.
-    let sip = unsafe { SIP_PORTS.get(&src_port).is_some() || SIP_PORTS.get(&dst_port).is_some() };
-    Ok(if sip { Verdict::Capture } else { Verdict::Pass })
-}
-
-#[inline(always)]
-fn fragment() -> Verdict {
-    count(Counter::Fragments);
-    let config = FILTER_CONFIG.get(0).copied().unwrap_or_default();
-    if config.redirect_fragments != 0 {
-        Verdict::Capture
+    if action == xdp_action::XDP_REDIRECT {
+        count(Counter::Redirected);
     } else {
-        Verdict::Pass
+        count(Counter::Passed);
     }
+    action
+}
+
+/// Host mode, packets arriving at the node.
+#[classifier]
+pub fn sipbeat_ingress(ctx: TcContext) -> i32 {
+    host(&ctx, direction::INGRESS)
+}
+
+/// Host mode, packets the node sends.
+#[classifier]
+pub fn sipbeat_egress(ctx: TcContext) -> i32 {
+    host(&ctx, direction::EGRESS)
+}
+
+/// Copies SIP packets and IP fragments into the ring; the verdict is
+/// always "no opinion" (TC_ACT_UNSPEC: the next program or the kernel's
+/// default decides), whatever the ring's state.
+#[inline(always)]
+fn host(ctx: &TcContext, direction: u32) -> i32 {
+    count(Counter::Seen);
+    let config = config();
+    let copy = match filter::classify(&SkbBytes(ctx), &Maps, &config) {
+        Verdict::Sip => true,
+        Verdict::Fragment => {
+            count(Counter::Fragments);
+            config.capture_fragments != 0
+        }
+        Verdict::Malformed => {
+            count(Counter::Malformed);
+            false
+        }
+        Verdict::Other => false,
+    };
+    if copy {
+        copy_packet(ctx, direction, &config);
+    }
+    count(Counter::Passed);
+    TC_ACT_UNSPEC
+}
+
+/// A ring record: the header, then room for `N` packet bytes.
+#[repr(C)]
+struct Record<const N: usize> {
+    header: PacketHeader,
+    data: [u8; N],
+}
+
+#[inline(always)]
+fn copy_packet(ctx: &TcContext, direction: u32, config: &FilterConfig) {
+    let len = ctx.len();
+    let limit = if config.max_copy == 0 || config.max_copy > MAX_COPY {
+        MAX_COPY
+    } else {
+        config.max_copy
+    };
+    let captured = if len > limit { limit } else { len };
+    if captured < len {
+        count(Counter::Truncated);
+    }
+    // Reservations are of constant size: a few size classes keep a short
+    // SIP message from taking 64 KiB of ring.
+    let header = PacketHeader {
+        // SAFETY: no preconditions.
+        boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        len,
+        captured,
+        // SAFETY: ctx.skb points to the kernel's __sk_buff for this run.
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        direction,
+    };
+    let outcome = if captured <= 2048 {
+        copy_into::<2048>(ctx, header)
+    } else if captured <= 8192 {
+        copy_into::<8192>(ctx, header)
+    } else {
+        copy_into::<{ MAX_COPY as usize }>(ctx, header)
+    };
+    count(outcome);
+}
+
+/// One record of `N` bytes' room (`N` a power of two); the counter saying
+/// how it went.
+#[inline(always)]
+fn copy_into<const N: usize>(ctx: &TcContext, header: PacketHeader) -> Counter {
+    let Some(mut entry) = HOST_RING.reserve::<Record<N>>(0) else {
+        return Counter::RingFull;
+    };
+    let record = entry.as_mut_ptr();
+    let captured = header.captured;
+    // Bounds the verifier can see: at least one byte, at most N.
+    if captured == 0 || captured > N as u32 {
+        entry.discard(0);
+        return Counter::Malformed;
+    }
+    // SAFETY: `record` is this reservation, sized for a Record<N>; the load
+    // writes at most N bytes into its data array.
+    let rc = unsafe {
+        (*record).header = header;
+        // Read back opaquely and masked into [1, N]: the same value (it is
+        // in that range already), in a form whose bounds the verifier sees
+        // and the compiler cannot fold away.
+        let captured = core::ptr::read_volatile(&raw const (*record).header.captured);
+        let len = (captured.wrapping_sub(1) & (N as u32 - 1)) + 1;
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            0,
+            (*record).data.as_mut_ptr().cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        entry.discard(0);
+        return Counter::Malformed;
+    }
+    entry.submit(0);
+    Counter::Copied
 }
 
 #[panic_handler]

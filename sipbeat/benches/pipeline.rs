@@ -84,6 +84,7 @@ fn pipeline(ecs: EcsConfig) -> Pipeline {
             transport: TransportProtocol::Both,
             ecs,
             reassembly: ReassemblyConfig::default(),
+            tunnels: Default::default(),
         },
         Agent {
             version: "bench".into(),

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Overrides, TransportProtocol};
+use crate::capture::{AttachMode, CaptureMode};
+use crate::config::{CaptureOverrides, Overrides, TransportProtocol};
 use crate::output::Output;
 
 /// Passive SIP sensor: SIP packets in, Packetbeat-compatible ECS events out.
@@ -30,47 +31,78 @@ pub enum Command {
 #[cfg(feature = "xdp")]
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Interface to attach to (a NIC, or the SPAN/mirror port).
-    #[arg(long, short, value_name = "IF")]
-    pub interface: String,
+    /// Interfaces to capture on, comma-separated or repeated [config: capture.interfaces].
+    #[arg(long, short, value_name = "IF", value_delimiter = ',')]
+    pub interface: Option<Vec<String>>,
 
-    /// RX queues to serve, from 0 [default: all of the interface's].
+    /// host: copy SIP on a node that carries its own traffic, never taking a
+    /// packet (default); mirror: XDP redirect on a dedicated SPAN/TAP port.
+    #[arg(long, value_enum)]
+    pub mode: Option<CaptureMode>,
+
+    /// Allow mirror mode on an interface with IP addresses: it takes the
+    /// node's SIP and IP fragments away from the node.
+    #[arg(long)]
+    pub force_mirror: bool,
+
+    /// Mirror: RX queues to serve, from 0 [default: all of the interface's].
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
 
-    /// Where the XDP program runs; driver falls back to skb with a warning.
-    #[arg(long, value_enum, default_value_t = crate::capture::xdp::AttachMode::Driver)]
-    pub xdp_mode: crate::capture::xdp::AttachMode,
+    /// Mirror: where the XDP program runs; driver falls back to skb with a warning [default: driver].
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<AttachMode>,
 
-    /// Ask for zero-copy AF_XDP (the NIC driver must support it).
+    /// Mirror: ask for zero-copy AF_XDP (the NIC driver must support it).
     #[arg(long)]
     pub zero_copy: bool,
 
-    /// UMEM frames per queue (a power of two), and the depth of its RX ring.
-    #[arg(long, value_name = "N", default_value_t = 16384)]
-    pub frames: u32,
+    /// Mirror: UMEM frames per queue (a power of two), and the depth of its RX ring [default: 16384].
+    #[arg(long, value_name = "N")]
+    pub frames: Option<u32>,
 
-    /// Bytes per UMEM frame: 2048 takes frames up to 1792 bytes (MTU 1500
-    /// with tags), 4096 up to 3840; larger ones are dropped and counted.
-    #[arg(long, value_name = "BYTES", default_value_t = 2048, value_parser = frame_size)]
-    pub frame_size: u32,
+    /// Mirror: bytes per UMEM frame: 2048 takes frames up to 1792 bytes (MTU
+    /// 1500 with tags), 4096 up to 3840; larger ones are dropped and counted [default: 2048].
+    #[arg(long, value_name = "BYTES")]
+    pub frame_size: Option<u32>,
 
-    /// Seconds between stats lines on stderr (0: only at exit).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub stats_interval: u64,
+    /// Host: bytes of the ring buffer packets are copied into (a power of two) [default: 33554432].
+    #[arg(long, value_name = "BYTES")]
+    pub ring_size: Option<u32>,
+
+    /// Host: bytes copied of one packet at most; longer ones are truncated and counted [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_copy: Option<u32>,
+
+    /// Seconds between stats lines on stderr (0: only at exit) [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<u64>,
 
     #[command(flatten)]
     pub sip: SipArgs,
 }
 
-/// `--frame-size`: one of the sizes the sockets accept.
 #[cfg(feature = "xdp")]
-fn frame_size(text: &str) -> Result<u32, String> {
-    use crate::capture::xsk::XskConfig;
-    text.parse()
-        .ok()
-        .filter(|size| XskConfig::FRAME_SIZES.contains(size))
-        .ok_or_else(|| format!("{text} is not a frame size: 2048 or 4096"))
+impl RunArgs {
+    /// The SIP flags and the capture flags, overriding the file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            capture: CaptureOverrides {
+                interfaces: self.interface.clone(),
+                mode: self.mode,
+                force_mirror: self.force_mirror.then_some(true),
+                queues: self.queues,
+                xdp_mode: self.xdp_mode,
+                frames: self.frames,
+                frame_size: self.frame_size,
+                zero_copy: self.zero_copy.then_some(true),
+                ring_size: self.ring_size,
+                max_copy: self.max_copy,
+                stats_interval: self.stats_interval,
+            },
+            ..self.sip.overrides()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +161,7 @@ impl SipArgs {
             parse_body: self.parse_body,
             keep_original: self.keep_original,
             output: self.output.clone(),
+            capture: CaptureOverrides::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::capture::{AttachMode, CaptureConfig, CaptureMode};
 use crate::event::EcsConfig;
 use crate::output::Output;
 use crate::pipeline::{PipelineConfig, PortSet};
@@ -55,6 +56,9 @@ pub struct FileConfig {
     /// Limits of IP and TCP reassembly.
     #[serde(default)]
     pub reassembly: ReassemblyConfig,
+    /// Live capture: interfaces, mode, rings; tunnel ports.
+    #[serde(default)]
+    pub capture: CaptureConfig,
 }
 
 /// One entry of `protocols`; only `type: sip` exists.
@@ -91,6 +95,43 @@ pub struct Overrides {
     pub parse_body: Option<bool>,
     pub keep_original: Option<bool>,
     pub output: Option<Output>,
+    pub capture: CaptureOverrides,
+}
+
+/// `sipbeat run`'s flags, each overriding its key of the `capture:` block.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureOverrides {
+    pub interfaces: Option<Vec<String>>,
+    pub mode: Option<CaptureMode>,
+    pub force_mirror: Option<bool>,
+    pub queues: Option<u32>,
+    pub xdp_mode: Option<AttachMode>,
+    pub frames: Option<u32>,
+    pub frame_size: Option<u32>,
+    pub zero_copy: Option<bool>,
+    pub ring_size: Option<u32>,
+    pub max_copy: Option<u32>,
+    pub stats_interval: Option<u64>,
+}
+
+impl CaptureOverrides {
+    /// `file` with every flag given applied over it.
+    fn apply(self, file: CaptureConfig) -> CaptureConfig {
+        CaptureConfig {
+            interfaces: self.interfaces.unwrap_or(file.interfaces),
+            mode: self.mode.unwrap_or(file.mode),
+            force_mirror: self.force_mirror.unwrap_or(file.force_mirror),
+            queues: self.queues.or(file.queues),
+            xdp_mode: self.xdp_mode.unwrap_or(file.xdp_mode),
+            frames: self.frames.unwrap_or(file.frames),
+            frame_size: self.frame_size.unwrap_or(file.frame_size),
+            zero_copy: self.zero_copy.unwrap_or(file.zero_copy),
+            ring_size: self.ring_size.unwrap_or(file.ring_size),
+            max_copy: self.max_copy.unwrap_or(file.max_copy),
+            stats_interval: self.stats_interval.unwrap_or(file.stats_interval),
+            ..file
+        }
+    }
 }
 
 /// The SIP analyser's settings after merging.
@@ -106,6 +147,7 @@ pub struct SipConfig {
 pub struct Config {
     pub sip: SipConfig,
     pub reassembly: ReassemblyConfig,
+    pub capture: CaptureConfig,
     pub output: Output,
 }
 
@@ -145,11 +187,19 @@ impl Config {
         if ports.contains(&0) {
             return invalid("ports: 0 is not a port".into());
         }
+        if ports.len() > sipbeat_common::MAX_PORTS as usize {
+            return invalid(format!(
+                "ports: at most {} SIP ports",
+                sipbeat_common::MAX_PORTS
+            ));
+        }
         let transport = overrides
             .transport
             .or(block.transport_protocol)
             .unwrap_or_default();
         file.reassembly.validate().map_err(ConfigError::Invalid)?;
+        let capture = overrides.capture.apply(file.capture);
+        capture.validate().map_err(ConfigError::Invalid)?;
         let defaults = EcsConfig::default();
         let ecs = EcsConfig {
             parse_authorization: overrides
@@ -181,6 +231,7 @@ impl Config {
                 ecs,
             },
             reassembly: file.reassembly,
+            capture,
             output,
         })
     }
@@ -192,6 +243,7 @@ impl Config {
             transport: self.sip.transport,
             ecs: self.sip.ecs,
             reassembly: self.reassembly,
+            tunnels: self.capture.tunnels(),
         }
     }
 }

@@ -23,23 +23,9 @@ fn main() -> ExitCode {
             .and_then(|config| sipbeat::read::run(&args.files, &config, args.quiet))
             .map(|_| ()),
         #[cfg(feature = "xdp")]
-        Command::Run(args) => Config::load(args.sip.config.as_deref(), args.sip.overrides())
+        Command::Run(args) => Config::load(args.sip.config.as_deref(), args.overrides())
             .map_err(anyhow::Error::from)
-            .and_then(|config| {
-                let options = sipbeat::run::RunOptions {
-                    interface: args.interface.clone(),
-                    queues: args.queues,
-                    mode: args.xdp_mode,
-                    xsk: sipbeat::capture::xsk::XskConfig {
-                        frames: args.frames,
-                        rx_ring: args.frames,
-                        frame_size: args.frame_size,
-                        zero_copy: args.zero_copy,
-                    },
-                    stats_interval: args.stats_interval,
-                };
-                sipbeat::run::run(&config, &options)
-            }),
+            .and_then(|config| sipbeat::run::run(&config)),
         Command::ExportTemplate => {
             let template = sipbeat::fields::index_template();
             println!(

@@ -6,7 +6,7 @@
 
 use crate::capture::Frame;
 use crate::config::TransportProtocol;
-use crate::decode::{self, Packet, Transport, protocol};
+use crate::decode::{self, Packet, Transport, TunnelPorts, protocol};
 use crate::event::community_id::FlowKey;
 use crate::event::{Agent, Context, EcsConfig, EventBuilder};
 use crate::output::{EventMeta, OutputError, Sink};
@@ -48,11 +48,14 @@ pub struct PipelineConfig {
     pub transport: TransportProtocol,
     pub ecs: EcsConfig,
     pub reassembly: ReassemblyConfig,
+    /// UDP ports of VXLAN and Geneve tunnels to look into.
+    pub tunnels: TunnelPorts,
 }
 
 /// Decode, reassemble, parse and publish, one frame at a time.
 pub struct Pipeline {
     ports: PortSet,
+    tunnels: TunnelPorts,
     udp: bool,
     tcp_enabled: bool,
     events: EventBuilder,
@@ -76,6 +79,7 @@ impl Pipeline {
         };
         Pipeline {
             ports: config.ports,
+            tunnels: config.tunnels,
             udp,
             tcp_enabled,
             events: EventBuilder::new(config.ecs, agent),
@@ -105,7 +109,7 @@ impl Pipeline {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
         self.now_ns = self.now_ns.max(frame.timestamp_ns);
-        match decode::decode(frame.link, frame.data) {
+        match decode::decode_with(frame.link, frame.data, &self.tunnels) {
             Ok(packet) => self.packet(packet, frame.timestamp_ns, sink, 0),
             Err(error) => {
                 self.stats.decode_error(error);
@@ -188,7 +192,7 @@ impl Pipeline {
                 else {
                     return Ok(());
                 };
-                match decode::transport(src, dst, whole.protocol, &whole.payload) {
+                match decode::transport(src, dst, whole.protocol, &whole.payload, &self.tunnels) {
                     Ok(packet) => self.packet(packet, timestamp_ns, sink, depth + 1),
                     Err(error) => {
                         self.stats.decode_error(error);
@@ -376,6 +380,7 @@ mod tests {
                 transport: TransportProtocol::Both,
                 ecs: EcsConfig::default(),
                 reassembly: ReassemblyConfig::default(),
+                tunnels: Default::default(),
             },
             Agent {
                 version: "test".into(),

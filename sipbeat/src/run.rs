@@ -1,36 +1,35 @@
-//! `sipbeat run`: live capture. The XDP program sends SIP frames to one
-//! AF_XDP socket per RX queue; one worker thread per queue, pinned to a
-//! core, runs the same pipeline as `sipbeat read` into its own output. The
-//! main thread is the control plane (tokio): signals, and a stats line every
-//! few seconds with the kernel's, the rings' and the pipeline's counters.
+//! `sipbeat run`: live capture, in one of two modes (`capture::CaptureMode`).
+//!
+//! - **host** (the default): TC programs on each interface's ingress and
+//!   egress copy SIP packets and IP fragments into one ring buffer; one
+//!   worker (not pinned: the node's own work comes first) runs the pipeline
+//!   on them. Nothing is ever taken from the node.
+//! - **mirror**: the XDP program sends SIP frames to one AF_XDP socket per
+//!   RX queue; one worker thread per queue, pinned to a core, runs the same
+//!   pipeline as `sipbeat read` into its own output. Refused on an
+//!   interface with addresses unless forced: it would black-hole the
+//!   node's SIP.
+//!
+//! The main thread is the control plane (tokio): signals, and a stats line
+//! every few seconds with the kernel's, the rings' and the pipeline's
+//! counters.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use sipbeat_common::Counter;
+use anyhow::{Context as _, bail};
+use sipbeat_common::{Counter, transport};
 
-use crate::capture::xdp::{AttachMode, XdpProgram};
+use crate::capture::ebpf::{self, FilterSettings, Programs};
+use crate::capture::ring::HostRing;
 use crate::capture::xsk::{XskConfig, XskSocket, XskStats};
-use crate::capture::{Frame, LinkType};
-use crate::config::Config;
+use crate::capture::{CaptureMode, Frame, LinkType};
+use crate::config::{Config, TransportProtocol};
 use crate::event::Agent;
 use crate::output::OutputError;
 use crate::pipeline::Pipeline;
 use crate::stats::Stats;
-
-/// What `sipbeat run` was asked to do beyond the pipeline's config.
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    pub interface: String,
-    /// RX queues to serve (default: all of the interface's).
-    pub queues: Option<u32>,
-    pub mode: AttachMode,
-    pub xsk: XskConfig,
-    /// Seconds between stats lines; 0 for none.
-    pub stats_interval: u64,
-}
 
 /// What one worker reports to the control plane.
 #[derive(Default)]
@@ -60,33 +59,86 @@ fn pin_to_core(core: usize) {
     }
 }
 
-/// One queue's loop: receive, run the pipeline, report, until `stop`.
+/// Where a worker's frames come from.
+trait Source: Send + 'static {
+    /// Sleeps up to `timeout_ms` for frames.
+    fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()>;
+    /// Hands up to `max` frames to `on_frame`; returns how many.
+    fn receive(&mut self, max: u32, on_frame: impl FnMut(Frame<'_>)) -> usize;
+    /// The source's own counters.
+    fn rings(&self) -> XskStats;
+}
+
+/// Mirror mode: one AF_XDP socket.
+struct Mirror(XskSocket);
+
+impl Source for Mirror {
+    fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()> {
+        self.0.wait(timeout_ms)
+    }
+
+    fn receive(&mut self, max: u32, mut on_frame: impl FnMut(Frame<'_>)) -> usize {
+        let timestamp_ns = now_ns();
+        self.0.receive(max, |data| {
+            on_frame(Frame {
+                timestamp_ns,
+                link: LinkType::Ethernet,
+                data,
+            })
+        })
+    }
+
+    fn rings(&self) -> XskStats {
+        self.0.statistics().unwrap_or_default()
+    }
+}
+
+/// Host mode: the ring the TC programs copy into.
+struct Host {
+    ring: HostRing,
+    link: LinkType,
+}
+
+impl Source for Host {
+    fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()> {
+        self.ring.wait(timeout_ms)
+    }
+
+    fn receive(&mut self, max: u32, mut on_frame: impl FnMut(Frame<'_>)) -> usize {
+        let link = self.link;
+        self.ring
+            .receive(max as usize, |timestamp_ns, _header, data| {
+                on_frame(Frame {
+                    timestamp_ns,
+                    link,
+                    data,
+                })
+            })
+    }
+
+    fn rings(&self) -> XskStats {
+        XskStats::default()
+    }
+}
+
+/// One source's loop: receive, run the pipeline, report, until `stop`.
 fn worker(
-    queue: u32,
-    mut socket: XskSocket,
+    mut source: impl Source,
     mut pipeline: Pipeline,
     mut sink: Box<dyn crate::output::Sink>,
     report: Arc<Mutex<WorkerReport>>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), OutputError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    pin_to_core(queue as usize % cores);
     let mut last_report = Instant::now();
     let mut failed = None;
     let mut idle = true;
     while !stop.load(Ordering::Relaxed) {
         // Sleep in poll only when the ring ran dry: under load the next
         // batch is already there, and a system call per batch is waste.
-        if idle && let Err(error) = socket.wait(100) {
-            eprintln!("sipbeat: queue {queue}: poll: {error}");
+        if idle && let Err(error) = source.wait(100) {
+            eprintln!("sipbeat: poll: {error}");
         }
-        let timestamp_ns = now_ns();
-        let received = socket.receive(BATCH, |data| {
-            let frame = Frame {
-                timestamp_ns,
-                link: LinkType::Ethernet,
-                data,
-            };
+        let received = source.receive(BATCH, |frame| {
             if let Err(error) = pipeline.process(frame, sink.as_mut()) {
                 failed.get_or_insert(error);
             }
@@ -97,24 +149,34 @@ fn worker(
         }
         if last_report.elapsed() >= REPORT_EVERY {
             sink.flush()?;
-            let mut shared = report.lock().expect("not poisoned");
-            shared.stats = pipeline.stats();
-            shared.rings = socket.statistics().unwrap_or_default();
-            shared.output = sink.summary();
+            publish(&report, &pipeline, &source, sink.as_ref());
             last_report = Instant::now();
         }
     }
     pipeline.finish(sink.as_mut())?;
     sink.flush()?;
-    let mut shared = report.lock().expect("not poisoned");
-    shared.stats = pipeline.stats();
-    shared.rings = socket.statistics().unwrap_or_default();
-    shared.output = sink.summary();
+    publish(&report, &pipeline, &source, sink.as_ref());
     Ok(())
 }
 
-/// Totals over all workers, plus the XDP program's counters.
-fn stats_line(program: &XdpProgram, reports: &[Arc<Mutex<WorkerReport>>]) -> String {
+fn publish(
+    report: &Mutex<WorkerReport>,
+    pipeline: &Pipeline,
+    source: &impl Source,
+    sink: &dyn crate::output::Sink,
+) {
+    let mut shared = report.lock().expect("not poisoned");
+    shared.stats = pipeline.stats();
+    shared.rings = source.rings();
+    shared.output = sink.summary();
+}
+
+/// Totals over all workers, plus the programs' counters.
+fn stats_line(
+    mode: CaptureMode,
+    programs: &[Programs],
+    reports: &[Arc<Mutex<WorkerReport>>],
+) -> String {
     let mut stats = Stats::default();
     let mut rings = XskStats::default();
     let mut outputs = Vec::new();
@@ -124,23 +186,31 @@ fn stats_line(program: &XdpProgram, reports: &[Arc<Mutex<WorkerReport>>]) -> Str
         rings += &report.rings;
         outputs.extend(report.output.clone());
     }
-    let xdp = program
-        .counters()
-        .map(|c| {
-            Counter::ALL
-                .iter()
-                .map(|counter| format!("{}={}", counter.name(), c[*counter as usize]))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|e| e.to_string());
-    let mut line = format!(
-        "sipbeat: xdp: {xdp}\nsipbeat: rings: rx_dropped={} rx_ring_full={} rx_fill_ring_empty={} rx_invalid={}\n",
-        rings.rx_dropped,
-        rings.rx_ring_full,
-        rings.rx_fill_ring_empty_descs,
-        rings.rx_invalid_descs
-    );
+    let mut kernel = [0u64; Counter::ALL.len()];
+    let mut kernel_error = None;
+    for program in programs {
+        match program.counters() {
+            Ok(counters) => kernel.iter_mut().zip(counters).for_each(|(k, c)| *k += c),
+            Err(error) => kernel_error = Some(error.to_string()),
+        }
+    }
+    let kernel = kernel_error.unwrap_or_else(|| {
+        Counter::ALL
+            .iter()
+            .map(|counter| format!("{}={}", counter.name(), kernel[*counter as usize]))
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let mut line = format!("sipbeat: kernel: {kernel}\n");
+    if mode == CaptureMode::Mirror {
+        line.push_str(&format!(
+            "sipbeat: rings: rx_dropped={} rx_ring_full={} rx_fill_ring_empty={} rx_invalid={}\n",
+            rings.rx_dropped,
+            rings.rx_ring_full,
+            rings.rx_fill_ring_empty_descs,
+            rings.rx_invalid_descs
+        ));
+    }
     line.push_str(&stats.summary(Duration::ZERO));
     for output in outputs {
         line.push_str(&output);
@@ -165,53 +235,153 @@ fn live_output(config: &Config) -> Config {
     config
 }
 
-/// Runs live capture until SIGINT or SIGTERM.
-pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<()> {
-    let config = &live_output(config);
-    let mut program = XdpProgram::attach(
-        &options.interface,
-        options.mode,
-        &config.sip.ports,
-        config.sip.transport,
-    )?;
-    let ifindex = crate::capture::xdp::if_index(&options.interface)?;
-    let queues = options
-        .queues
-        .unwrap_or_else(|| crate::capture::xdp::rx_queues(&options.interface));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut reports = Vec::new();
-    let mut workers = Vec::new();
-    let agent = Agent::current();
-    for queue in 0..queues {
-        let socket = XskSocket::bind(ifindex, queue, &options.xsk)
-            .with_context(|| format!("AF_XDP socket for {} queue {queue}", options.interface))?;
-        program.bind_queue(queue, &socket.fd_handle())?;
-        let sink = config.output.open()?;
-        let pipeline = Pipeline::new(config.pipeline(), agent.clone());
-        let report = Arc::new(Mutex::new(WorkerReport::default()));
-        reports.push(Arc::clone(&report));
-        let stop = Arc::clone(&stop);
-        let handle = std::thread::Builder::new()
-            .name(format!("sipbeat-q{queue}"))
-            .spawn(move || worker(queue, socket, pipeline, sink, report, stop))?;
-        workers.push(handle);
+/// The filter the programs apply, from the config.
+fn filter_settings(config: &Config) -> FilterSettings {
+    FilterSettings {
+        sip_ports: config.sip.ports.clone(),
+        tunnel_ports: config.capture.tunnels().iter().collect(),
+        transports: match config.sip.transport {
+            TransportProtocol::Udp => transport::UDP,
+            TransportProtocol::Tcp => transport::TCP,
+            TransportProtocol::Both => transport::UDP | transport::TCP,
+        },
+        max_copy: config.capture.max_copy,
     }
-    eprintln!(
-        "sipbeat: capturing SIP on {} ({queues} queues, XDP {:?} mode, ports {:?})",
-        options.interface, program.mode, config.sip.ports
-    );
+}
+
+/// A worker thread running `source` into its own output.
+fn spawn_worker(
+    name: String,
+    source: impl Source,
+    config: &Config,
+    agent: &Agent,
+    stop: &Arc<AtomicBool>,
+    pin: Option<usize>,
+) -> anyhow::Result<(
+    std::thread::JoinHandle<Result<(), OutputError>>,
+    Arc<Mutex<WorkerReport>>,
+)> {
+    let sink = config.output.open()?;
+    let pipeline = Pipeline::new(config.pipeline(), agent.clone());
+    let report = Arc::new(Mutex::new(WorkerReport::default()));
+    let shared = Arc::clone(&report);
+    let stop = Arc::clone(stop);
+    let handle = std::thread::Builder::new().name(name).spawn(move || {
+        if let Some(core) = pin {
+            pin_to_core(core);
+        }
+        worker(source, pipeline, sink, shared, stop)
+    })?;
+    Ok((handle, report))
+}
+
+/// Runs live capture until SIGINT or SIGTERM.
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    let config = &live_output(config);
+    let capture = &config.capture;
+    if capture.interfaces.is_empty() {
+        bail!("no interface to capture on: give -i IF, or capture.interfaces in the config");
+    }
+    for interface in &capture.interfaces {
+        ebpf::if_index(interface)?;
+    }
+    let filter = filter_settings(config);
+    let agent = Agent::current();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    let mut reports = Vec::new();
+    let mut programs = Vec::new();
+    let names = capture.interfaces.join(",");
+    match capture.mode {
+        CaptureMode::Host => {
+            let link = ebpf::link_kind(&capture.interfaces[0])?;
+            for interface in &capture.interfaces[1..] {
+                if ebpf::link_kind(interface)? != link {
+                    bail!(
+                        "interfaces {names}: mix Ethernet and raw-IP links; run one sipbeat for each kind"
+                    );
+                }
+            }
+            let mut host = Programs::load(&filter, link, Some(capture.ring_size))?;
+            for interface in &capture.interfaces {
+                host.attach_host(interface)?;
+            }
+            let source = Host {
+                ring: HostRing::new(host.take_ring()?),
+                link: if link == sipbeat_common::filter::link::RAW_IP {
+                    LinkType::RawIp
+                } else {
+                    LinkType::Ethernet
+                },
+            };
+            let (handle, report) =
+                spawn_worker("sipbeat-host".into(), source, config, &agent, &stop, None)?;
+            workers.push(handle);
+            reports.push(report);
+            programs.push(host);
+            eprintln!(
+                "sipbeat: capturing SIP on {names} (host mode: copies from TC ingress and egress, nothing taken; ports {:?})",
+                config.sip.ports
+            );
+        }
+        CaptureMode::Mirror => {
+            for interface in &capture.interfaces {
+                let addresses = ebpf::node_addresses(interface);
+                if !addresses.is_empty() && !capture.force_mirror {
+                    let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                    bail!(
+                        "mirror mode on {interface} would take SIP and IP fragments away from this node, which has addresses there ({}); use host mode (the default), or --force-mirror (capture.force_mirror) on a dedicated SPAN/TAP port",
+                        shown.join(", ")
+                    );
+                }
+            }
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let xsk = XskConfig::from_capture(capture);
+            let mut attached = Vec::new();
+            for interface in &capture.interfaces {
+                let mut program =
+                    Programs::load(&filter, sipbeat_common::filter::link::ETHERNET, None)?;
+                let mode = program.attach_mirror(interface, capture.xdp_mode)?;
+                let ifindex = ebpf::if_index(interface)?;
+                let queues = capture.queues.unwrap_or_else(|| ebpf::rx_queues(interface));
+                for queue in 0..queues {
+                    let socket = XskSocket::bind(ifindex, queue, &xsk)
+                        .with_context(|| format!("AF_XDP socket for {interface} queue {queue}"))?;
+                    program.bind_queue(queue, &socket.fd_handle())?;
+                    let (handle, report) = spawn_worker(
+                        format!("sipbeat-q{queue}"),
+                        Mirror(socket),
+                        config,
+                        &agent,
+                        &stop,
+                        Some(queue as usize % cores),
+                    )?;
+                    workers.push(handle);
+                    reports.push(report);
+                }
+                attached.push(format!("{interface}: {queues} queues, XDP {mode:?} mode"));
+                programs.push(program);
+            }
+            eprintln!(
+                "sipbeat: capturing SIP on {names} (mirror mode: {}; ports {:?})",
+                attached.join("; "),
+                config.sip.ports
+            );
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let interval = capture.stats_interval;
     runtime.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let period = Duration::from_secs(options.stats_interval.max(1));
+        let period = Duration::from_secs(interval.max(1));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = terminate.recv() => break,
-                _ = ticker.tick(), if options.stats_interval > 0 => eprint!("{}", stats_line(&program, &reports)),
+                _ = ticker.tick(), if interval > 0 => eprint!("{}", stats_line(capture.mode, &programs, &reports)),
             }
             if workers.iter().any(|w| w.is_finished()) {
                 break;
@@ -232,9 +402,9 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<()> {
             }
         }
     }
-    eprint!("{}", stats_line(&program, &reports));
-    // Dropping the program detaches it.
-    drop(program);
+    eprint!("{}", stats_line(capture.mode, &programs, &reports));
+    // Dropping the programs detaches them.
+    drop(programs);
     first_error.map_or(Ok(()), Err)
 }
 

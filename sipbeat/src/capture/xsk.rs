@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub struct XskConfig {
     /// UMEM frames (a power of two); all start on the fill ring.
     pub frames: u32,
-    /// Bytes per frame: 2048 or 4096 (see [`XskConfig::FRAME_SIZES`]).
+    /// Bytes per frame: one of [`super::FRAME_SIZES`].
     pub frame_size: u32,
     /// Entries of the RX ring (a power of two): how many received frames
     /// can wait for the worker. As many as there are frames, so a worker
@@ -32,23 +32,13 @@ pub struct XskConfig {
 }
 
 impl XskConfig {
-    /// Frame sizes the sockets accept. A frame lands 256 bytes into its
-    /// chunk (the kernel's XDP headroom), so 2048 holds 1792-byte frames —
-    /// a 1500-byte MTU with VLAN and MPLS tags to spare — and 4096 holds
-    /// 3840. The kernel drops a larger frame and counts it in `rx_dropped`.
-    pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
-}
-
-impl Default for XskConfig {
-    fn default() -> Self {
-        // 16k frames per queue: 4k lost packets at ~120 kpps on veth copy mode.
-        // 2 KiB frames: half the UMEM of 4 KiB ones (32 instead of 64 MiB
-        // per queue), two frames to a page.
+    /// The sockets' share of the `capture:` block.
+    pub fn from_capture(capture: &super::CaptureConfig) -> XskConfig {
         XskConfig {
-            frames: 16 * 1024,
-            frame_size: 2048,
-            rx_ring: 16 * 1024,
-            zero_copy: false,
+            frames: capture.frames,
+            frame_size: capture.frame_size,
+            rx_ring: capture.frames,
+            zero_copy: capture.zero_copy,
         }
     }
 }
@@ -222,7 +212,7 @@ impl XskSocket {
                 "frames and rx_ring must be powers of two",
             ));
         }
-        if !XskConfig::FRAME_SIZES.contains(&config.frame_size) {
+        if !super::FRAME_SIZES.contains(&config.frame_size) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the frame size must be 2048 or 4096",

@@ -12,18 +12,8 @@ pub enum Inner<'a> {
     Ethernet(&'a [u8]),
 }
 
-mod protocol {
-    pub const IPV4: u16 = 0x0800;
-    pub const IPV6: u16 = 0x86dd;
-    pub const TRANSPARENT_ETHERNET: u16 = 0x6558;
-    pub const ERSPAN_II: u16 = 0x88be;
-    pub const ERSPAN_III: u16 = 0x22eb;
-    pub const PPP: u16 = 0x880b;
-}
-
-const CHECKSUM_PRESENT: u8 = 0x80;
-const KEY_PRESENT: u8 = 0x20;
-const SEQUENCE_PRESENT: u8 = 0x10;
+use gre::protocol;
+use sipbeat_common::wire::{erspan, gre, ppp};
 
 /// Strips the GRE header (and an ERSPAN or PPP header behind it).
 pub fn decode(bytes: &[u8]) -> Result<Inner<'_>, DecodeError> {
@@ -31,34 +21,32 @@ pub fn decode(bytes: &[u8]) -> Result<Inner<'_>, DecodeError> {
         return Err(DecodeError::TunnelMalformed);
     };
     let protocol = u16::from_be_bytes([hi, lo]);
-    let mut offset = 4;
-    for (bit, len) in [
-        (CHECKSUM_PRESENT, 4),
-        (KEY_PRESENT, 4),
-        (SEQUENCE_PRESENT, 4),
-    ] {
-        if flags & bit != 0 {
-            offset += len;
-        }
-    }
     // Version 1 is enhanced GRE (PPTP): key always present, ack optional.
-    if version & 0x07 == 1 && version & 0x80 != 0 {
-        offset += 4;
-    }
+    let offset = gre::header_len(flags, version);
     let payload = bytes.get(offset..).ok_or(DecodeError::TunnelMalformed)?;
     match protocol {
         protocol::IPV4 => Ok(Inner::Network(Network::Ipv4(payload))),
         protocol::IPV6 => Ok(Inner::Network(Network::Ipv6(payload))),
         protocol::TRANSPARENT_ETHERNET => Ok(Inner::Ethernet(payload)),
         // ERSPAN II: 8-byte header. Type I (no sequence number) has none.
-        protocol::ERSPAN_II if flags & SEQUENCE_PRESENT != 0 => Ok(Inner::Ethernet(
-            payload.get(8..).ok_or(DecodeError::TunnelMalformed)?,
+        protocol::ERSPAN_II if flags & gre::SEQUENCE_PRESENT != 0 => Ok(Inner::Ethernet(
+            payload
+                .get(erspan::TYPE_II_LEN..)
+                .ok_or(DecodeError::TunnelMalformed)?,
         )),
         protocol::ERSPAN_II => Ok(Inner::Ethernet(payload)),
         protocol::ERSPAN_III => {
             // 12-byte header, plus an 8-byte platform sub-header when O is set.
-            let o_flag = payload.get(11).ok_or(DecodeError::TunnelMalformed)? & 0x01 != 0;
-            let len = if o_flag { 20 } else { 12 };
+            let o_flag = payload
+                .get(erspan::TYPE_III_FLAGS_BYTE)
+                .ok_or(DecodeError::TunnelMalformed)?
+                & erspan::TYPE_III_O_FLAG
+                != 0;
+            let len = if o_flag {
+                erspan::TYPE_III_PLATFORM_LEN
+            } else {
+                erspan::TYPE_III_LEN
+            };
             Ok(Inner::Ethernet(
                 payload.get(len..).ok_or(DecodeError::TunnelMalformed)?,
             ))
@@ -70,7 +58,7 @@ pub fn decode(bytes: &[u8]) -> Result<Inner<'_>, DecodeError> {
 
 /// PPP in HDLC-like framing (`ff 03`, optional) then a 1- or 2-byte protocol.
 fn ppp(bytes: &[u8]) -> Result<Inner<'_>, DecodeError> {
-    let bytes = bytes.strip_prefix(&[0xff, 0x03]).unwrap_or(bytes);
+    let bytes = bytes.strip_prefix(&ppp::HDLC_PREFIX).unwrap_or(bytes);
     let (protocol, rest) = match bytes {
         // Protocol-field compression: odd first byte means one byte.
         [p, rest @ ..] if p & 1 == 1 => (u16::from(*p), rest),
@@ -78,8 +66,8 @@ fn ppp(bytes: &[u8]) -> Result<Inner<'_>, DecodeError> {
         _ => return Err(DecodeError::TunnelMalformed),
     };
     match protocol {
-        0x0021 => Ok(Inner::Network(Network::Ipv4(rest))),
-        0x0057 => Ok(Inner::Network(Network::Ipv6(rest))),
+        ppp::IPV4 => Ok(Inner::Network(Network::Ipv4(rest))),
+        ppp::IPV6 => Ok(Inner::Network(Network::Ipv6(rest))),
         _ => Err(DecodeError::OtherTransport),
     }
 }
@@ -94,17 +82,17 @@ mod tests {
             decode(&[0, 0, 0x08, 0x00, 0x45]),
             Ok(Inner::Network(Network::Ipv4(&[0x45])))
         );
-        let keyed = [KEY_PRESENT, 0, 0x86, 0xdd, 0, 0, 0, 7, 0x60];
+        let keyed = [gre::KEY_PRESENT, 0, 0x86, 0xdd, 0, 0, 0, 7, 0x60];
         assert_eq!(decode(&keyed), Ok(Inner::Network(Network::Ipv6(&[0x60]))));
     }
 
     #[test]
     fn erspan_two_and_three() {
-        let mut two = vec![SEQUENCE_PRESENT, 0, 0x88, 0xbe, 0, 0, 0, 1];
+        let mut two = vec![gre::SEQUENCE_PRESENT, 0, 0x88, 0xbe, 0, 0, 0, 1];
         two.extend_from_slice(&[0x10, 0, 0, 1, 0, 0, 0, 0]);
         two.push(0xee);
         assert_eq!(decode(&two), Ok(Inner::Ethernet(&[0xee])));
-        let mut three = vec![SEQUENCE_PRESENT, 0, 0x22, 0xeb, 0, 0, 0, 1];
+        let mut three = vec![gre::SEQUENCE_PRESENT, 0, 0x22, 0xeb, 0, 0, 0, 1];
         three.extend_from_slice(&[0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
         three.push(0xee);
         assert_eq!(decode(&three), Ok(Inner::Ethernet(&[0xee])));

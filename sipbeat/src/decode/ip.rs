@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use sipbeat_common::wire::ipv6_next;
+use sipbeat_common::wire::{IPV6_HEADER_LEN, MAX_IPV6_EXTENSIONS, ipv6_next};
 
 use super::DecodeError;
 use super::link::Network;
@@ -35,19 +35,23 @@ pub struct Fragment {
     pub more: bool,
 }
 
+/// IPv4 fields as ranges, from the offsets in `sipbeat_common::wire::ipv4`.
 mod ipv4_field {
-    pub const TOTAL_LEN: core::ops::Range<usize> = 2..4;
-    pub const IDENTIFICATION: core::ops::Range<usize> = 4..6;
-    pub const FLAGS_FRAGMENT: core::ops::Range<usize> = 6..8;
-    pub const PROTOCOL: usize = 9;
-    pub const SRC: core::ops::Range<usize> = 12..16;
-    pub const DST: core::ops::Range<usize> = 16..20;
-    pub const MIN_HEADER_LEN: usize = 20;
-}
+    use core::ops::Range;
+    use sipbeat_common::wire::ipv4 as at;
 
-const IPV6_HEADER_LEN: usize = 40;
-/// Bound on the extension header walk, so a crafted chain cannot spin.
-const MAX_IPV6_EXTENSIONS: usize = 8;
+    const fn field(start: usize, len: usize) -> Range<usize> {
+        start..start + len
+    }
+    pub const TOTAL_LEN: Range<usize> = field(at::TOTAL_LEN, 2);
+    pub const IDENTIFICATION: Range<usize> = field(at::IDENTIFICATION, 2);
+    pub const FLAGS_FRAGMENT: Range<usize> = field(at::FLAGS_FRAGMENT, 2);
+    pub const PROTOCOL: usize = at::PROTOCOL;
+    pub const SRC: Range<usize> = field(at::SRC, 4);
+    pub const DST: Range<usize> = field(at::DST, 4);
+    pub const MIN_HEADER_LEN: usize = sipbeat_common::wire::IPV4_MIN_HEADER_LEN;
+    pub use at::{MORE_FRAGMENTS, OFFSET_MASK};
+}
 
 /// Decodes the IP header of `network`.
 pub fn decode(network: Network<'_>) -> Result<Datagram<'_>, DecodeError> {
@@ -79,8 +83,8 @@ pub fn ipv4(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
         return Err(DecodeError::Ipv4Malformed);
     }
     let flags_fragment = u16_at(bytes, f::FLAGS_FRAGMENT);
-    let more = flags_fragment & 0x2000 != 0;
-    let offset = usize::from(flags_fragment & 0x1fff) * 8;
+    let more = flags_fragment & f::MORE_FRAGMENTS != 0;
+    let offset = usize::from(flags_fragment & f::OFFSET_MASK) * 8;
     let fragment = (more || offset != 0).then(|| Fragment {
         id: u32::from(u16_at(bytes, f::IDENTIFICATION)),
         offset,
@@ -122,13 +126,10 @@ pub fn ipv6(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
             ipv6_next::HOP_BY_HOP
             | ipv6_next::ROUTING
             | ipv6_next::DEST_OPTIONS
-            | ipv6_next::MOBILITY => {
-                let len = *bytes.get(offset + 1).ok_or(DecodeError::Ipv6Malformed)?;
-                (usize::from(len) + 1) * 8
-            }
-            ipv6_next::AUTH => {
-                let len = *bytes.get(offset + 1).ok_or(DecodeError::Ipv6Malformed)?;
-                (usize::from(len) + 2) * 4
+            | ipv6_next::MOBILITY
+            | ipv6_next::AUTH => {
+                let units = *bytes.get(offset + 1).ok_or(DecodeError::Ipv6Malformed)?;
+                ipv6_next::extension_len(next, units)
             }
             ipv6_next::FRAGMENT => {
                 let header: [u8; 8] = bytes

@@ -12,12 +12,7 @@ pub enum Network<'a> {
     Ipv6(&'a [u8]),
 }
 
-use sipbeat_common::wire::{ETHERNET_LEN, ethertype};
-
-/// An 802.1Q/802.1ad tag: TCI then the inner EtherType.
-const VLAN_TAG_LEN: usize = 4;
-/// At most this many stacked VLAN tags are skipped (QinQ and then some).
-const MAX_VLAN_TAGS: usize = 4;
+use sipbeat_common::wire::{ETHERNET_LEN, MAX_VLAN_TAGS, VLAN_TAG_LEN, ethertype};
 const SLL_LEN: usize = 16;
 const SLL2_LEN: usize = 20;
 const NULL_LEN: usize = 4;

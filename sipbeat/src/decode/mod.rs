@@ -4,7 +4,10 @@
 //! reads and returns the next layer's bytes; nothing here copies or allocates.
 //! [`decode`] chains them: link ([`link`]) → IP ([`ip`]) → UDP ([`udp`]) or
 //! TCP ([`tcp`]), looking through tunnels on the way (IP-in-IP, GRE with
-//! ERSPAN or PPP ([`gre`]), VXLAN) and keeping the innermost addresses.
+//! ERSPAN or PPP ([`gre`]), VXLAN and Geneve on their [`TunnelPorts`]) and
+//! keeping the innermost addresses. The kernel filter
+//! (`sipbeat_common::filter`) walks the same layers with the same
+//! constants; a test holds the two to agreement on every fixture.
 //! Stateful work — IP reassembly and TCP streams — lives in
 //! [`crate::reassemble`], so these views stay pure functions a fuzzer can
 //! call on any input.
@@ -53,13 +56,53 @@ impl DecodeError {
     }
 }
 
+use sipbeat_common::filter::UdpTunnel;
+pub use sipbeat_common::wire::MAX_ENCAPSULATIONS;
 /// IP protocol numbers this layer looks at.
 pub use sipbeat_common::wire::ip_protocol as protocol;
+use sipbeat_common::wire::{ethertype, geneve, vxlan};
 
-/// VXLAN's IANA port (RFC 7348).
-pub const VXLAN_PORT: u16 = 4789;
-/// Tunnels looked through before giving up (a crafted packet could nest forever).
-pub const MAX_ENCAPSULATIONS: usize = 4;
+/// UDP destination ports that carry tunnels (VXLAN, Geneve) to look into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelPorts {
+    ports: Vec<(u16, UdpTunnel)>,
+}
+
+impl Default for TunnelPorts {
+    /// IANA's: VXLAN on 4789, Geneve on 6081.
+    fn default() -> Self {
+        TunnelPorts::new(&[vxlan::PORT], &[geneve::PORT])
+    }
+}
+
+impl TunnelPorts {
+    pub fn new(vxlan: &[u16], geneve: &[u16]) -> TunnelPorts {
+        let vxlan = vxlan.iter().map(|&p| (p, UdpTunnel::Vxlan));
+        let geneve = geneve.iter().map(|&p| (p, UdpTunnel::Geneve));
+        TunnelPorts {
+            ports: vxlan.chain(geneve).collect(),
+        }
+    }
+
+    /// The tunnel on destination `port`, if any (a short list: a scan).
+    #[inline]
+    pub fn get(&self, port: u16) -> Option<UdpTunnel> {
+        self.ports
+            .iter()
+            .find_map(|&(p, tunnel)| (p == port).then_some(tunnel))
+    }
+
+    /// Every (port, tunnel) pair, for the kernel filter's map.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, UdpTunnel)> + '_ {
+        self.ports.iter().copied()
+    }
+}
+
+/// The default tunnel ports, shared by every [`decode`] call.
+fn default_tunnels() -> &'static TunnelPorts {
+    static DEFAULT: std::sync::OnceLock<TunnelPorts> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(TunnelPorts::default)
+}
 
 /// A decoded packet: innermost addresses plus what the transport carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,12 +126,26 @@ pub enum Transport<'a> {
     },
 }
 
-/// Decodes one frame down to its transport payload.
+/// Decodes one frame down to its transport payload, looking into tunnels
+/// on IANA's ports.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    network(link::decode(link, frame)?, 0)
+    decode_with(link, frame, default_tunnels())
 }
 
-fn network(network: Network<'_>, depth: usize) -> Result<Packet<'_>, DecodeError> {
+/// [`decode`] with the UDP tunnels on `tunnels`.
+pub fn decode_with<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    tunnels: &TunnelPorts,
+) -> Result<Packet<'a>, DecodeError> {
+    network(link::decode(link, frame)?, 0, tunnels)
+}
+
+fn network<'a>(
+    network: Network<'a>,
+    depth: usize,
+    tunnels: &TunnelPorts,
+) -> Result<Packet<'a>, DecodeError> {
     if depth > MAX_ENCAPSULATIONS {
         return Err(DecodeError::TooManyEncapsulations);
     }
@@ -110,41 +167,48 @@ fn network(network: Network<'_>, depth: usize) -> Result<Packet<'_>, DecodeError
         datagram.protocol,
         datagram.payload,
         depth,
+        tunnels,
     )
 }
 
 /// Decodes a whole (unfragmented or reassembled) IP payload.
-pub fn transport(
+pub fn transport<'a>(
     src: IpAddr,
     dst: IpAddr,
     protocol: u8,
-    payload: &[u8],
-) -> Result<Packet<'_>, DecodeError> {
-    upper(src, dst, protocol, payload, 0)
+    payload: &'a [u8],
+    tunnels: &TunnelPorts,
+) -> Result<Packet<'a>, DecodeError> {
+    upper(src, dst, protocol, payload, 0, tunnels)
 }
 
-fn upper(
+fn upper<'a>(
     src: IpAddr,
     dst: IpAddr,
     protocol: u8,
-    payload: &[u8],
+    payload: &'a [u8],
     depth: usize,
-) -> Result<Packet<'_>, DecodeError> {
+    tunnels: &TunnelPorts,
+) -> Result<Packet<'a>, DecodeError> {
     let transport = match protocol {
         protocol::UDP => {
             let udp = udp::decode(payload)?;
-            if udp.dst_port == VXLAN_PORT && is_vxlan(udp.payload) {
-                return ethernet(&udp.payload[8..], depth + 1);
+            match tunnels.get(udp.dst_port) {
+                Some(UdpTunnel::Vxlan) if is_vxlan(udp.payload) => {
+                    return ethernet(&udp.payload[vxlan::HEADER_LEN..], depth + 1, tunnels);
+                }
+                Some(UdpTunnel::Geneve) => return geneve(udp.payload, depth + 1, tunnels),
+                _ => {}
             }
             Transport::Udp(udp)
         }
         protocol::TCP => Transport::Tcp(tcp::decode(payload)?),
-        protocol::IPV4_IN_IP => return network(Network::Ipv4(payload), depth + 1),
-        protocol::IPV6_IN_IP => return network(Network::Ipv6(payload), depth + 1),
+        protocol::IPV4_IN_IP => return network(Network::Ipv4(payload), depth + 1, tunnels),
+        protocol::IPV6_IN_IP => return network(Network::Ipv6(payload), depth + 1, tunnels),
         protocol::GRE => {
             return match gre::decode(payload)? {
-                gre::Inner::Network(inner) => network(inner, depth + 1),
-                gre::Inner::Ethernet(frame) => ethernet(frame, depth + 1),
+                gre::Inner::Network(inner) => network(inner, depth + 1, tunnels),
+                gre::Inner::Ethernet(frame) => ethernet(frame, depth + 1, tunnels),
             };
         }
         _ => return Err(DecodeError::OtherTransport),
@@ -156,13 +220,38 @@ fn upper(
     })
 }
 
-fn ethernet(frame: &[u8], depth: usize) -> Result<Packet<'_>, DecodeError> {
-    network(link::ethernet(frame)?, depth)
+fn ethernet<'a>(
+    frame: &'a [u8],
+    depth: usize,
+    tunnels: &TunnelPorts,
+) -> Result<Packet<'a>, DecodeError> {
+    network(link::ethernet(frame)?, depth, tunnels)
 }
 
 /// A VXLAN header with the I flag (valid VNI) and room for an inner frame.
 fn is_vxlan(payload: &[u8]) -> bool {
-    payload.len() >= 8 + 14 && payload[0] & 0x08 != 0
+    payload.len() >= vxlan::HEADER_LEN + sipbeat_common::wire::ETHERNET_LEN
+        && payload[0] & vxlan::FLAG_VNI != 0
+}
+
+/// Geneve: options skipped, then Ethernet or IP.
+fn geneve<'a>(
+    payload: &'a [u8],
+    depth: usize,
+    tunnels: &TunnelPorts,
+) -> Result<Packet<'a>, DecodeError> {
+    let [options, _, hi, lo, ..] = *payload else {
+        return Err(DecodeError::TunnelMalformed);
+    };
+    let inner =
+        geneve::HEADER_LEN + usize::from(options & geneve::OPTIONS_LEN_MASK) * geneve::OPTION_UNIT;
+    let inner = payload.get(inner..).ok_or(DecodeError::TunnelMalformed)?;
+    match u16::from_be_bytes([hi, lo]) {
+        geneve::PROTOCOL_ETHERNET => ethernet(inner, depth, tunnels),
+        ethertype::IPV4 => network(Network::Ipv4(inner), depth, tunnels),
+        ethertype::IPV6 => network(Network::Ipv6(inner), depth, tunnels),
+        _ => Err(DecodeError::OtherTransport),
+    }
 }
 
 #[cfg(test)]
@@ -311,7 +400,7 @@ mod tests {
             [198, 51, 100, 1],
             [198, 51, 100, 2],
             40000,
-            VXLAN_PORT,
+            vxlan::PORT,
             &vxlan,
         );
         let frame = ethernet_frame([0x08, 0x00], &outer);
