@@ -1,9 +1,11 @@
 //! What sipbeat's tests, fuzz targets and benchmarks share that is not
 //! sipbeat: a throw-away Kafka broker — tansu (Kafka wire protocol, memory
 //! storage) stands in for Apache Kafka, which cannot be installed here —
-//! and a strict reader for the events sipbeat writes ([`json`]).
+//! a strict reader for the events sipbeat writes ([`json`]), and frames
+//! wrapped in tunnels ([`tunnel`]).
 
 pub mod json;
+pub mod tunnel;
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
