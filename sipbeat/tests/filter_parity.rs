@@ -41,10 +41,14 @@ impl Lookup for Ports {
 fn expected(ports: &Ports, link: LinkType, frame: &[u8]) -> Option<Verdict> {
     let packet = decode::decode_with(link, frame, &ports.tunnels).ok()?;
     Some(match packet.transport {
-        Transport::Udp(udp) if ports.sip.contains(udp.src_port) || ports.sip.contains(udp.dst_port) => {
+        Transport::Udp(udp)
+            if ports.sip.contains(udp.src_port) || ports.sip.contains(udp.dst_port) =>
+        {
             Verdict::Sip
         }
-        Transport::Tcp(tcp) if ports.sip.contains(tcp.src_port) || ports.sip.contains(tcp.dst_port) => {
+        Transport::Tcp(tcp)
+            if ports.sip.contains(tcp.src_port) || ports.sip.contains(tcp.dst_port) =>
+        {
             Verdict::Sip
         }
         Transport::Fragment { .. } => Verdict::Fragment,
@@ -187,7 +191,12 @@ fn kernel_filter_captures_whatever_decode_finds_sip_in() {
                     ("ip-in-ipv6", _, Some(ip)) if !ip.is_empty() => tunnel::ip_in_ip(ip, true),
                     _ => continue,
                 };
-                tally.check(&ports, &format!("{kind}: {what}"), LinkType::Ethernet, &wrapped);
+                tally.check(
+                    &ports,
+                    &format!("{kind}: {what}"),
+                    LinkType::Ethernet,
+                    &wrapped,
+                );
             }
         });
     }
@@ -196,13 +205,20 @@ fn kernel_filter_captures_whatever_decode_finds_sip_in() {
         bare.frames, bare.sip, bare.fragments
     );
     assert!(bare.mismatches.is_empty(), "{:#?}", bare.mismatches);
-    assert!(bare.sip > 500 && bare.fragments > 10, "the corpus has SIP and fragments");
+    assert!(
+        bare.sip > 500 && bare.fragments > 10,
+        "the corpus has SIP and fragments"
+    );
     for (kind, tally) in &wrapped {
         eprintln!(
             "{kind}: {} frames, {} SIP, {} fragments",
             tally.frames, tally.sip, tally.fragments
         );
-        assert!(tally.mismatches.is_empty(), "{kind}: {:#?}", tally.mismatches);
+        assert!(
+            tally.mismatches.is_empty(),
+            "{kind}: {:#?}",
+            tally.mismatches
+        );
         assert!(
             tally.sip * 10 >= bare.sip * 9,
             "{kind}: decode finds SIP inside the tunnel ({} of {})",
@@ -233,7 +249,10 @@ fn filter_edges() {
         transports: transport::TCP,
         ..both
     };
-    assert_eq!(filter::classify(&sip[..], &ports, &tcp_only), Verdict::Other);
+    assert_eq!(
+        filter::classify(&sip[..], &ports, &tcp_only),
+        Verdict::Other
+    );
     let mut no_vni = tunnel::vxlan(4789, &sip);
     no_vni[14 + 20 + 8] = 0;
     assert_eq!(filter::classify(&no_vni[..], &ports, &both), Verdict::Other);
@@ -244,7 +263,10 @@ fn filter_edges() {
     let deepest = tunnel::ethernet(0x0800, &packet);
     assert_eq!(filter::classify(&deepest[..], &ports, &both), Verdict::Sip);
     let too_deep = tunnel::ethernet(0x0800, &tunnel::ipv4(4, &packet));
-    assert_eq!(filter::classify(&too_deep[..], &ports, &both), Verdict::Other);
+    assert_eq!(
+        filter::classify(&too_deep[..], &ports, &both),
+        Verdict::Other
+    );
     assert_eq!(
         decode::decode(LinkType::Ethernet, &too_deep),
         Err(decode::DecodeError::TooManyEncapsulations)
@@ -253,6 +275,12 @@ fn filter_edges() {
         link: filter::link::RAW_IP,
         ..both
     };
-    assert_eq!(filter::classify(&[0x10u8, 0, 0][..], &ports, &raw), Verdict::Other);
-    assert_eq!(filter::classify(&sip[..10], &ports, &both), Verdict::Malformed);
+    assert_eq!(
+        filter::classify(&[0x10u8, 0, 0][..], &ports, &raw),
+        Verdict::Other
+    );
+    assert_eq!(
+        filter::classify(&sip[..10], &ports, &both),
+        Verdict::Malformed
+    );
 }

@@ -1,16 +1,26 @@
-//! Live capture end to end, as root, in network namespaces this test makes:
-//! real sipp calls and registrations between two namespaces, mirrored with
-//! `tc mirred` onto a four-queue veth that sipbeat attaches to in driver
-//! mode; one event per SIP message sipp counted, calls complete. Then, on an
-//! interface that carries the traffic itself: ping and other UDP still flow,
-//! and after `kill -9` of the sensor SIP and ping still flow. And a frame
-//! too large for a UMEM frame is counted as dropped, not lost unseen.
+//! Live capture end to end, as root, in network namespaces this test makes.
+//!
+//! - Mirror mode: real sipp calls and registrations between two namespaces,
+//!   mirrored with `tc mirred` onto a four-queue veth that sipbeat attaches
+//!   to in driver mode; one event per SIP message sipp counted, calls
+//!   complete. A frame too large for a UMEM frame is counted as dropped.
+//! - Host mode (the default), on the SIP server's own interface: every call
+//!   completes, over UDP and TCP, and every message in both directions is
+//!   one event; a fragmented ping is answered, other traffic flows, and
+//!   after `kill -9` everything still flows. Mirror mode there is refused
+//!   with one line, and works when forced.
+//! - Tunnels, in both modes: corpus captures (plain UDP and TCP, IP-in-IP,
+//!   GRE, ERSPAN) and captures the test wraps in VXLAN and Geneve, replayed
+//!   with tcpreplay onto a veth sipbeat is attached to, give the events
+//!   `sipbeat read` gives for the same files.
 //!
 //! Addresses are 198.18.N.0/24 (RFC 2544 benchmarking space) inside the
 //! test's own namespaces; nothing touches the host's interfaces.
 #![cfg(feature = "xdp")]
 
 mod common;
+
+use sipbeat_testkit::tunnel;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,7 +55,7 @@ fn runnable() -> bool {
         common::missing("root (netns, veth, XDP)");
         return false;
     }
-    for tool in ["ip", "tc", "sipp", "ping", "setpriv"] {
+    for tool in ["ip", "tc", "sipp", "ping", "setpriv", "tcpreplay"] {
         if !have(tool) {
             common::missing(tool);
             return false;
@@ -189,6 +199,9 @@ impl Drop for Topology {
         self.cleanup();
     }
 }
+
+/// `sipbeat run`'s options for mirror mode (host mode is the default).
+const MIRROR: &[&str] = &["--mode", "mirror"];
 
 /// sipbeat running in a namespace, writing events to a file.
 struct Sensor {
@@ -381,7 +394,7 @@ fn mirrored_sipp_calls_and_registrations_give_one_event_per_message() {
     }
     let topology = Topology::new(1);
     let dir = temp_dir("mirror");
-    let sensor = Sensor::start(&topology, "m", &topology.link("y"), &dir);
+    let sensor = Sensor::start_with(&topology, "m", &topology.link("y"), &dir, MIRROR);
     let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
     let register_uas_file = scenario("register_uas.xml");
     let register_uas = sipp_uas(&topology, &dir, &["-sf", &register_uas_file], 5062);
@@ -440,7 +453,7 @@ fn mirrored_sipp_calls_over_tcp_give_one_event_per_message() {
     }
     let topology = Topology::new(3);
     let dir = temp_dir("tcp");
-    let sensor = Sensor::start(&topology, "m", &topology.link("y"), &dir);
+    let sensor = Sensor::start_with(&topology, "m", &topology.link("y"), &dir, MIRROR);
     let uas = sipp_uas(&topology, &dir, &["-sn", "uas", "-t", "t1"], 5060);
     let messages = sipp_uac(&topology, &dir, &["-sn", "uac", "-t", "t1"], 5060, 20);
     std::thread::sleep(Duration::from_secs(2));
@@ -505,31 +518,237 @@ fn other_traffic_flows(topology: &Topology) {
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "not-sip");
 }
 
+/// A fragmented ping (4,000 bytes over a 1,500-byte MTU) is answered.
+fn fragmented_ping_is_answered(topology: &Topology) {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &topology.ns("u"),
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        "-s",
+        "4000",
+        &topology.uas_ip(),
+    ]);
+}
+
+/// Events by source address, and SIP calls checked against sipp's counts.
+fn count_from(events: &[serde_json::Value], ip: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e["source"]["ip"].as_str() == Some(ip))
+        .count()
+}
+
 #[test]
-fn attached_to_a_live_interface_other_traffic_flows_and_kill_9_leaves_sip_working() {
+fn host_mode_on_the_sip_servers_own_interface_takes_nothing_and_sees_both_directions() {
     if !runnable() {
         return;
     }
     let topology = Topology::new(2);
-    let dir = temp_dir("inline");
-    // sipbeat on the UAS's own interface: SIP to it is redirected to
-    // AF_XDP — and must still reach sipp — everything else passes.
-    let sensor = Sensor::start(&topology, "s", &topology.link("b"), &dir);
+    let dir = temp_dir("host");
+    let interface = topology.link("b");
+    // Defaults: no mode given is host mode, on the interface sipp's UAS uses.
+    let sensor = Sensor::start(&topology, "s", &interface, &dir);
+    let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
+    let udp_messages = sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 20);
+    let tcp_uas = sipp_uas(&topology, &dir, &["-sn", "uas", "-t", "t1"], 5062);
+    let tcp_messages = sipp_uac(&topology, &dir, &["-sn", "uac", "-t", "t1"], 5062, 10);
+    fragmented_ping_is_answered(&topology);
     other_traffic_flows(&topology);
-    // Generic XDP redirect to AF_XDP takes the frame: SIP addressed to this
-    // host would not reach sipp while the sensor owns the queue, which is why
-    // production attaches to a mirror port. Here only the kill -9 matters.
-    let mut killed = sensor;
+    std::thread::sleep(Duration::from_secs(2));
+    let (events, log) = sensor.stop();
+    // sipp's UAC counts every message of its calls: sent, received, resent.
+    assert_eq!(udp_messages, 20 * 6, "every UDP call completed: {log}");
+    assert_eq!(tcp_messages, 10 * 6, "every TCP call completed: {log}");
+    let (udp, tcp): (Vec<_>, Vec<_>) = events
+        .iter()
+        .cloned()
+        .partition(|e| e["network"]["transport"] == "udp");
+    assert_eq!(
+        udp.len() as u64,
+        udp_messages,
+        "one event per UDP message\n{log}"
+    );
+    assert_eq!(
+        tcp.len() as u64,
+        tcp_messages,
+        "one event per TCP message\n{log}"
+    );
+    // Both directions: the UAS's own responses (egress) and the requests it got.
+    for (transport, events) in [("udp", &udp), ("tcp", &tcp)] {
+        let from_uac = count_from(events, &topology.uac_ip());
+        let from_uas = count_from(events, &topology.uas_ip());
+        assert_eq!(
+            (from_uac, from_uas),
+            (events.len() / 2, events.len() / 2),
+            "{transport}: INVITE ACK BYE in, 180 200 200 out\n{log}"
+        );
+    }
+    assert!(log.contains("ring_full=0"), "{log}");
+    assert!(log.contains("gaps=0"), "{log}");
+    // The ping's fragments were copied and reassembled, then dropped as not SIP.
+    assert!(log.contains("reassembled=6"), "{log}");
+    drop((uas, tcp_uas));
+
+    // Mirror mode on this interface would black-hole the node: refused.
+    let refused = topology
+        .in_ns("s", env!("CARGO_BIN_EXE_sipbeat"))
+        .args(["run", "-i", &interface, "--mode", "mirror"])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    assert!(message.contains("would take SIP"), "{message}");
+    assert!(message.contains(&topology.uas_ip()), "{message}");
+    // Forced, it attaches as before.
+    let forced = Sensor::start_with(
+        &topology,
+        "s",
+        &interface,
+        &dir,
+        &["--mode", "mirror", "--force-mirror"],
+    );
+    let (_, log) = forced.stop();
+    assert!(log.contains("mirror mode"), "{log}");
+
+    // kill -9 of the sensor: everything still flows.
+    let mut killed = Sensor::start(&topology, "s", &interface, &dir);
     sh(&["kill", "-KILL", &killed.child.id().to_string()]);
     let _ = killed.child.wait();
     drop(killed);
     other_traffic_flows(&topology);
+    fragmented_ping_is_answered(&topology);
     let _uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
     let messages = sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 5);
     assert_eq!(
         messages, 30,
         "after kill -9, calls complete (INVITE 180 200 ACK BYE 200)"
     );
+}
+
+/// (Call-ID, CSeq number, method or status code) of each event, counted.
+fn message_multiset(events: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let mut set = BTreeMap::new();
+    for event in events {
+        let sip = &event["sip"];
+        let what = sip["method"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| sip["code"].to_string());
+        *set.entry(format!("{} {} {what}", sip["call_id"], sip["cseq"]["code"]))
+            .or_default() += 1;
+    }
+    set
+}
+
+#[test]
+fn replayed_tunnel_captures_give_reads_events_in_both_modes() {
+    if !runnable() {
+        return;
+    }
+    let Some(corpus) = common::shared_corpus() else {
+        common::missing("../shared/corpus");
+        return;
+    };
+    let topology = Topology::new(5);
+    let dir = temp_dir("tunnels");
+    let aaa = corpus.join("pcaps/sngrep/aaa.pcap");
+    let mut captures: Vec<(String, PathBuf)> = [
+        ("plain UDP", aaa.clone()),
+        ("TCP", corpus.join("packetbeat/pcaps/sip_tcp.pcap")),
+        ("IP-in-IP", corpus.join("pcaps/sngrep/ipip.pcap")),
+        ("GRE", corpus.join("pcaps/ndpi/gre.pcapng")),
+        (
+            "ERSPAN",
+            corpus.join("pcaps/heplify/erspan_sip_ipv4_udp.pcapng"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, path)| (name.to_string(), path))
+    .collect();
+    // VXLAN and Geneve: the frames of aaa.pcap, wrapped by the test.
+    let mut frames = Vec::new();
+    sipbeat::capture::pcap::PcapFile::open(&aaa)
+        .unwrap()
+        .for_each_frame(|frame| frames.push((frame.timestamp_ns / 1000, frame.data.to_vec())))
+        .unwrap();
+    for (name, wrap) in [
+        ("VXLAN", tunnel::vxlan as fn(u16, &[u8]) -> Vec<u8>),
+        ("Geneve", tunnel::geneve),
+    ] {
+        let port = if name == "VXLAN" { 4789 } else { 6081 };
+        let wrapped: Vec<(u64, Vec<u8>)> = frames
+            .iter()
+            .map(|(time, frame)| (*time, wrap(port, frame)))
+            .collect();
+        let path = dir.join(format!("{name}.pcap"));
+        tunnel::write_pcap(&path, &wrapped).unwrap();
+        captures.push((name.to_string(), path));
+    }
+    let ports = [5060, 5062, 5090];
+    let config = common::config_with_ports(&ports);
+    for mode in ["host", "mirror"] {
+        // The file output appends: each mode starts from an empty file.
+        let _ = std::fs::remove_file(dir.join("events-m.ndjson"));
+        let sensor = Sensor::start_with(
+            &topology,
+            "m",
+            &topology.link("y"),
+            &dir,
+            &["--mode", mode, "--ports", "5090"],
+        );
+        let mut expected = BTreeMap::new();
+        for (name, path) in &captures {
+            let (events, _) = common::read_events(path, &config);
+            assert!(
+                !events.is_empty(),
+                "{name}: read finds SIP in {}",
+                path.display()
+            );
+            for (key, count) in message_multiset(&events) {
+                *expected.entry(key).or_insert(0) += count;
+            }
+            let output = topology
+                .in_ns("s", "tcpreplay")
+                .args(["-q", "--mbps", "20", "-i", &topology.link("x")])
+                .arg(path)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "tcpreplay {name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let (events, log) = sensor.stop();
+        let live = message_multiset(&events);
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(key, count)| live.get(*key) != Some(count))
+            .collect();
+        let extra: Vec<_> = live
+            .iter()
+            .filter(|(key, _)| !expected.contains_key(*key))
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{mode} mode: live events differ from read's: missing {missing:?}, extra {extra:?}\n{log}"
+        );
+        assert_eq!(
+            events.len(),
+            expected.values().sum::<usize>(),
+            "{mode}: {log}"
+        );
+    }
 }
 
 #[test]
@@ -614,7 +833,7 @@ fn frames_too_large_for_the_umem_are_counted_and_4096_takes_them() {
             "m",
             &topology.link("y"),
             &dir,
-            &["--frame-size", frame_size],
+            &["--mode", "mirror", "--frame-size", frame_size],
         );
         send_options(&topology, &[400, 2500, 1700]);
         std::thread::sleep(Duration::from_secs(2));

@@ -18,6 +18,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     // The AF_PACKET baseline of `cargo xtask bench-live`.
     ("tcpdump", "tcpdump"),
+    // Captures replayed live onto a veth (the tunnel tests).
+    ("tcpreplay", "tcpreplay"),
 ];
 
 fn have(command: &str) -> bool {
