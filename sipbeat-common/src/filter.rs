@@ -257,12 +257,11 @@ fn upper<B: Bytes + ?Sized, L: Lookup>(
                 return Next::Done(Verdict::Malformed);
             };
             let (src, dst) = (be16([sh, sl]), be16([dh, dl]));
-            if protocol == ip_protocol::UDP {
-                if let Some(tunnel) = lookup.udp_tunnel(dst) {
-                    if let Some(next) = udp_tunnel(bytes, at + UDP_HEADER_LEN, tunnel) {
-                        return next;
-                    }
-                }
+            if protocol == ip_protocol::UDP
+                && let Some(tunnel) = lookup.udp_tunnel(dst)
+                && let Some(next) = udp_tunnel(bytes, at + UDP_HEADER_LEN, tunnel)
+            {
+                return next;
             }
             let wanted = if protocol == ip_protocol::UDP {
                 transport::UDP

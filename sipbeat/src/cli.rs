@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "xdp")]
 use crate::capture::{AttachMode, CaptureMode};
 use crate::config::{CaptureOverrides, Overrides, TransportProtocol};
 use crate::output::Output;

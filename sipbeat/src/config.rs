@@ -319,6 +319,51 @@ output:
     }
 
     #[test]
+    fn capture_block_and_flags_over_it() {
+        let yaml = "
+capture:
+  interfaces: [eth1, eth2]
+  mode: mirror
+  frames: 4096
+  frame_size: 4096
+  vxlan_ports: [4789, 8472]
+";
+        let config = Config::build(FileConfig::parse(yaml).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(config.capture.interfaces, ["eth1", "eth2"]);
+        assert_eq!(config.capture.mode, CaptureMode::Mirror);
+        assert_eq!(config.capture.frames, 4096);
+        assert_eq!(config.capture.ring_size, CaptureConfig::default().ring_size);
+        let tunnels = config.pipeline().tunnels;
+        assert_eq!(
+            tunnels.get(8472),
+            Some(sipbeat_common::filter::UdpTunnel::Vxlan)
+        );
+        assert_eq!(
+            tunnels.get(6081),
+            Some(sipbeat_common::filter::UdpTunnel::Geneve)
+        );
+        let flags = Overrides {
+            capture: CaptureOverrides {
+                interfaces: Some(vec!["eth9".into()]),
+                mode: Some(CaptureMode::Host),
+                frames: Some(1024),
+                ..CaptureOverrides::default()
+            },
+            ..Overrides::default()
+        };
+        let config = Config::build(FileConfig::parse(yaml).unwrap(), flags).unwrap();
+        assert_eq!(config.capture.interfaces, ["eth9"]);
+        assert_eq!(config.capture.mode, CaptureMode::Host);
+        assert_eq!(config.capture.frames, 1024);
+        assert_eq!(
+            config.capture.frame_size, 4096,
+            "the file's, not overridden"
+        );
+        let defaults = Config::build(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(defaults.capture.mode, CaptureMode::Host, "the safe mode");
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let unknown_key =
             FileConfig::parse("protocols:\n  - type: sip\n    portz: [1]\n").unwrap_err();
@@ -335,12 +380,36 @@ output:
                 "one `type: sip`",
             ),
             ("reassembly:\n  tcp_max_streams: 0\n", "tcp_max_streams"),
+            (
+                "capture:\n  frames: 1000\n",
+                "frames must be a power of two",
+            ),
+            (
+                "capture:\n  frame_size: 3000\n",
+                "frame_size must be 2048 or 4096",
+            ),
+            ("capture:\n  queues: 0\n", "queues must be 1 to 256"),
+            ("capture:\n  ring_size: 4096\n", "ring_size"),
+            (
+                "capture:\n  max_copy: 70000\n",
+                "max_copy must be 64 to 65536",
+            ),
+            ("capture:\n  vxlan_ports: [0]\n", "0 is not a tunnel port"),
+            (
+                "capture:\n  interfaces: [averyveryverylongname]\n",
+                "1 to 15 characters",
+            ),
         ];
         for (yaml, expected) in cases {
             let error =
                 Config::build(FileConfig::parse(yaml).unwrap(), Overrides::default()).unwrap_err();
             assert!(error.to_string().contains(expected), "{yaml}: {error}");
         }
+        let unknown_mode = FileConfig::parse("capture:\n  mode: inline\n").unwrap_err();
+        assert!(
+            unknown_mode.to_string().contains("inline"),
+            "{unknown_mode}"
+        );
         let unknown_limit = FileConfig::parse("reassembly:\n  tcp_streams: 5\n").unwrap_err();
         assert!(
             unknown_limit.to_string().contains("tcp_streams"),

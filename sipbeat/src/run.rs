@@ -249,6 +249,9 @@ fn filter_settings(config: &Config) -> FilterSettings {
     }
 }
 
+/// A worker thread; it ends with its output's error, if any.
+type Worker = std::thread::JoinHandle<Result<(), OutputError>>;
+
 /// A worker thread running `source` into its own output.
 fn spawn_worker(
     name: String,
@@ -257,10 +260,7 @@ fn spawn_worker(
     agent: &Agent,
     stop: &Arc<AtomicBool>,
     pin: Option<usize>,
-) -> anyhow::Result<(
-    std::thread::JoinHandle<Result<(), OutputError>>,
-    Arc<Mutex<WorkerReport>>,
-)> {
+) -> anyhow::Result<(Worker, Arc<Mutex<WorkerReport>>)> {
     let sink = config.output.open()?;
     let pipeline = Pipeline::new(config.pipeline(), agent.clone());
     let report = Arc::new(Mutex::new(WorkerReport::default()));
