@@ -1,5 +1,6 @@
 //! `cargo xtask bench-live`: the loss-free capture rate of `sipbeat run`
-//! (XDP + AF_XDP) against tcpdump's (AF_PACKET) on the same veth, in the
+//! in both capture modes — mirror (XDP + AF_XDP) and host (TC copies into a
+//! ring buffer) — against tcpdump's (AF_PACKET) on the same veth, in the
 //! same run, at increasing offered rates of realistic SIP frames.
 //!
 //! Two namespaces made for the run: a generator sends the benchmark
@@ -155,7 +156,7 @@ struct Trial {
     drops: String,
 }
 
-fn sipbeat_trial(sipbeat: &str, rate: u64, pcap: &Path) -> Result<Trial> {
+fn sipbeat_trial(sipbeat: &str, mode: &str, rate: u64, pcap: &Path) -> Result<Trial> {
     let log = std::env::temp_dir().join("sipbeat-bench-live.log");
     let child = Command::new("ip")
         .args([
@@ -167,6 +168,8 @@ fn sipbeat_trial(sipbeat: &str, rate: u64, pcap: &Path) -> Result<Trial> {
             "0",
             sipbeat,
             "run",
+            "--mode",
+            mode,
             "-i",
             MON_IF,
             "--stats-interval",
@@ -194,12 +197,15 @@ fn sipbeat_trial(sipbeat: &str, rate: u64, pcap: &Path) -> Result<Trial> {
             .unwrap_or_default()
             .to_string()
     };
-    let drops = last("sipbeat: rings: ");
-    let xdp = last("sipbeat: xdp: ");
+    let kernel = last("sipbeat: kernel: ");
+    let drops = match last("sipbeat: rings: ") {
+        rings if rings.is_empty() => kernel,
+        rings => format!("{rings}; kernel {kernel}"),
+    };
     Ok(Trial {
         offered,
         captured,
-        drops: format!("{drops}; xdp {xdp}"),
+        drops,
     })
 }
 
@@ -254,36 +260,36 @@ pub fn run() -> Result<()> {
     let pcap = crate::bench::generate(crate::bench::DEFAULT_MESSAGES)?;
     let _topology = Topology::new()?;
     println!(
-        "| asked/s | sent (achieved/s) to sipbeat | sipbeat captured | sipbeat loss | sent (achieved/s) to tcpdump | tcpdump captured | tcpdump loss |"
+        "| asked/s | mirror: sent (achieved/s) | captured | loss | host: sent (achieved/s) | captured | loss | tcpdump: sent (achieved/s) | captured | loss |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    let (mut sipbeat_best, mut tcpdump_best) = (0u64, 0u64);
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut best = [0u64; 3];
     for &rate in RATES {
-        let s = sipbeat_trial(sipbeat, rate, &pcap)?;
-        let t = tcpdump_trial(rate, &pcap)?;
+        let trials = [
+            sipbeat_trial(sipbeat, "mirror", rate, &pcap)?,
+            sipbeat_trial(sipbeat, "host", rate, &pcap)?,
+            tcpdump_trial(rate, &pcap)?,
+        ];
         let loss = |trial: &Trial| trial.offered.frames.saturating_sub(trial.captured);
-        if loss(&s) == 0 {
-            sipbeat_best = sipbeat_best.max(s.offered.rate());
+        let mut row = format!("| {rate} |");
+        for (trial, best) in trials.iter().zip(&mut best) {
+            if loss(trial) == 0 {
+                *best = (*best).max(trial.offered.rate());
+            }
+            row.push_str(&format!(
+                " {} ({}) | {} | {} ({}) |",
+                trial.offered.frames,
+                trial.offered.rate(),
+                trial.captured,
+                loss(trial),
+                trial.drops
+            ));
         }
-        if loss(&t) == 0 {
-            tcpdump_best = tcpdump_best.max(t.offered.rate());
-        }
-        println!(
-            "| {rate} | {} ({}) | {} | {} ({}) | {} ({}) | {} | {} ({}) |",
-            s.offered.frames,
-            s.offered.rate(),
-            s.captured,
-            loss(&s),
-            s.drops,
-            t.offered.frames,
-            t.offered.rate(),
-            t.captured,
-            loss(&t),
-            t.drops
-        );
+        println!("{row}");
     }
     println!(
-        "loss-free (highest achieved rate with no loss): sipbeat {sipbeat_best} frames/s, tcpdump {tcpdump_best} frames/s"
+        "loss-free (highest achieved rate with no loss): sipbeat mirror {} frames/s, sipbeat host {} frames/s, tcpdump {} frames/s",
+        best[0], best[1], best[2]
     );
     Ok(())
 }

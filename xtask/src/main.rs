@@ -9,7 +9,7 @@
 //!   `check-pgo`: it publishes the same events as the plain build.
 //! - `bench`: sipbeat (plain and PGO builds) vs tshark on that pcap, one core each.
 //! - `bench-kafka [MESSAGES]`: the benchmark capture into a tansu broker.
-//! - `bench-live`: loss-free rate of `sipbeat run` vs tcpdump on a veth.
+//! - `bench-live`: loss-free rate of `sipbeat run` (mirror and host modes) vs tcpdump on a veth.
 //! - `bench-flood [N]`: peak memory under N half-open streams and fragment chains.
 //! - `fuzz [SECONDS]`: every fuzz target for SECONDS (default 60) each.
 
