@@ -476,22 +476,19 @@ fn mirrored_sipp_calls_over_tcp_give_one_event_per_message() {
     assert!(log.contains("gaps=0"), "{log}");
 }
 
+/// Three pings of `size` bytes from the UAC to the UAS, all answered.
+fn ping(topology: &Topology, size: u32) {
+    let size = size.to_string();
+    let uas = topology.uas_ip();
+    let ns = topology.ns("u");
+    sh(&[
+        "ip", "netns", "exec", &ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-s", &size, &uas,
+    ]);
+}
+
 /// Traffic sipbeat must leave alone: ping, and UDP to another port.
 fn other_traffic_flows(topology: &Topology) {
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &topology.ns("u"),
-        "ping",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        &topology.uas_ip(),
-    ]);
+    ping(topology, 56);
     let receiver = topology
         .in_ns("s", "python3")
         .args(["-c", &format!(
@@ -520,22 +517,7 @@ fn other_traffic_flows(topology: &Topology) {
 
 /// A fragmented ping (4,000 bytes over a 1,500-byte MTU) is answered.
 fn fragmented_ping_is_answered(topology: &Topology) {
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &topology.ns("u"),
-        "ping",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        "-s",
-        "4000",
-        &topology.uas_ip(),
-    ]);
+    ping(topology, 4000);
 }
 
 /// Events by source address, and SIP calls checked against sipp's counts.
