@@ -66,6 +66,14 @@ pub struct FilterConfig {
 /// 64 KiB, and a SIP message over TCP rarely needs more than a few KiB.
 pub const MAX_COPY: u32 = 65_536;
 
+/// Host mode: bytes waiting in the ring before a copy wakes the reader.
+/// Below it the reader finds records on its next poll timeout
+/// ([`HOST_RING_POLL_MS`]).
+pub const HOST_RING_WAKEUP_BYTES: u32 = 64 << 10;
+/// Host mode: the reader's poll timeout, the longest a record waits in a
+/// quiet ring.
+pub const HOST_RING_POLL_MS: i32 = 10;
+
 /// Which way a host-mode packet went, in [`PacketHeader::direction`].
 pub mod direction {
     pub const INGRESS: u32 = 0;

@@ -2,7 +2,9 @@
 //! mirror-mode XDP program and the host-mode TC programs, both deciding with
 //! [`sipbeat_common::filter::classify`].
 
-use aya_ebpf::bindings::{TC_ACT_UNSPEC, xdp_action};
+use aya_ebpf::bindings::{
+    BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action,
+};
 use aya_ebpf::helpers::{bpf_ktime_get_boot_ns, bpf_skb_load_bytes, bpf_xdp_load_bytes};
 use aya_ebpf::macros::{classifier, map, xdp};
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap};
@@ -27,6 +29,9 @@ static FILTER_CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+/// Bytes waiting in the ring that make the programs wake its reader.
+const WAKEUP_BYTES: u64 = sipbeat_common::HOST_RING_WAKEUP_BYTES as u64;
 
 /// Host mode's copies; user space sets the size before loading.
 #[map(name = "HOST_RING")]
@@ -89,14 +94,11 @@ impl Bytes for SkbBytes<'_> {
     }
 }
 
-/// Mirror mode: SIP frames and IP fragments to the AF_XDP socket of their
-/// RX queue (with the XDP_PASS fallback when the queue has none),
-/// everything else to the kernel.
-#[xdp]
-pub fn sipbeat(ctx: XdpContext) -> u32 {
-    count(Counter::Seen);
-    let config = config();
-    let capture = match filter::classify(&XdpBytes(&ctx), &Maps, &config) {
+/// Whether to capture what the filter decided on, counting fragments and
+/// malformed frames on the way.
+#[inline(always)]
+fn wanted(verdict: Verdict, config: &FilterConfig) -> bool {
+    match verdict {
         Verdict::Sip => true,
         Verdict::Fragment => {
             count(Counter::Fragments);
@@ -107,7 +109,17 @@ pub fn sipbeat(ctx: XdpContext) -> u32 {
             false
         }
         Verdict::Other => false,
-    };
+    }
+}
+
+/// Mirror mode: SIP frames and IP fragments to the AF_XDP socket of their
+/// RX queue (with the XDP_PASS fallback when the queue has none),
+/// everything else to the kernel.
+#[xdp]
+pub fn sipbeat(ctx: XdpContext) -> u32 {
+    count(Counter::Seen);
+    let config = config();
+    let capture = wanted(filter::classify(&XdpBytes(&ctx), &Maps, &config), &config);
     let mut action = xdp_action::XDP_PASS;
     if capture {
         // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
@@ -143,19 +155,7 @@ pub fn sipbeat_egress(ctx: TcContext) -> i32 {
 fn host(ctx: &TcContext, direction: u32) -> i32 {
     count(Counter::Seen);
     let config = config();
-    let copy = match filter::classify(&SkbBytes(ctx), &Maps, &config) {
-        Verdict::Sip => true,
-        Verdict::Fragment => {
-            count(Counter::Fragments);
-            config.capture_fragments != 0
-        }
-        Verdict::Malformed => {
-            count(Counter::Malformed);
-            false
-        }
-        Verdict::Other => false,
-    };
-    if copy {
+    if wanted(filter::classify(&SkbBytes(ctx), &Maps, &config), &config) {
         copy_packet(ctx, direction, &config);
     }
     count(Counter::Passed);
@@ -181,8 +181,8 @@ fn copy_packet(ctx: &TcContext, direction: u32, config: &FilterConfig) {
     if captured < len {
         count(Counter::Truncated);
     }
-    // Reservations are of constant size: a few size classes keep a short
-    // SIP message from taking 64 KiB of ring.
+    // Reservations are of constant size: power-of-two size classes keep a
+    // short SIP message from taking 64 KiB of ring (at most twice its size).
     let header = PacketHeader {
         // SAFETY: no preconditions.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
@@ -192,7 +192,11 @@ fn copy_packet(ctx: &TcContext, direction: u32, config: &FilterConfig) {
         ifindex: unsafe { (*ctx.skb.skb).ifindex },
         direction,
     };
-    let outcome = if captured <= 2048 {
+    let outcome = if captured <= 512 {
+        copy_into::<512>(ctx, header)
+    } else if captured <= 1024 {
+        copy_into::<1024>(ctx, header)
+    } else if captured <= 2048 {
         copy_into::<2048>(ctx, header)
     } else if captured <= 8192 {
         copy_into::<8192>(ctx, header)
@@ -236,7 +240,15 @@ fn copy_into<const N: usize>(ctx: &TcContext, header: PacketHeader) -> Counter {
         entry.discard(0);
         return Counter::Malformed;
     }
-    entry.submit(0);
+    // Wake the reader only once a batch is waiting: a wakeup per record
+    // costs the CPU that carries the packet more than the copy. The reader
+    // polls with a short timeout, which bounds the delay of a quiet ring.
+    let flags = if HOST_RING.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(u64::from(flags));
     Counter::Copied
 }
 

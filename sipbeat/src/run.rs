@@ -41,6 +41,8 @@ struct WorkerReport {
 
 /// Frames taken off a ring per batch.
 const BATCH: u32 = 256;
+/// The longest an idle worker sleeps before it checks for a stop.
+const IDLE_WAIT_MS: i32 = 100;
 /// How often a worker publishes its counters and flushes its output.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 
@@ -61,8 +63,8 @@ fn pin_to_core(core: usize) {
 
 /// Where a worker's frames come from.
 trait Source: Send + 'static {
-    /// Sleeps up to `timeout_ms` for frames.
-    fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()>;
+    /// Sleeps a while (at most [`IDLE_WAIT_MS`]) for frames.
+    fn wait(&mut self) -> std::io::Result<()>;
     /// Hands up to `max` frames to `on_frame`; returns how many.
     fn receive(&mut self, max: u32, on_frame: impl FnMut(Frame<'_>)) -> usize;
     /// The source's own counters.
@@ -73,8 +75,8 @@ trait Source: Send + 'static {
 struct Mirror(XskSocket);
 
 impl Source for Mirror {
-    fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()> {
-        self.0.wait(timeout_ms)
+    fn wait(&mut self) -> std::io::Result<()> {
+        self.0.wait(IDLE_WAIT_MS)
     }
 
     fn receive(&mut self, max: u32, mut on_frame: impl FnMut(Frame<'_>)) -> usize {
@@ -100,8 +102,9 @@ struct Host {
 }
 
 impl Source for Host {
-    fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()> {
-        self.ring.wait(timeout_ms)
+    fn wait(&mut self) -> std::io::Result<()> {
+        // The programs wake the reader only once a batch is waiting.
+        self.ring.wait(sipbeat_common::HOST_RING_POLL_MS)
     }
 
     fn receive(&mut self, max: u32, mut on_frame: impl FnMut(Frame<'_>)) -> usize {
@@ -135,7 +138,7 @@ fn worker(
     while !stop.load(Ordering::Relaxed) {
         // Sleep in poll only when the ring ran dry: under load the next
         // batch is already there, and a system call per batch is waste.
-        if idle && let Err(error) = source.wait(100) {
+        if idle && let Err(error) = source.wait() {
             eprintln!("sipbeat: poll: {error}");
         }
         let received = source.receive(BATCH, |frame| {

@@ -157,6 +157,26 @@ impl CaptureConfig {
     }
 }
 
+/// Waits up to `timeout_ms` for `fd` to become readable (an AF_XDP
+/// socket's RX ring, a BPF ring buffer); an interrupted wait is no error.
+#[cfg(feature = "xdp")]
+pub(crate) fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> std::io::Result<()> {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let rc = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+    if rc < 0 {
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// Link-layer framing of a captured frame, from the capture file's link type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkType {

@@ -30,19 +30,7 @@ impl HostRing {
 
     /// Waits up to `timeout_ms` for records.
     pub fn wait(&mut self, timeout_ms: i32) -> io::Result<()> {
-        let mut poll = libc::pollfd {
-            fd: self.ring.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(error);
-            }
-        }
+        super::wait_readable(self.ring.as_raw_fd(), timeout_ms)?;
         // Wall time may be stepped; keep the offset fresh between batches.
         self.clock = BootClock::now();
         Ok(())

@@ -332,20 +332,7 @@ impl XskSocket {
 
     /// Waits up to `timeout_ms` for frames.
     pub fn wait(&self, timeout_ms: i32) -> io::Result<()> {
-        let mut poll = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(error);
-            }
-        }
-        Ok(())
+        super::wait_readable(self.fd(), timeout_ms)
     }
 
     /// Asks the CPU to bring the bytes of `desc`'s frame into its cache.
