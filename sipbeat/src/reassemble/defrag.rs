@@ -5,8 +5,14 @@
 //! IPv4 keeps the bytes that came first. Datagrams older than the timeout
 //! and the oldest ones beyond the count or byte limits are evicted; each
 //! outcome is counted in [`DefragStats`].
+//!
+//! Costs are bounded whatever arrives: the byte limit counts what a
+//! datagram holds in memory (its buffer's capacity, each received range's
+//! bookkeeping, the entry itself), not just payload; received ranges live
+//! in a B-tree, so a datagram of n fragments costs O(n log n) in any order;
+//! and a non-final fragment without payload is invalid, never stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::{LruOrder, ReassemblyConfig};
@@ -26,7 +32,8 @@ pub struct DefragStats {
     pub evicted: u64,
     /// Fragments overlapping bytes already held.
     pub overlaps: u64,
-    /// Fragments reaching past 65535 bytes, or inconsistent with the end already seen.
+    /// Fragments reaching past 65535 bytes, inconsistent with the end
+    /// already seen, or not final and without payload.
     pub invalid: u64,
 }
 
@@ -52,54 +59,82 @@ struct Key {
 #[derive(Debug)]
 struct Pending {
     data: Vec<u8>,
-    /// Received byte ranges, sorted and merged.
-    have: Vec<(usize, usize)>,
+    /// Received byte ranges, start to end: disjoint, never adjacent.
+    have: BTreeMap<usize, usize>,
     /// Payload length, once the last fragment is in.
     total: Option<usize>,
     first_seen_ns: u64,
     stamp: u64,
 }
 
+/// What one received range costs beyond its bytes: a B-tree entry and its
+/// share of a node.
+const RANGE_OVERHEAD: usize = 32;
+/// What a datagram costs before any payload: its map entry, its key, its
+/// order entry, an empty B-tree.
+const DATAGRAM_OVERHEAD: usize = size_of::<(Key, Pending)>() + 64;
+
 impl Pending {
+    /// Memory held, as counted against `fragment_max_bytes`.
+    fn memory(&self) -> usize {
+        DATAGRAM_OVERHEAD + self.data.capacity() + self.have.len() * RANGE_OVERHEAD
+    }
+
     fn covers(&self, start: usize, end: usize) -> bool {
-        self.have.iter().any(|&(s, e)| s <= start && end <= e)
+        self.have
+            .range(..=start)
+            .next_back()
+            .is_some_and(|(_, &e)| end <= e)
     }
 
     fn overlaps(&self, start: usize, end: usize) -> bool {
-        self.have.iter().any(|&(s, e)| start < e && s < end)
+        start < end
+            && self
+                .have
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, &e)| e > start)
     }
 
-    /// Writes `payload` at `start`, keeping bytes already held.
+    /// Writes `payload` at `start`, keeping bytes already held, and merges
+    /// the ranges it touches: each range is merged away once, so n
+    /// fragments cost O(n log n) however they arrive.
     fn insert(&mut self, start: usize, payload: &[u8]) {
         let end = start + payload.len();
         if self.data.len() < end {
+            self.data.reserve_exact(end - self.data.len());
             self.data.resize(end, 0);
         }
-        let mut cursor = start;
-        for &(s, e) in self.have.iter().filter(|&&(s, e)| s < end && start < e) {
-            if cursor < s {
-                self.data[cursor..s].copy_from_slice(&payload[cursor - start..s - start]);
+        let (mut merged_start, mut merged_end) = (start, end);
+        // Walk the touching ranges from the highest down, filling the gaps
+        // above each one.
+        let mut upper = end;
+        while let Some((&s, &e)) = self.have.range(..=end).next_back() {
+            if e < start {
+                break;
             }
-            cursor = cursor.max(e);
-        }
-        if cursor < end {
-            self.data[cursor..end].copy_from_slice(&payload[cursor - start..]);
-        }
-        self.have.push((start, end));
-        self.have.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.have.len());
-        for &(s, e) in &self.have {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
+            self.have.remove(&s);
+            let gap_start = e.max(start);
+            if gap_start < upper {
+                self.data[gap_start..upper]
+                    .copy_from_slice(&payload[gap_start - start..upper - start]);
             }
+            upper = upper.min(s.max(start));
+            merged_start = merged_start.min(s);
+            merged_end = merged_end.max(e);
         }
-        self.have = merged;
+        if start < upper {
+            self.data[start..upper].copy_from_slice(&payload[..upper - start]);
+        }
+        if merged_start < merged_end {
+            self.have.insert(merged_start, merged_end);
+        }
     }
 
     fn complete(&self) -> bool {
-        self.total
-            .is_some_and(|total| self.have.first() == Some(&(0, total)))
+        self.total.is_some_and(|total| {
+            self.have.len() == 1 && self.have.first_key_value() == Some((&0, &total))
+        })
     }
 }
 
@@ -163,7 +198,9 @@ impl Defragmenter {
         self.expire(now_ns);
         let start = fragment.offset;
         let end = start + payload.len();
-        if end > MAX_PAYLOAD || (fragment.more && !payload.len().is_multiple_of(8)) {
+        if end > MAX_PAYLOAD
+            || (fragment.more && (payload.is_empty() || !payload.len().is_multiple_of(8)))
+        {
             self.stats.invalid += 1;
             return None;
         }
@@ -174,22 +211,22 @@ impl Defragmenter {
             id: fragment.id,
         };
         if !self.pending.contains_key(&key) {
-            self.make_room(None, 0);
+            self.make_room(None, DATAGRAM_OVERHEAD);
             let stamp = self.order.touch(key);
-            self.pending.insert(
-                key,
-                Pending {
-                    data: Vec::new(),
-                    have: Vec::new(),
-                    total: None,
-                    first_seen_ns: now_ns,
-                    stamp,
-                },
-            );
+            let pending = Pending {
+                data: Vec::new(),
+                have: BTreeMap::new(),
+                total: None,
+                first_seen_ns: now_ns,
+                stamp,
+            };
+            self.bytes += pending.memory();
+            self.pending.insert(key, pending);
         }
-        // The buffer grows to the fragment's end: room for that first,
-        // which may evict this very datagram if it is the oldest.
-        let growth = end.saturating_sub(self.pending[&key].data.len());
+        // The buffer grows to the fragment's end and a range is added: room
+        // for that first, which may evict this very datagram if it is the
+        // oldest.
+        let growth = end.saturating_sub(self.pending[&key].data.capacity()) + RANGE_OVERHEAD;
         if !self.make_room(Some(key), growth) {
             return None;
         }
@@ -198,7 +235,7 @@ impl Defragmenter {
         let inconsistent = match (pending.total, ends_here) {
             (Some(total), Some(end)) => total != end,
             (Some(total), None) => end > total,
-            (None, Some(end)) => pending.have.last().is_some_and(|&(_, e)| e > end),
+            (None, Some(end)) => pending.have.last_key_value().is_some_and(|(_, &e)| e > end),
             (None, None) => false,
         };
         if inconsistent {
@@ -217,15 +254,15 @@ impl Defragmenter {
                 return None;
             }
         }
-        let before = pending.data.len();
+        let before = pending.memory();
         pending.insert(start, payload);
         pending.total = pending.total.or(ends_here);
-        self.bytes += pending.data.len() - before;
+        self.bytes = self.bytes + pending.memory() - before;
         if !pending.complete() {
             return None;
         }
         let done = self.pending.remove(&key).expect("present");
-        self.bytes -= done.data.len();
+        self.bytes -= done.memory();
         self.stats.reassembled += 1;
         Some(Reassembled {
             protocol,
@@ -274,7 +311,7 @@ impl Defragmenter {
 
     fn drop_key(&mut self, key: &Key) {
         if let Some(dropped) = self.pending.remove(key) {
-            self.bytes -= dropped.data.len();
+            self.bytes -= dropped.memory();
         }
     }
 
@@ -398,6 +435,58 @@ mod tests {
         add(&mut d, 0, frag(2, 60_000, true), &[0; 8]);
         assert!(d.bytes_held() <= 65_535, "{}", d.bytes_held());
         assert_eq!(d.stats().evicted, 1);
+    }
+
+    #[test]
+    fn empty_non_final_fragments_are_invalid_and_never_stored() {
+        let mut d = defrag();
+        add(&mut d, 0, frag(1, 0, true), &[1; 8]);
+        let held = d.bytes_held();
+        for offset in (8..400_000).step_by(8) {
+            assert!(add(&mut d, 0, frag(1, offset % 65_528, true), &[]).is_none());
+        }
+        assert_eq!(d.stats().invalid, 49_999);
+        assert_eq!(d.bytes_held(), held, "nothing stored for them");
+        let done = add(&mut d, 0, frag(1, 8, false), &[2; 3]).unwrap();
+        assert_eq!(done.payload, [1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn many_small_fragments_in_any_order_reassemble() {
+        // 8,191 eight-byte fragments, from the top down and interleaved:
+        // every one a separate range until the last joins them.
+        let data: Vec<u8> = (0..65_528usize).map(|i| (i * 7) as u8).collect();
+        let count = data.len() / 8;
+        let orders: [Vec<usize>; 2] = [
+            (0..count).rev().collect(),
+            (0..count).step_by(2).chain((1..count).step_by(2)).collect(),
+        ];
+        for order in orders {
+            let mut d = defrag();
+            let mut done = None;
+            for i in order {
+                let more = i + 1 < count;
+                done = add(&mut d, 0, frag(9, i * 8, more), &data[i * 8..i * 8 + 8]);
+            }
+            assert_eq!(done.expect("whole").payload, data);
+            assert_eq!(d.bytes_held(), 0);
+        }
+    }
+
+    #[test]
+    fn memory_counts_ranges_and_capacity() {
+        let mut d = defrag();
+        add(&mut d, 0, frag(1, 0, true), &[0; 8]);
+        let one = d.bytes_held();
+        assert!(one >= 8 + DATAGRAM_OVERHEAD + RANGE_OVERHEAD, "{one}");
+        add(&mut d, 0, frag(1, 64, true), &[0; 8]);
+        assert!(d.bytes_held() >= 72 + DATAGRAM_OVERHEAD + 2 * RANGE_OVERHEAD);
+        add(&mut d, 0, frag(1, 8, true), &[0; 56]);
+        let merged = d.bytes_held();
+        assert!(
+            merged < 72 + DATAGRAM_OVERHEAD + 2 * RANGE_OVERHEAD + 64,
+            "{merged}"
+        );
     }
 
     #[test]

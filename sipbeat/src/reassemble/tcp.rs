@@ -8,6 +8,11 @@
 //! consumer must find the next message start again (`in_sync = false`).
 //! FIN/RST end a stream; idle streams time out; the least recently active
 //! are evicted at the stream and byte limits. All of it is counted.
+//!
+//! The byte limits count memory, not payload: a stream's buffer by its
+//! capacity (returned to the allocator once consumed, trimmed to twice its
+//! bytes otherwise), each waiting segment by its allocation plus its
+//! bookkeeping.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +22,11 @@ use crate::decode::tcp::{Segment, flag};
 
 /// Segments a stream holds out of order before it declares a gap.
 const MAX_PENDING_SEGMENTS: usize = 64;
+/// What one waiting segment costs beyond its bytes: its slot in the list
+/// and the allocator's smallest chunk.
+const SEGMENT_OVERHEAD: usize = size_of::<(u32, Vec<u8>)>() + 32;
+/// Capacity a stream's buffer may keep beyond twice its bytes.
+const BUFFER_RESERVE: usize = 2048;
 
 /// One direction of a TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,6 +89,7 @@ struct Stream {
     buffer: Vec<u8>,
     /// Segments ahead of `next_seq`: (sequence number, bytes).
     pending: Vec<(u32, Vec<u8>)>,
+    /// Memory the waiting segments hold (allocations and bookkeeping).
     pending_bytes: usize,
     in_sync: bool,
     last_seen_ns: u64,
@@ -86,9 +97,32 @@ struct Stream {
 }
 
 impl Stream {
+    /// Memory held, as counted against the byte limits.
     fn held(&self) -> usize {
-        self.buffer.len() + self.pending_bytes
+        self.buffer.capacity()
+            + self.pending.capacity() * size_of::<(u32, Vec<u8>)>()
+            + self.pending_bytes
     }
+
+    /// Gives back buffer memory the stream no longer needs: all of it once
+    /// consumed, and what is over twice the bytes kept otherwise.
+    fn trim(&mut self) {
+        if self.buffer.is_empty() {
+            if self.buffer.capacity() > 0 {
+                self.buffer = Vec::new();
+            }
+        } else if self.buffer.capacity() > BUFFER_RESERVE.max(2 * self.buffer.len()) {
+            self.buffer.shrink_to(BUFFER_RESERVE.max(self.buffer.len()));
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            self.pending = Vec::new();
+        }
+    }
+}
+
+/// What a waiting copy of `bytes` costs.
+fn segment_cost(bytes: &[u8]) -> usize {
+    bytes.len() + SEGMENT_OVERHEAD
 }
 
 /// Signed distance from `b` to `a` in sequence space (RFC 9293 arithmetic).
@@ -199,13 +233,13 @@ impl TcpReassembler {
         let ahead = seq_diff(seq, stream.next_seq);
         if ahead > 0 {
             let fits = stream.pending.len() < MAX_PENDING_SEGMENTS
-                && stream.pending_bytes + payload.len() <= max_stream_bytes;
+                && stream.pending_bytes + segment_cost(payload) <= max_stream_bytes;
             if !fits {
                 Self::jump_gap(stream, &mut self.stats);
             }
             self.stats.out_of_order += 1;
             stream.pending.push((seq, payload.to_vec()));
-            stream.pending_bytes += payload.len();
+            stream.pending_bytes += segment_cost(payload);
             if !fits {
                 Self::drain_pending(
                     &key,
@@ -243,6 +277,7 @@ impl TcpReassembler {
                 );
             }
         }
+        stream.trim();
         let after = stream.held();
         self.held = self.held + after - before;
     }
@@ -293,7 +328,7 @@ impl TcpReassembler {
                 return;
             };
             let (seq, bytes) = stream.pending.swap_remove(index);
-            stream.pending_bytes -= bytes.len();
+            stream.pending_bytes -= segment_cost(&bytes);
             let seen = (-seq_diff(seq, next)) as usize;
             if seen < bytes.len() {
                 Self::deliver(
@@ -470,6 +505,43 @@ mod tests {
             tcp.segment(0, key(), &seg(seq, flags, payload), &mut messages);
         }
         (messages, tcp)
+    }
+
+    #[test]
+    fn consumed_buffers_are_given_back() {
+        // One 200 KB message per stream, then consumed: nothing stays held.
+        let mut tcp = TcpReassembler::new(&ReassemblyConfig::default());
+        let mut messages = Messages::default();
+        let body = vec![b'x'; 1000];
+        for port in 0..20u16 {
+            let key = StreamKey {
+                src_port: 1000 + port,
+                ..key()
+            };
+            tcp.segment(0, key, &seg(99, flag::SYN, b""), &mut messages);
+            for i in 0..200u32 {
+                tcp.segment(0, key, &seg(100 + i * 1000, 0, &body), &mut messages);
+            }
+            assert!(tcp.bytes_held() >= 200_000, "the message waits whole");
+            tcp.segment(0, key, &seg(200_100, 0, b"|"), &mut messages);
+        }
+        assert_eq!(messages.seen.len(), 20);
+        assert_eq!(tcp.bytes_held(), 0);
+    }
+
+    #[test]
+    fn out_of_order_segments_count_their_overhead() {
+        let mut tcp = TcpReassembler::new(&ReassemblyConfig::default());
+        let mut messages = Messages::default();
+        tcp.segment(0, key(), &seg(99, flag::SYN, b""), &mut messages);
+        for i in 0..63u32 {
+            tcp.segment(0, key(), &seg(200 + i * 2, 0, b"x"), &mut messages);
+        }
+        assert!(
+            tcp.bytes_held() >= 63 * (1 + SEGMENT_OVERHEAD),
+            "{}",
+            tcp.bytes_held()
+        );
     }
 
     #[test]
