@@ -197,3 +197,39 @@ fn fin_inside_a_message_counts_as_truncated() {
     assert!(events.is_empty());
     assert_eq!(stats.tcp.truncated, 1);
 }
+
+/// A MESSAGE whose text body has no trailing CRLF; `broken` gives it a CSeq
+/// that is no number, so the parser rejects it.
+fn bare_body_message(n: usize, broken: bool) -> Vec<u8> {
+    let body = format!("hello number {n}");
+    let cseq = if broken { "x" } else { "1" };
+    format!(
+        "MESSAGE sip:bob@192.0.2.20 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10;branch=z9hG4bKm{n}\r\n\
+         From: <sip:alice@192.0.2.10>;tag=1\r\nTo: <sip:bob@192.0.2.20>\r\nCall-ID: bare-{n}\r\n\
+         CSeq: {cseq} MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn after_a_rejected_message_a_bare_body_does_not_swallow_the_next() {
+    // The rejected first message's body runs into the next start line on
+    // the same line; resync must find it there.
+    let messages: Vec<Vec<u8>> = (0..10).map(|n| bare_body_message(n, n == 0)).collect();
+    let (frames, _) = segments(&messages, 1400);
+    let (events, stats) = read(&craft::pcap("tcp-bare-bodies", &frames));
+    let expected: Vec<String> = (1..10).map(|n| format!("bare-{n}")).collect();
+    assert_eq!(call_ids(&events), expected);
+    assert_eq!(
+        stats.rejected.iter().sum::<u64>(),
+        1,
+        "{:?}",
+        stats.rejected
+    );
+    // A rejected message in the middle costs only itself.
+    let messages: Vec<Vec<u8>> = (0..10).map(|n| bare_body_message(n, n == 4)).collect();
+    let (frames, _) = segments(&messages, 1400);
+    let (events, _) = read(&craft::pcap("tcp-bare-bodies-mid", &frames));
+    assert_eq!(events.len(), 9, "{:?}", call_ids(&events));
+}

@@ -349,17 +349,69 @@ fn classify_unterminated_start(bytes: &[u8]) -> Error {
     }
 }
 
-/// Offset of the first line of `bytes` that is a valid SIP request or status
-/// line: where a stream picks up again after a gap or a broken message.
+/// Offset of the first valid SIP request or status line in `bytes`: where a
+/// stream picks up again after a gap or a broken message. A start line is
+/// found at the start of a line, or at the end of one: a body without a
+/// trailing CRLF (a rejected message's, or one cut by a gap) runs straight
+/// into the next message's start line.
 pub fn find_start_line(bytes: &[u8]) -> Option<usize> {
     let mut line_start = 0;
     for line_end in memchr::memchr_iter(b'\n', bytes) {
-        if parse_start_line(strip_cr(&bytes[line_start..line_end])).is_ok() {
+        let line = strip_cr(&bytes[line_start..line_end]);
+        if parse_start_line(line).is_ok() {
             return Some(line_start);
+        }
+        if let Some(offset) = glued_start_line(line) {
+            return Some(line_start + offset);
         }
         line_start = line_end + 1;
     }
     None
+}
+
+/// Methods recognised where a start line follows other bytes on its line
+/// (RFC 3261 and the extensions in common use).
+const GLUED_METHODS: [&[u8]; 14] = [
+    b"INVITE",
+    b"ACK",
+    b"BYE",
+    b"CANCEL",
+    b"REGISTER",
+    b"OPTIONS",
+    b"PRACK",
+    b"SUBSCRIBE",
+    b"NOTIFY",
+    b"PUBLISH",
+    b"INFO",
+    b"REFER",
+    b"MESSAGE",
+    b"UPDATE",
+];
+
+/// Offset of a valid start line that ends `line` after other bytes: a
+/// status line from its `SIP/2.0 `, a request from a known method that
+/// ends the line's first word.
+fn glued_start_line(line: &[u8]) -> Option<usize> {
+    if let Some(at) = memchr::memmem::rfind(line, b"SIP/2.0 ")
+        && at > 0
+        && parse_start_line(&line[at..]).is_ok()
+    {
+        return Some(at);
+    }
+    // METHOD SP Request-URI SP SIP/2.0, the URI without spaces: the method
+    // ends the word before the URI.
+    let version_space = line.len().checked_sub(b" SIP/2.0".len())?;
+    if !text::ends_with_ignore_case(line, b" SIP/2.0") {
+        return None;
+    }
+    let uri_space = text::rfind(&line[..version_space], b' ')?;
+    let word_start = text::rfind(&line[..uri_space], b' ').map_or(0, |space| space + 1);
+    let word = &line[word_start..uri_space];
+    GLUED_METHODS
+        .iter()
+        .filter(|method| word.len() > method.len() && word.ends_with(method))
+        .map(|method| uri_space - method.len())
+        .find(|&at| parse_start_line(&line[at..]).is_ok())
 }
 
 fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Error> {
@@ -688,6 +740,18 @@ mod tests {
             Some(17)
         );
         assert_eq!(find_start_line(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), None);
+        // A body without a trailing CRLF runs into the next start line.
+        assert_eq!(
+            find_start_line(b"Via: x\r\n\r\nhello thereINVITE sip:a@b SIP/2.0\r\nVia: y\r\n"),
+            Some(21)
+        );
+        assert_eq!(
+            find_start_line(b"a=sendrecvSIP/2.0 180 Ringing\r\n"),
+            Some(10)
+        );
+        assert_eq!(find_start_line(b"xINVITE is a word SIP/2.0 \r\n"), None);
+        // An unknown word glued before a URI: not a known method's end.
+        assert_eq!(find_start_line(b"a=x yFOO sip:a@b SIP/2.0\r\n"), None);
         assert_eq!(
             find_start_line(b"SIP/2.0 200 OK"),
             None,
