@@ -18,6 +18,15 @@ use crate::reassemble::ReassemblyConfig;
 /// The default SIP port set, as in Packetbeat.
 pub const DEFAULT_PORTS: &[u16] = &[5060];
 
+/// Largest config file read: far beyond any real one, small enough that a
+/// wrong path (`/dev/zero`, a capture) fails at once.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Deepest nesting of YAML collections accepted: a real config has four.
+pub const MAX_CONFIG_DEPTH: usize = 32;
+/// Longest error message shown; longer ones (a huge offending value) are
+/// cut in the middle.
+const MAX_ERROR_CHARS: usize = 300;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -25,13 +34,66 @@ pub enum ConfigError {
     // `source`: they would be printed twice in the one-line error.
     #[error("cannot read config {path}: {error}")]
     Read { path: String, error: std::io::Error },
-    #[error("config {path}: {error}")]
+    #[error("config {path}: {}", shorten(&error.to_string()))]
     Parse {
         path: String,
         error: serde_norway::Error,
     },
-    #[error("{0}")]
+    #[error("config {path}: {reason}")]
+    Refused { path: String, reason: String },
+    #[error("{}", shorten(.0))]
     Invalid(String),
+}
+
+/// `text` cut to [`MAX_ERROR_CHARS`], its middle replaced by an ellipsis.
+fn shorten(text: &str) -> String {
+    let chars = text.chars().count();
+    if chars <= MAX_ERROR_CHARS {
+        return text.to_string();
+    }
+    let keep = MAX_ERROR_CHARS / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(chars - keep).collect();
+    format!("{head} … ({} characters cut) … {tail}", chars - 2 * keep)
+}
+
+/// The deepest nesting of YAML collections in `text`, by flow brackets and
+/// by block indentation, with the line where it is exceeded: checked before
+/// parsing, whose cost grows with depth squared.
+fn nesting_too_deep(text: &str) -> Option<usize> {
+    let mut flow_depth = 0usize;
+    let mut indents: Vec<usize> = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        let content = line.trim_start();
+        if flow_depth == 0 && !content.is_empty() && !content.starts_with('#') {
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        let mut quote = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    flow_depth += 1;
+                    if flow_depth + indents.len() > MAX_CONFIG_DEPTH {
+                        return Some(number + 1);
+                    }
+                }
+                (None, ']' | '}') => flow_depth = flow_depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if flow_depth + indents.len() > MAX_CONFIG_DEPTH {
+            return Some(number + 1);
+        }
+    }
+    None
 }
 
 /// Which transports carry the SIP to decode.
@@ -249,14 +311,44 @@ impl Config {
 }
 
 impl FileConfig {
-    /// Reads and parses a YAML config file.
+    /// Reads and parses a YAML config file of at most [`MAX_CONFIG_BYTES`]
+    /// and [`MAX_CONFIG_DEPTH`] levels.
     pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        use std::io::Read as _;
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let read_error = |error| ConfigError::Read {
             path: shown.clone(),
             error,
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        let refused = |reason: String| ConfigError::Refused {
+            path: shown.clone(),
+            reason,
+        };
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(refused(format!(
+                "larger than {} KiB; is it a config file?",
+                MAX_CONFIG_BYTES >> 10
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            refused(format!(
+                "not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
-        FileConfig::parse(&text).map_err(|error| ConfigError::Parse { path: shown, error })
+        if let Some(line) = nesting_too_deep(&text) {
+            return Err(refused(format!(
+                "nested deeper than {MAX_CONFIG_DEPTH} levels at line {line}"
+            )));
+        }
+        FileConfig::parse(&text).map_err(|error| ConfigError::Parse {
+            path: shown.clone(),
+            error,
+        })
     }
 
     /// Parses YAML text.
@@ -361,6 +453,56 @@ capture:
         );
         let defaults = Config::build(FileConfig::default(), Overrides::default()).unwrap();
         assert_eq!(defaults.capture.mode, CaptureMode::Host, "the safe mode");
+    }
+
+    #[test]
+    fn oversized_deep_and_long_configs_fail_fast_with_one_short_line() {
+        let dir = std::env::temp_dir().join(format!("sipbeat-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let started = std::time::Instant::now();
+        let zero = FileConfig::read(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(zero.contains("larger than 1024 KiB"), "{zero}");
+        let deep = dir.join("deep.yml");
+        std::fs::write(
+            &deep,
+            format!("protocols: {}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        )
+        .unwrap();
+        let error = FileConfig::read(&deep).unwrap_err().to_string();
+        assert!(
+            error.contains("nested deeper than 32 levels at line 1"),
+            "{error}"
+        );
+        let mut block = String::new();
+        for level in 0..40 {
+            block.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+        }
+        std::fs::write(&deep, block).unwrap();
+        let error = FileConfig::read(&deep).unwrap_err().to_string();
+        assert!(
+            error.contains("nested deeper than 32 levels at line 33"),
+            "{error}"
+        );
+        let long = dir.join("long.yml");
+        std::fs::write(
+            &long,
+            format!(
+                "protocols:\n  - type: sip\n    ports: [{}]\n",
+                "9".repeat(500_000)
+            ),
+        )
+        .unwrap();
+        let error = FileConfig::read(&long).unwrap_err().to_string();
+        assert!(error.len() < 500 && !error.contains('\n'), "{error}");
+        assert!(error.contains("characters cut"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // What a real config looks like still passes.
+        let seed = dir.join("seed.yml");
+        std::fs::write(&seed, SEED).unwrap();
+        FileConfig::read(&seed).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

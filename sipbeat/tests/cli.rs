@@ -200,3 +200,24 @@ fn mistakes_give_one_line_errors_and_fail() {
             .success()
     );
 }
+
+#[test]
+fn a_config_that_is_no_config_fails_at_once_in_one_line() {
+    let dir = common::ScratchDir::new("cli-hostile-config");
+    let deep = dir.join("deep.yml");
+    std::fs::write(
+        &deep,
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .unwrap();
+    for config in [std::path::Path::new("/dev/zero"), &deep] {
+        let started = std::time::Instant::now();
+        let output = sipbeat(&["read", "-c", config.to_str().unwrap(), &bundled()]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+        assert!(message.len() < 400, "{message}");
+        // Generous: the point is no minutes of CPU and no gigabytes.
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+}
