@@ -1,9 +1,10 @@
 //! What sipbeat's tests, fuzz targets and benchmarks share that is not
 //! sipbeat: a throw-away Kafka broker — tansu (Kafka wire protocol, memory
 //! storage) stands in for Apache Kafka, which cannot be installed here —
-//! a strict reader for the events sipbeat writes ([`json`]), and frames
-//! wrapped in tunnels ([`tunnel`]).
+//! a strict reader for the events sipbeat writes ([`json`]), frames
+//! wrapped in tunnels ([`tunnel`]), and capture files ([`capture`]).
 
+pub mod capture;
 pub mod json;
 pub mod tunnel;
 

@@ -1,12 +1,9 @@
 //! Wrapping captured frames in tunnels, for tests of the tunnel decoders
 //! and the kernel filter: VXLAN, Geneve, GRE (IP, Ethernet bridging,
 //! ERSPAN II and III), IP-in-IP and VLAN/QinQ tags, each around an
-//! Ethernet frame or an IP packet; and a writer for classic pcap files.
+//! Ethernet frame or an IP packet.
 //! Outer addresses are from 198.51.100.0/24 and 2001:db8::/32
 //! (documentation ranges); checksums are left zero.
-
-use std::io::Write;
-use std::path::Path;
 
 const OUTER_MAC: [u8; 12] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
 
@@ -128,24 +125,4 @@ pub fn ip_of(frame: &[u8]) -> Option<&[u8]> {
         [0x08, 0x00] | [0x86, 0xdd] => frame.get(14..),
         _ => None,
     }
-}
-
-/// Writes `frames` (Ethernet, with their microsecond timestamps) as a
-/// classic little-endian pcap file.
-pub fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    out.write_all(&2u16.to_le_bytes())?;
-    out.write_all(&4u16.to_le_bytes())?;
-    out.write_all(&[0; 8])?;
-    out.write_all(&262_144u32.to_le_bytes())?;
-    out.write_all(&1u32.to_le_bytes())?;
-    for (micros, frame) in frames {
-        out.write_all(&((micros / 1_000_000) as u32).to_le_bytes())?;
-        out.write_all(&((micros % 1_000_000) as u32).to_le_bytes())?;
-        out.write_all(&(frame.len() as u32).to_le_bytes())?;
-        out.write_all(&(frame.len() as u32).to_le_bytes())?;
-        out.write_all(frame)?;
-    }
-    out.flush()
 }

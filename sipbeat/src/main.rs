@@ -4,6 +4,10 @@ use clap::Parser;
 use sipbeat::cli::{Cli, Command};
 use sipbeat::config::Config;
 
+/// Exit status of a `read` whose capture had damaged records (skipped and
+/// counted; everything else was read).
+const DAMAGED_CAPTURE: u8 = 2;
+
 fn main() -> ExitCode {
     // Before anything that may run instructions this CPU lacks.
     let missing = sipbeat::cpu::missing_features();
@@ -17,11 +21,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    let mut damaged = false;
     let result = match cli.command {
         Command::Read(args) => Config::load(args.sip.config.as_deref(), args.sip.overrides())
             .map_err(anyhow::Error::from)
             .and_then(|config| sipbeat::read::run(&args.files, &config, args.quiet))
-            .map(|_| ()),
+            .map(|stats| damaged = stats.damaged_records > 0),
         #[cfg(feature = "xdp")]
         Command::Run(args) => Config::load(args.sip.config.as_deref(), args.overrides())
             .map_err(anyhow::Error::from)
@@ -36,7 +41,9 @@ fn main() -> ExitCode {
         }
     };
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        // Every event was written, but the capture had damage (counted).
+        Ok(()) if damaged => ExitCode::from(DAMAGED_CAPTURE),
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line: the error and its causes, as the user needs to act on it.
             eprintln!("sipbeat: error: {error:#}");

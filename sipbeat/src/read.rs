@@ -36,7 +36,18 @@ pub fn read_files(
         if let Some(error) = sink_error {
             return Err(error).context("output failed");
         }
-        pipeline.stats_mut().unsupported_link += file_stats.unsupported_link;
+        let stats = pipeline.stats_mut();
+        stats.unsupported_link += file_stats.unsupported_link;
+        stats.damaged_records += file_stats.damaged_records;
+        stats.damaged_bytes += file_stats.damaged_bytes;
+        if file_stats.damaged_records > 0 {
+            eprintln!(
+                "sipbeat: warning: {} is damaged: {} places, {} bytes skipped; read the rest",
+                capture.path().display(),
+                file_stats.damaged_records,
+                file_stats.damaged_bytes
+            );
+        }
         if file_stats.truncated {
             eprintln!(
                 "sipbeat: warning: {} ends mid-record (cut short?); read what came before",

@@ -21,6 +21,11 @@ pub struct Stats {
     pub bytes: u64,
     /// Frames skipped by the capture source (link type not decoded).
     pub unsupported_link: u64,
+    /// Damaged places in capture files skipped (records of impossible
+    /// length, blocks that do not parse).
+    pub damaged_records: u64,
+    /// Bytes of capture files skipped with them.
+    pub damaged_bytes: u64,
     /// Frames that did not decode to a transport payload, by reason.
     pub decode: [u64; DecodeError::COUNT],
     /// UDP datagrams and TCP segments on no configured SIP port.
@@ -48,6 +53,8 @@ impl Default for Stats {
             frames: 0,
             bytes: 0,
             unsupported_link: 0,
+            damaged_records: 0,
+            damaged_bytes: 0,
             decode: [0; DecodeError::COUNT],
             other_ports: 0,
             transport_disabled: 0,
@@ -66,6 +73,8 @@ impl AddAssign<&Stats> for Stats {
         self.frames += other.frames;
         self.bytes += other.bytes;
         self.unsupported_link += other.unsupported_link;
+        self.damaged_records += other.damaged_records;
+        self.damaged_bytes += other.damaged_bytes;
         for (mine, theirs) in self.decode.iter_mut().zip(other.decode) {
             *mine += theirs;
         }
@@ -129,9 +138,16 @@ impl Stats {
                 .iter()
                 .map(|e| (e.label(), self.decode[e.index()])),
         );
+        let damaged = labelled(
+            [
+                ("damaged_records", self.damaged_records),
+                ("damaged_bytes", self.damaged_bytes),
+            ]
+            .into_iter(),
+        );
         let _ = writeln!(
             out,
-            "sipbeat: skipped: other_ports={} transport_disabled={} unsupported_link={}{}",
+            "sipbeat: skipped: other_ports={} transport_disabled={} unsupported_link={}{damaged}{}",
             self.other_ports, self.transport_disabled, self.unsupported_link, decode
         );
         let t = &self.tcp;

@@ -672,7 +672,7 @@ fn replayed_tunnel_captures_give_reads_events_in_both_modes() {
             .map(|(time, frame)| (*time, wrap(port, frame)))
             .collect();
         let path = dir.join(format!("{name}.pcap"));
-        tunnel::write_pcap(&path, &wrapped).unwrap();
+        sipbeat_testkit::capture::write_pcap(&path, &wrapped).unwrap();
         captures.push((name.to_string(), path));
     }
     let ports = [5060, 5062, 5090];

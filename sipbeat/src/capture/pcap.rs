@@ -5,6 +5,17 @@
 //! micro- or nanosecond timestamps) and pcapng (several sections and
 //! interfaces, any `if_tsresol`/`if_tsoffset`) are read through `pcap-parser`.
 //! Frames whose link type sipbeat cannot decode are counted, not fatal.
+//!
+//! Damage is counted and read past: a record whose length cannot be (a
+//! pcap caplen beyond any snap length, a pcapng block that does not parse)
+//! is skipped up to the next place where records plausibly start again
+//! (pcapng blocks carry their length, checked at both ends; pcap records
+//! are found by a run of plausible headers), and the records and bytes
+//! skipped are in [`FileStats`]. Only a file that ends inside a record is
+//! "cut short". `if_tsresol` (powers of ten and of two) and `if_tsoffset`
+//! (in the section's byte order, negative too) are read here, not by
+//! pcap-parser, whose 0.17 takes binary resolutions for microseconds and
+//! reads the offset little-endian.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -28,8 +39,6 @@ pub enum CaptureError {
     },
     #[error("{path}: not a pcap or pcapng file")]
     NotACapture { path: PathBuf },
-    #[error("{path}: corrupt capture at byte {offset}")]
-    Corrupt { path: PathBuf, offset: usize },
 }
 
 /// What a walk over a file saw besides the frames it delivered.
@@ -41,7 +50,17 @@ pub struct FileStats {
     pub unsupported_link: u64,
     /// The file ended inside a record (a capture cut short); what came before was read.
     pub truncated: bool,
+    /// Damaged places skipped (a record of impossible length, a block that
+    /// does not parse, up to where records start again).
+    pub damaged_records: u64,
+    /// Bytes skipped with them.
+    pub damaged_bytes: u64,
 }
+
+/// The largest record a capture can hold: libpcap's maximum snap length.
+const MAX_RECORD: usize = 262_144;
+/// Records in a row that must look right where reading resumes.
+const RESYNC_RUN: usize = 3;
 
 /// A memory-mapped capture file.
 pub struct PcapFile {
@@ -179,13 +198,6 @@ impl PcapFile {
         }
     }
 
-    fn corrupt(&self, rest: &[u8]) -> CaptureError {
-        CaptureError::Corrupt {
-            path: self.path.clone(),
-            offset: self.map.len() - rest.len(),
-        }
-    }
-
     fn walk_pcap(&self, on_frame: &mut impl FnMut(Frame<'_>)) -> Result<FileStats, CaptureError> {
         let data: &[u8] = &self.map;
         let (mut rest, header) =
@@ -199,6 +211,16 @@ impl PcapFile {
         } else {
             1000
         };
+        let shape = RecordShape {
+            big_endian: header.is_bigendian(),
+            header_len: if header.is_modified_format() { 24 } else { 16 },
+            max_caplen: MAX_RECORD,
+            max_fraction: if header.is_nanosecond_precision() {
+                1_000_000_000
+            } else {
+                1_000_000
+            },
+        };
         let mut stats = FileStats::default();
         let mut released = 0;
         let mut page = usize::MAX;
@@ -206,15 +228,26 @@ impl PcapFile {
             self.release_read(rest, &mut released);
             self.prefetch_next_page(rest, &mut page);
             let block = match parse_record(rest) {
-                Ok((next, block)) => {
+                Ok((next, block)) if block.caplen as usize <= shape.max_caplen => {
                     rest = next;
                     block
                 }
-                Err(nom::Err::Incomplete(_)) => {
-                    stats.truncated = true;
-                    break;
+                parsed => {
+                    let cut_at_tail = matches!(parsed, Err(nom::Err::Incomplete(_)))
+                        && shape.caplen(rest).is_none_or(|len| len <= shape.max_caplen);
+                    if cut_at_tail {
+                        stats.truncated = true;
+                        break;
+                    }
+                    // Damaged: resume at the next run of plausible records.
+                    let skip = (1..rest.len())
+                        .find(|&at| shape.plausible_run(&rest[at..]))
+                        .unwrap_or(rest.len());
+                    stats.damaged_records += 1;
+                    stats.damaged_bytes += skip as u64;
+                    rest = &rest[skip..];
+                    continue;
                 }
-                Err(_) => return Err(self.corrupt(rest)),
             };
             let Some(link) = link else {
                 stats.unsupported_link += 1;
@@ -251,11 +284,28 @@ impl PcapFile {
                     rest = next;
                     block
                 }
-                Err(nom::Err::Incomplete(_)) => {
-                    stats.truncated = true;
-                    break;
+                Err(error) => {
+                    let own_len = block_len(rest, big_endian);
+                    let cut_at_tail = matches!(error, nom::Err::Incomplete(_))
+                        && own_len.is_none_or(|len| len > rest.len() && len <= MAX_BLOCK);
+                    if cut_at_tail {
+                        stats.truncated = true;
+                        break;
+                    }
+                    // A block that does not parse: its own length, when that
+                    // is consistent, says where the next one starts; if not,
+                    // the next run of well-formed blocks.
+                    let skip = match own_len {
+                        Some(len) if block_fits(rest, len, big_endian) => len,
+                        _ => (1..rest.len())
+                            .find(|&at| plausible_blocks(&rest[at..], big_endian))
+                            .unwrap_or(rest.len()),
+                    };
+                    stats.damaged_records += 1;
+                    stats.damaged_bytes += skip as u64;
+                    rest = &rest[skip..];
+                    continue;
                 }
-                Err(_) => return Err(self.corrupt(rest)),
             };
             match block {
                 Block::SectionHeader(section) => {
@@ -263,7 +313,9 @@ impl PcapFile {
                     // Interface ids are per section.
                     interfaces.clear();
                 }
-                Block::InterfaceDescription(idb) => interfaces.push(Interface::new(&idb)),
+                Block::InterfaceDescription(idb) => {
+                    interfaces.push(Interface::new(&idb, big_endian))
+                }
                 Block::EnhancedPacket(epb) => {
                     let interface = interfaces.get(epb.if_id as usize);
                     match interface.and_then(|i| i.link.map(|link| (i, link))) {
@@ -311,6 +363,110 @@ fn record_parser(header: &PcapHeader) -> RecordParser {
     }
 }
 
+/// How a legacy pcap file's record headers look, to tell a record from
+/// damage.
+struct RecordShape {
+    big_endian: bool,
+    header_len: usize,
+    max_caplen: usize,
+    max_fraction: u32,
+}
+
+impl RecordShape {
+    fn u32_at(&self, bytes: &[u8], at: usize) -> Option<u32> {
+        let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if self.big_endian {
+            u32::from_be_bytes(word)
+        } else {
+            u32::from_le_bytes(word)
+        })
+    }
+
+    /// The caplen of the record header at the start of `bytes`.
+    fn caplen(&self, bytes: &[u8]) -> Option<usize> {
+        self.u32_at(bytes, 8).map(|len| len as usize)
+    }
+
+    /// The length of the plausible record at the start of `bytes`.
+    fn plausible(&self, bytes: &[u8]) -> Option<usize> {
+        let fraction = self.u32_at(bytes, 4)?;
+        let caplen = self.caplen(bytes)?;
+        let origlen = self.u32_at(bytes, 12)? as usize;
+        let len = self.header_len + caplen;
+        (fraction < self.max_fraction
+            && caplen <= self.max_caplen
+            && caplen <= origlen
+            && origlen <= MAX_RECORD.max(self.max_caplen) * 4
+            && len <= bytes.len())
+        .then_some(len)
+    }
+
+    /// Whether [`RESYNC_RUN`] plausible records (or plausible ones up to
+    /// the end of the file) start at `bytes`.
+    fn plausible_run(&self, bytes: &[u8]) -> bool {
+        let mut at = 0;
+        for _ in 0..RESYNC_RUN {
+            if at == bytes.len() {
+                return at > 0;
+            }
+            match self.plausible(&bytes[at..]) {
+                Some(len) => at += len,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// The largest pcapng block believed at the end of a file cut short.
+const MAX_BLOCK: usize = 16 << 20;
+
+/// Block types a pcapng file holds (SHB, IDB, PB, SPB, NRB, ISB, EPB, DSB,
+/// and the custom ones).
+const BLOCK_TYPES: [u32; 10] = [0x0a0d_0d0a, 1, 2, 3, 4, 5, 6, 0x0a, 0x0bad, 0x4000_0bad];
+
+fn u32_in(bytes: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(word)
+    } else {
+        u32::from_le_bytes(word)
+    })
+}
+
+/// The block total length a pcapng block at `bytes` claims.
+fn block_len(bytes: &[u8], big_endian: bool) -> Option<usize> {
+    u32_in(bytes, 4, big_endian).map(|len| len as usize)
+}
+
+/// Whether a block of `len` bytes fits at `bytes`: a multiple of four, at
+/// least the 12 bytes of type and both lengths, and the trailing length
+/// equal to the leading one.
+fn block_fits(bytes: &[u8], len: usize, big_endian: bool) -> bool {
+    len >= 12
+        && len.is_multiple_of(4)
+        && len <= bytes.len()
+        && u32_in(bytes, len - 4, big_endian) == Some(len as u32)
+}
+
+/// Whether [`RESYNC_RUN`] well-formed blocks of known types (or well-formed
+/// ones up to the end of the file) start at `bytes`.
+fn plausible_blocks(bytes: &[u8], big_endian: bool) -> bool {
+    let mut at = 0;
+    for _ in 0..RESYNC_RUN {
+        if at == bytes.len() {
+            return at > 0;
+        }
+        let rest = &bytes[at..];
+        let known = u32_in(rest, 0, big_endian).is_some_and(|t| BLOCK_TYPES.contains(&t));
+        match block_len(rest, big_endian) {
+            Some(len) if known && block_fits(rest, len, big_endian) => at += len,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// The per-interface facts needed to read an enhanced packet block.
 struct Interface {
     link: Option<LinkType>,
@@ -320,20 +476,60 @@ struct Interface {
     offset_seconds: i64,
 }
 
+/// pcapng option codes of an interface description block.
+mod option {
+    pub const IF_TSRESOL: u16 = 9;
+    pub const IF_TSOFFSET: u16 = 14;
+}
+
 impl Interface {
-    fn new(idb: &InterfaceDescriptionBlock<'_>) -> Interface {
-        Interface {
+    fn new(idb: &InterfaceDescriptionBlock<'_>, big_endian: bool) -> Interface {
+        let mut interface = Interface {
             link: LinkType::from_pcap(idb.linktype.0),
-            units_per_second: idb.ts_resolution().filter(|&r| r > 0).unwrap_or(1_000_000),
-            offset_seconds: idb.ts_offset(),
+            units_per_second: 1_000_000,
+            offset_seconds: 0,
+        };
+        for option in &idb.options {
+            let value = option
+                .value
+                .get(..usize::from(option.len))
+                .unwrap_or_default();
+            match (option.code.0, value) {
+                (option::IF_TSRESOL, &[resolution]) => {
+                    if let Some(units) = units_per_second(resolution) {
+                        interface.units_per_second = units;
+                    }
+                }
+                (option::IF_TSOFFSET, &[a, b, c, d, e, f, g, h]) => {
+                    let bytes = [a, b, c, d, e, f, g, h];
+                    interface.offset_seconds = if big_endian {
+                        i64::from_be_bytes(bytes)
+                    } else {
+                        i64::from_le_bytes(bytes)
+                    };
+                }
+                _ => {}
+            }
         }
+        interface
     }
 
     fn timestamp_ns(&self, epb: &EnhancedPacketBlock<'_>) -> u64 {
         let units = (u128::from(epb.ts_high) << 32) | u128::from(epb.ts_low);
-        let ns = units * 1_000_000_000 / u128::from(self.units_per_second)
-            + (self.offset_seconds as i128 * 1_000_000_000).max(0) as u128;
-        u64::try_from(ns).unwrap_or(u64::MAX)
+        let ns = (units * 1_000_000_000 / u128::from(self.units_per_second)) as i128
+            + i128::from(self.offset_seconds) * 1_000_000_000;
+        u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
+    }
+}
+
+/// `if_tsresol`: units per second, 10^n, or 2^n with the high bit set
+/// (pcapng §4.2); `None` for a resolution no u64 holds.
+fn units_per_second(resolution: u8) -> Option<u64> {
+    let exponent = u32::from(resolution & 0x7f);
+    if resolution & 0x80 != 0 {
+        1u64.checked_shl(exponent).filter(|_| exponent < 64)
+    } else {
+        10u64.checked_pow(exponent)
     }
 }
 

@@ -1,0 +1,282 @@
+//! Capture files as found in the wild: damaged records are counted and
+//! read past (legacy pcap and pcapng), a file cut short is read up to the
+//! cut, and pcapng timestamps follow `if_tsresol` (powers of ten and two)
+//! and `if_tsoffset` in either byte order, as tshark reads them.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use sipbeat::capture::pcap::PcapFile;
+use sipbeat_testkit::capture::{PcapngInterface, pcap, pcapng};
+
+fn bundled() -> std::path::PathBuf {
+    common::testdata().join("pcaps/suricata-verify/sip-method--sip.pcap")
+}
+
+/// The bundled capture's frames (Ethernet), 691 of them, 81 SIP.
+fn frames() -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    PcapFile::open(bundled())
+        .unwrap()
+        .for_each_frame(|frame| frames.push(frame.data.to_vec()))
+        .unwrap();
+    frames
+}
+
+/// Byte offsets of each record of a legacy pcap.
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        offsets.push(at);
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + caplen;
+    }
+    offsets
+}
+
+fn sipbeat_read(path: &Path) -> (Option<i32>, usize, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_sipbeat"))
+        .args(["read"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let events = output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    (
+        output.status.code(),
+        events,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn pcap_record_of_impossible_length_is_counted_and_read_past() {
+    let dir = common::ScratchDir::new("damaged-pcap");
+    let frames = frames();
+    let clean = pcap(
+        &frames
+            .iter()
+            .map(|f| (1_700_000_000_000_000, f.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let offsets = record_offsets(&clean);
+    assert_eq!(offsets.len(), 691);
+    // Record 300's caplen becomes 4 GiB: nothing after it was read before.
+    let mut damaged = clean.clone();
+    let at = offsets[300] + 8;
+    damaged[at..at + 4].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let path = dir.join("damaged.pcap");
+    std::fs::write(&path, &damaged).unwrap();
+    let (events, stats) = common::read_events(&path, &common::config_with_ports(&[5060]));
+    assert_eq!(stats.damaged_records, 1);
+    assert_eq!(stats.frames, 690, "only the damaged record is lost");
+    assert_eq!(
+        stats.damaged_bytes as usize,
+        offsets[301] - offsets[300],
+        "reading resumed at the next record"
+    );
+    assert!(events.len() >= 80, "{}", events.len());
+    let (code, cli_events, stderr) = sipbeat_read(&path);
+    assert_eq!(
+        code,
+        Some(2),
+        "the exit status says the capture was damaged: {stderr}"
+    );
+    assert_eq!(cli_events, events.len());
+    assert!(stderr.contains("is damaged: 1 places"), "{stderr}");
+    assert!(stderr.contains("damaged_records=1"), "{stderr}");
+
+    // Cut short at the end: read up to the cut, exit 0, no damage.
+    let path = dir.join("cut.pcap");
+    std::fs::write(&path, &clean[..clean.len() - 10]).unwrap();
+    let (code, events, stderr) = sipbeat_read(&path);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("cut short"), "{stderr}");
+    assert!(!stderr.contains("is damaged"), "{stderr}");
+    assert!(events >= 80);
+}
+
+#[test]
+fn pcapng_blocks_that_do_not_parse_are_counted_and_skipped() {
+    let dir = common::ScratchDir::new("damaged-pcapng");
+    let frames: Vec<(u64, Vec<u8>)> = frames()
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (1_700_000_000_000_000 + i as u64, f))
+        .collect();
+    for big_endian in [false, true] {
+        let clean = pcapng(big_endian, PcapngInterface::default(), &frames);
+        // Block offsets: walk the lengths.
+        let u32_at = |b: &[u8], at: usize| {
+            let w: [u8; 4] = b[at..at + 4].try_into().unwrap();
+            (if big_endian {
+                u32::from_be_bytes(w)
+            } else {
+                u32::from_le_bytes(w)
+            }) as usize
+        };
+        let mut blocks = Vec::new();
+        let mut at = 0;
+        while at < clean.len() {
+            blocks.push(at);
+            at += u32_at(&clean, at + 4);
+        }
+        assert_eq!(blocks.len(), 2 + frames.len());
+        // An EPB whose caplen is larger than its block.
+        let mut damaged = clean.clone();
+        let caplen_at = blocks[2 + 200] + 20;
+        let big = if big_endian {
+            60_000u32.to_be_bytes()
+        } else {
+            60_000u32.to_le_bytes()
+        };
+        damaged[caplen_at..caplen_at + 4].copy_from_slice(&big);
+        // And 37 bytes of junk between two blocks further on.
+        damaged.splice(blocks[2 + 400]..blocks[2 + 400], [0x5a; 37]);
+        let path = dir.join(format!("damaged-{big_endian}.pcapng"));
+        std::fs::write(&path, &damaged).unwrap();
+        let (_, stats) = common::read_events(&path, &common::config_with_ports(&[5060]));
+        assert_eq!(stats.damaged_records, 2, "big endian {big_endian}");
+        assert_eq!(stats.frames, 690, "big endian {big_endian}");
+        assert_eq!(
+            stats.damaged_bytes as usize,
+            blocks[2 + 201] - blocks[2 + 200] + 37,
+            "big endian {big_endian}"
+        );
+    }
+}
+
+/// Nanoseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.fffffffffZ`.
+fn rfc3339_ns(text: &str) -> i128 {
+    let number = |range: std::ops::Range<usize>| text[range].parse::<i128>().unwrap();
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    // Days from civil (proleptic Gregorian), March-based years.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + number(11..13) * 3600 + number(14..16) * 60 + number(17..19);
+    let fraction = text[20..text.len() - 1].to_string();
+    seconds * 1_000_000_000 + format!("{fraction:0<9}")[..9].parse::<i128>().unwrap()
+}
+
+/// tshark's `frame.time_epoch` of each frame, in nanoseconds.
+fn tshark_times(path: &Path) -> Option<Vec<i128>> {
+    let output = Command::new("tshark")
+        .args(["-r"])
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.time_epoch"])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| {
+                let (seconds, fraction) = line.trim().split_once('.').unwrap_or((line.trim(), "0"));
+                let fraction = format!("{fraction:0<9}");
+                seconds.parse::<i128>().unwrap() * 1_000_000_000
+                    + fraction[..9].parse::<i128>().unwrap()
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn pcapng_timestamps_follow_tsresol_and_tsoffset_as_tshark_does() {
+    let dir = common::ScratchDir::new("tsresol");
+    // One SIP frame, several times over, at different times.
+    let sip = frames()
+        .into_iter()
+        .find(|f| f.windows(8).any(|w| w == b"SIP/2.0 "))
+        .unwrap();
+    let cases: [(&str, bool, PcapngInterface, u64); 4] = [
+        // 2^-20 s units, an offset of a million seconds.
+        (
+            "binary",
+            false,
+            PcapngInterface {
+                tsresol: Some(0x80 | 20),
+                tsoffset: Some(1_000_000),
+            },
+            1 << 20,
+        ),
+        // Nanoseconds, big-endian section, a negative offset.
+        (
+            "nanos-be",
+            true,
+            PcapngInterface {
+                tsresol: Some(9),
+                tsoffset: Some(-5),
+            },
+            1_000_000_000,
+        ),
+        // Milliseconds, no offset.
+        (
+            "millis",
+            false,
+            PcapngInterface {
+                tsresol: Some(3),
+                tsoffset: None,
+            },
+            1000,
+        ),
+        // The default: microseconds, and an offset in a big-endian section.
+        (
+            "micros-be",
+            true,
+            PcapngInterface {
+                tsresol: None,
+                tsoffset: Some(86_400),
+            },
+            1_000_000,
+        ),
+    ];
+    for (name, big_endian, interface, units_per_second) in cases {
+        let frames: Vec<(u64, Vec<u8>)> = (0..5u64)
+            .map(|i| {
+                (
+                    1_700_000_000 * units_per_second + i * (units_per_second / 7 + 3),
+                    sip.clone(),
+                )
+            })
+            .collect();
+        let path = dir.join(format!("{name}.pcapng"));
+        std::fs::write(&path, pcapng(big_endian, interface, &frames)).unwrap();
+        let (events, _) = common::read_events(&path, &common::config_with_ports(&[5060]));
+        let ours: Vec<i128> = events
+            .iter()
+            .map(|e| rfc3339_ns(e["sip"]["timestamp"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ours.len(), 5, "{name}");
+        // What the spec says, computed here.
+        for (i, (units, _)) in frames.iter().enumerate() {
+            let expected = i128::from(*units) * 1_000_000_000 / i128::from(units_per_second)
+                + i128::from(interface.tsoffset.unwrap_or(0)) * 1_000_000_000;
+            assert_eq!(ours[i], expected, "{name} frame {i}");
+        }
+        match tshark_times(&path) {
+            Some(theirs) => {
+                assert_eq!(theirs.len(), 5, "{name}");
+                for (ours, theirs) in ours.iter().zip(&theirs) {
+                    assert!(
+                        (ours - theirs).abs() <= 1_000,
+                        "{name}: ours {ours}, tshark {theirs}"
+                    );
+                }
+            }
+            None => common::missing("tshark"),
+        }
+    }
+}
