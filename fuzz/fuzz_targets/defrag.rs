@@ -10,7 +10,7 @@ use sipbeat::reassemble::defrag::Defragmenter;
 fuzz_target!(|data: &[u8]| {
     let config = ReassemblyConfig {
         fragment_max_datagrams: 4,
-        fragment_max_bytes: 65_535,
+        fragment_max_bytes: 131_072,
         fragment_timeout_secs: 3,
         ..ReassemblyConfig::default()
     };

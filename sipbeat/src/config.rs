@@ -340,13 +340,20 @@ impl FileConfig {
                 e.utf8_error().valid_up_to()
             ))
         })?;
-        if let Some(line) = nesting_too_deep(&text) {
-            return Err(refused(format!(
-                "nested deeper than {MAX_CONFIG_DEPTH} levels at line {line}"
-            )));
+        FileConfig::from_yaml(&shown, &text)
+    }
+
+    /// Parses the YAML of the config named `shown`, refusing nesting deeper
+    /// than [`MAX_CONFIG_DEPTH`] before the parser sees it.
+    pub fn from_yaml(shown: &str, text: &str) -> Result<FileConfig, ConfigError> {
+        if let Some(line) = nesting_too_deep(text) {
+            return Err(ConfigError::Refused {
+                path: shown.to_string(),
+                reason: format!("nested deeper than {MAX_CONFIG_DEPTH} levels at line {line}"),
+            });
         }
-        FileConfig::parse(&text).map_err(|error| ConfigError::Parse {
-            path: shown.clone(),
+        FileConfig::parse(text).map_err(|error| ConfigError::Parse {
+            path: shown.to_string(),
             error,
         })
     }

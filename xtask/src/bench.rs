@@ -236,8 +236,93 @@ fn peak_rss(sipbeat: &str, pcap: &str, extra: &[&str]) -> Result<(u64, Duration,
     Ok((kib, elapsed, log))
 }
 
+/// The capture of `count` units of a hostile `pattern` (made once).
+fn generate_flood_pattern(pattern: callgen::Flood, count: usize) -> Result<PathBuf> {
+    let path = root()
+        .join("bench-data")
+        .join(format!("flood-{}-{count}.pcap", pattern.name()));
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(path.parent().expect("in bench-data"))?;
+    let partial = path.with_extension("pcap.partial");
+    let mut out = BufWriter::new(File::create(&partial)?);
+    callgen::write_flood_pattern(&mut out, pattern, count)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
+/// The byte caps the hostile patterns run under.
+const FLOOD_CAP: usize = 8 << 20;
+/// Resident memory of a run beyond its caps: the binary, the allocator,
+/// stream and datagram entries (measured for the defaults, with room).
+const FLOOD_BASELINE_MIB: u64 = 48;
+
+/// The hostile patterns: peak RSS and CPU time of each; the caps hold
+/// within a fixed baseline and empty fragments cost no more than a few
+/// times ordinary ones.
+fn flood_patterns(sipbeat: &str) -> Result<()> {
+    let config = root().join("bench-data/flood-caps.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "reassembly:\n  tcp_max_buffered_bytes: {FLOOD_CAP}\n  fragment_max_bytes: {FLOOD_CAP}\n"
+        ),
+    )?;
+    let config = config.to_str().context("UTF-8 path")?;
+    println!("| pattern | units | capture | peak RSS | time | counters |");
+    println!("|---|---|---|---|---|---|");
+    let mut seconds = Vec::new();
+    for (pattern, count) in [
+        (callgen::Flood::EmptyFragments, 50_000),
+        (callgen::Flood::OrdinaryFragments, 50_000),
+        (callgen::Flood::RetainedBuffers, 1_000),
+        (callgen::Flood::OutOfOrder, 10_000),
+    ] {
+        let pcap = generate_flood_pattern(pattern, count)?;
+        let size = std::fs::metadata(&pcap)?.len();
+        let (kib, elapsed, log) = peak_rss(
+            sipbeat,
+            pcap.to_str().context("UTF-8 path")?,
+            &["-c", config],
+        )?;
+        let counters: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with("sipbeat: tcp:") || l.starts_with("sipbeat: ip fragments:"))
+            .map(|l| l.trim_start_matches("sipbeat: "))
+            .collect();
+        println!(
+            "| {} | {count} | {:.1} MB | {} MiB | {:.2} s | {} |",
+            pattern.name(),
+            size as f64 / 1e6,
+            kib / 1024,
+            elapsed.as_secs_f64(),
+            counters.join("; ")
+        );
+        if kib / 1024 > (FLOOD_CAP as u64 >> 20) + FLOOD_BASELINE_MIB {
+            bail!(
+                "{}: peak RSS {} MiB is over the {} MiB cap plus the {FLOOD_BASELINE_MIB} MiB baseline",
+                pattern.name(),
+                kib / 1024,
+                FLOOD_CAP >> 20
+            );
+        }
+        seconds.push(elapsed.as_secs_f64());
+    }
+    // Wall time includes process start; the margin is wide on purpose.
+    let ratio = seconds[0] / seconds[1];
+    println!("empty / ordinary fragments: {ratio:.2}× the time");
+    if ratio > 5.0 {
+        bail!("50,000 empty fragments took {ratio:.1}× as long as 50,000 ordinary ones");
+    }
+    Ok(())
+}
+
 /// `cargo xtask bench-flood [N]`: N half-open TCP streams and N unfinished
-/// fragment chains; peak RSS stays under the configured limits.
+/// fragment chains under the default limits, then the hostile patterns
+/// (empty fragments, retained buffers, out-of-order segments) under 8 MiB
+/// caps; peak RSS stays under the limits.
 pub fn flood(count: usize) -> Result<()> {
     crate::setup::test_dependencies()?;
     let sipbeat = &release_sipbeat()?;
@@ -263,7 +348,7 @@ pub fn flood(count: usize) -> Result<()> {
     if kib > 256 * 1024 {
         bail!("peak RSS {} MiB exceeds 256 MiB", kib / 1024);
     }
-    Ok(())
+    flood_patterns(sipbeat)
 }
 
 /// `cargo xtask bench-kafka [MESSAGES]`: the benchmark capture into tansu

@@ -304,6 +304,118 @@ pub fn write_flood_pcap(
     Ok(())
 }
 
+/// Hostile traffic for `cargo xtask bench-flood`, each pattern a few lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flood {
+    /// `count` non-final IPv4 fragments without payload, all of one
+    /// datagram, at spread offsets (after one real first fragment).
+    EmptyFragments,
+    /// `count` ordinary 8-byte first fragments of distinct datagrams: the
+    /// yardstick for [`Flood::EmptyFragments`].
+    OrdinaryFragments,
+    /// `count` TCP streams, each carrying one whole 250 KB message in
+    /// 1,460-byte segments: buffers that grow, then are consumed.
+    RetainedBuffers,
+    /// `count` TCP streams, each with 63 one-byte segments ahead of a hole.
+    OutOfOrder,
+}
+
+impl Flood {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flood::EmptyFragments => "empty-fragments",
+            Flood::OrdinaryFragments => "ordinary-fragments",
+            Flood::RetainedBuffers => "retained-buffers",
+            Flood::OutOfOrder => "out-of-order",
+        }
+    }
+}
+
+/// Writes `count` units of `pattern` as a nanosecond pcap.
+pub fn write_flood_pattern(
+    out: &mut impl Write,
+    pattern: Flood,
+    count: usize,
+) -> std::io::Result<()> {
+    out.write_all(&0xa1b2_3c4du32.to_le_bytes())?;
+    out.write_all(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
+    out.write_all(&262_144u32.to_le_bytes())?;
+    out.write_all(&1u32.to_le_bytes())?;
+    let mut clock_ns: u64 = 1_764_000_000_000_000_000;
+    let callee = Endpoint {
+        ip: [172, 16, 0, 1],
+        port: 5060,
+        number: String::new(),
+    };
+    let caller = |i: usize| Endpoint {
+        ip: [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+        port: 1024 + (i % 60_000) as u16,
+        number: String::new(),
+    };
+    match pattern {
+        Flood::EmptyFragments => {
+            let from = caller(1);
+            write_ipv4_frame(out, clock_ns, &from, &callee, 17, (7, 0x2000), &[0x5a; 8])?;
+            for i in 0..count {
+                clock_ns += 1_000;
+                let offset = (1 + i % 8000) as u16;
+                write_ipv4_frame(out, clock_ns, &from, &callee, 17, (7, 0x2000 | offset), &[])?;
+            }
+        }
+        Flood::OrdinaryFragments => {
+            let from = caller(1);
+            for i in 0..count {
+                clock_ns += 1_000;
+                write_ipv4_frame(
+                    out,
+                    clock_ns,
+                    &from,
+                    &callee,
+                    17,
+                    (i as u16, 0x2000),
+                    &[0x5a; 8],
+                )?;
+            }
+        }
+        Flood::RetainedBuffers => {
+            const BODY: usize = 250_000;
+            let head = format!(
+                "MESSAGE sip:b@172.16.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKf\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: flood\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: {BODY}\r\n\r\n"
+            );
+            let message = [head.as_bytes(), &[b'x'; BODY]].concat();
+            for i in 0..count {
+                let from = caller(i);
+                clock_ns += 1_000;
+                write_tcp_frame(out, clock_ns, &from, &callee, 0, 0x02, &[])?;
+                for (n, chunk) in message.chunks(1460).enumerate() {
+                    clock_ns += 1_000;
+                    write_tcp_frame(
+                        out,
+                        clock_ns,
+                        &from,
+                        &callee,
+                        1 + (n * 1460) as u32,
+                        0x18,
+                        chunk,
+                    )?;
+                }
+            }
+        }
+        Flood::OutOfOrder => {
+            for i in 0..count {
+                let from = caller(i);
+                clock_ns += 1_000;
+                write_tcp_frame(out, clock_ns, &from, &callee, 0, 0x02, &[])?;
+                for n in 0..63u32 {
+                    clock_ns += 1_000;
+                    write_tcp_frame(out, clock_ns, &from, &callee, 100 + 2 * n, 0x18, b"x")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn write_tcp_frame(
     out: &mut impl Write,
     ns: u64,

@@ -20,6 +20,28 @@ const TARGETS: &[&str] = &[
     "tcp_reassembly",
     "defrag",
     "json_escape",
+    "capture_file",
+    "config",
+];
+
+/// Config seeds: the shapes of the README's and the DaemonSet's configs.
+const CONFIG_SEEDS: &[(&str, &str)] = &[
+    (
+        "protocols",
+        "protocols:\n  - type: sip\n    ports: [5060, 5080]\n    parse_authorization: true\n    parse_body: false\n    keep_original: true\n    transport_protocol: both\n",
+    ),
+    (
+        "output-file",
+        "output:\n  file:\n    path: /var/log/sipbeat/events.ndjson\nreassembly:\n  tcp_max_streams: 100000\n  fragment_timeout_secs: 30\n",
+    ),
+    (
+        "kafka",
+        "output:\n  kafka:\n    brokers: [\"kafka-1:9092\", \"kafka-2:9092\"]\n    topic: sipbeat-%{[sip.method]}\n    compression: lz4\n    acks: all\n    options:\n      security.protocol: SASL_SSL\n",
+    ),
+    (
+        "capture",
+        "capture:\n  interfaces: [eth0, eth1]\n  mode: host\n  ring_size: 33554432\n  vxlan_ports: [4789, 8472]\n  geneve_ports: [6081]\n",
+    ),
 ];
 
 fn have_cargo_fuzz() -> bool {
@@ -153,6 +175,19 @@ fn seed() -> Result<()> {
         fragments.extend_from_slice(chunk);
     }
     write_seed(&corpus.join("defrag"), "two-fragments", &fragments)?;
+    for (name, yaml) in CONFIG_SEEDS {
+        write_seed(&corpus.join("config"), name, yaml.as_bytes())?;
+    }
+    // Whole small captures, for the file readers.
+    for (index, capture) in captures().iter().enumerate() {
+        if std::fs::metadata(capture).is_ok_and(|m| m.len() <= 64 << 10) {
+            write_seed(
+                &corpus.join("capture_file"),
+                &format!("c{index}"),
+                &std::fs::read(capture)?,
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -115,6 +115,31 @@ impl PcapFile {
         Ok(PcapFile { path, map })
     }
 
+    /// A capture held in memory (fuzzing, and input that is no file), read
+    /// like a mapped file: the bytes are copied once into an anonymous
+    /// mapping. `label` names it in errors.
+    pub fn from_bytes(label: impl Into<PathBuf>, bytes: &[u8]) -> Result<PcapFile, CaptureError> {
+        let path = label.into();
+        let head: [u8; 4] = bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| CaptureError::NotACapture { path: path.clone() })?;
+        if head != PCAPNG_MAGIC && !PCAP_MAGICS.contains(&head) {
+            return Err(CaptureError::NotACapture { path });
+        }
+        let mut map =
+            memmap2::MmapMut::map_anon(bytes.len()).map_err(|error| CaptureError::Open {
+                path: path.clone(),
+                error,
+            })?;
+        map.copy_from_slice(bytes);
+        let map = map.make_read_only().map_err(|error| CaptureError::Open {
+            path: path.clone(),
+            error,
+        })?;
+        Ok(PcapFile { path, map })
+    }
+
     /// The file's path, as given to [`PcapFile::open`].
     pub fn path(&self) -> &Path {
         &self.path

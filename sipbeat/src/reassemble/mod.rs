@@ -71,8 +71,8 @@ impl ReassemblyConfig {
                 "fragment_max_datagrams must be at least 1",
             ),
             (
-                self.fragment_max_bytes < 65_535,
-                "fragment_max_bytes must hold one whole datagram (65535)",
+                self.fragment_max_bytes < 131_072,
+                "fragment_max_bytes must hold one whole datagram and its bookkeeping (131072)",
             ),
             (
                 self.fragment_timeout_secs == 0,
