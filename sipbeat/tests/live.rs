@@ -538,6 +538,20 @@ fn host_mode_on_the_sip_servers_own_interface_takes_nothing_and_sees_both_direct
     let interface = topology.link("b");
     // Defaults: no mode given is host mode, on the interface sipp's UAS uses.
     let sensor = Sensor::start(&topology, "s", &interface, &dir);
+    // The truth: tcpdump on the peer's end of the link.
+    let truth = dir.join("peer.pcap");
+    let tcpdump = Background(
+        topology
+            .in_ns("u", "tcpdump")
+            .args(["-i", &topology.link("a"), "-U", "-n", "-w"])
+            .arg(&truth)
+            .args(["tcp or udp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
     let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
     let udp_messages = sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 20);
     let tcp_uas = sipp_uas(&topology, &dir, &["-sn", "uas", "-t", "t1"], 5062);
@@ -546,6 +560,15 @@ fn host_mode_on_the_sip_servers_own_interface_takes_nothing_and_sees_both_direct
     other_traffic_flows(&topology);
     std::thread::sleep(Duration::from_secs(2));
     let (events, log) = sensor.stop();
+    sh(&["kill", "-INT", &tcpdump.0.id().to_string()]);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(tcpdump);
+    let (on_the_wire, _) = common::read_events(&truth, &common::config_with_ports(&[5060, 5062]));
+    assert_eq!(
+        message_multiset(&events),
+        message_multiset(&on_the_wire),
+        "every SIP message tcpdump saw on the peer is one event, and nothing else\n{log}"
+    );
     // sipp's UAC counts every message of its calls: sent, received, resent.
     assert_eq!(udp_messages, 20 * 6, "every UDP call completed: {log}");
     assert_eq!(tcp_messages, 10 * 6, "every TCP call completed: {log}");
