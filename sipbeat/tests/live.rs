@@ -624,6 +624,19 @@ fn host_mode_on_the_sip_servers_own_interface_takes_nothing_and_sees_both_direct
     let (_, log) = forced.stop();
     assert!(log.contains("mirror mode"), "{log}");
 
+    // Two interfaces in one process: the UAS's link, and the SPAN port its
+    // traffic is mirrored to (egress there): every message is seen twice.
+    let both = format!("{interface},{}", topology.link("x"));
+    let _ = std::fs::remove_file(dir.join("events-s.ndjson"));
+    let sensor = Sensor::start(&topology, "s", &both, &dir);
+    let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
+    let messages = sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 5);
+    std::thread::sleep(Duration::from_secs(1));
+    let (events, log) = sensor.stop();
+    drop(uas);
+    assert_eq!(events.len() as u64, 2 * messages, "{log}");
+    assert!(log.contains(&format!("capturing SIP on {both}")), "{log}");
+
     // kill -9 of the sensor: everything still flows.
     let mut killed = Sensor::start(&topology, "s", &interface, &dir);
     sh(&["kill", "-KILL", &killed.child.id().to_string()]);
