@@ -136,5 +136,26 @@ fn test() -> Result<()> {
             .env("SIPBEAT_REQUIRE_ORACLES", "1"),
     )?;
     fuzz::run(TEST_FUZZ_SECONDS)?;
-    pgo::check()
+    pgo::check()?;
+    release_binary_is_sipbeat()
+}
+
+/// The `target/release/sipbeat` a run leaves behind is sipbeat itself (it
+/// once was the eBPF crate's empty host build of the same name).
+fn release_binary_is_sipbeat() -> Result<()> {
+    run_command(Command::new("cargo").args(["build", "--release", "--quiet", "--workspace"]))?;
+    let binary = root().join("target/release/sipbeat");
+    let output = Command::new(&binary)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let version = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || !version.starts_with("sipbeat ") {
+        bail!(
+            "{} --version printed {version:?}: not the sipbeat binary",
+            binary.display()
+        );
+    }
+    eprintln!("xtask: {} is {}", binary.display(), version.trim());
+    Ok(())
 }

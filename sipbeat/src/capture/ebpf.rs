@@ -26,7 +26,7 @@ use sipbeat_common::{
 use super::AttachMode;
 
 /// The object built from `sipbeat-ebpf`.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipbeat"));
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipbeat-ebpf"));
 
 /// Why live capture could not start.
 #[derive(Debug, thiserror::Error)]
