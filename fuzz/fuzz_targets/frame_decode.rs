@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sipbeat::capture::{Frame, LinkType};
-use sipbeat::config::TransportProtocol;
+use sipbeat::pipeline::TransportProtocol;
 use sipbeat::event::{Agent, EcsConfig};
 use sipbeat::output::{EventMeta, OutputError, Sink};
 use sipbeat::pipeline::{Pipeline, PipelineConfig, PortSet};

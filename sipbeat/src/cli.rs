@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 #[cfg(feature = "xdp")]
 use crate::capture::{AttachMode, CaptureMode};
-use crate::config::{CaptureOverrides, Overrides, TransportProtocol};
+use crate::config::{CaptureOverrides, Overrides};
 use crate::output::Output;
+use crate::pipeline::TransportProtocol;
 
 /// Passive SIP sensor: SIP packets in, Packetbeat-compatible ECS events out.
 #[derive(Debug, Parser)]

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::capture::{AttachMode, CaptureConfig, CaptureMode};
 use crate::event::EcsConfig;
 use crate::output::Output;
+pub use crate::pipeline::TransportProtocol;
 use crate::pipeline::{PipelineConfig, PortSet};
 use crate::reassemble::ReassemblyConfig;
 
@@ -94,17 +95,6 @@ fn nesting_too_deep(text: &str) -> Option<usize> {
         }
     }
     None
-}
-
-/// Which transports carry the SIP to decode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportProtocol {
-    Udp,
-    Tcp,
-    /// Both at once (Packetbeat needs one config per transport).
-    #[default]
-    Both,
 }
 
 /// The config file.
@@ -277,15 +267,18 @@ impl Config {
                 .or(block.keep_original)
                 .unwrap_or(defaults.keep_original),
         };
-        let output = overrides.output.unwrap_or(match file.output {
-            None | Some(OutputConfig::Stdout {}) => Output::Stdout,
-            Some(OutputConfig::File { path }) => Output::File(path),
+        // The file's output is looked at only when no flag replaces it: an
+        // output the flag overrides cannot fail the run.
+        let output = match (overrides.output, file.output) {
+            (Some(output), _) => output,
+            (None, None | Some(OutputConfig::Stdout {})) => Output::Stdout,
+            (None, Some(OutputConfig::File { path })) => Output::File(path),
             #[cfg(feature = "kafka")]
-            Some(OutputConfig::Kafka(kafka)) => {
+            (None, Some(OutputConfig::Kafka(kafka))) => {
                 kafka.validate().map_err(ConfigError::Invalid)?;
                 Output::Kafka(kafka)
             }
-        });
+        };
         Ok(Config {
             sip: SipConfig {
                 ports,
@@ -414,6 +407,19 @@ output:
         assert_eq!(config.sip.ecs, EcsConfig::default());
         assert_eq!(config.sip.transport, TransportProtocol::Both);
         assert_eq!(config.reassembly, ReassemblyConfig::default());
+        assert_eq!(config.output, Output::Stdout);
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn an_output_flag_replaces_a_broken_file_output() {
+        let broken = "output:\n  kafka:\n    brokers: []\n    topic: sip\n";
+        assert!(Config::build(FileConfig::parse(broken).unwrap(), Overrides::default()).is_err());
+        let overrides = Overrides {
+            output: Some(Output::Stdout),
+            ..Overrides::default()
+        };
+        let config = Config::build(FileConfig::parse(broken).unwrap(), overrides).unwrap();
         assert_eq!(config.output, Output::Stdout);
     }
 

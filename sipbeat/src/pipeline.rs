@@ -5,7 +5,6 @@
 //! datagrams and TCP bytes that must wait for the rest of their message.
 
 use crate::capture::Frame;
-use crate::config::TransportProtocol;
 use crate::decode::{self, Packet, Transport, TunnelPorts, protocol};
 use crate::event::community_id::FlowKey;
 use crate::event::{Agent, Context, EcsConfig, EventBuilder};
@@ -15,6 +14,17 @@ use crate::reassemble::defrag::Defragmenter;
 use crate::reassemble::tcp::{StreamConsumer, StreamKey, TcpReassembler};
 use crate::sip::{self, Framing, HeaderSlots, Message, StartLine, Status};
 use crate::stats::Stats;
+
+/// Which transports carry the SIP to decode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportProtocol {
+    Udp,
+    Tcp,
+    /// Both at once (Packetbeat needs one config per transport).
+    #[default]
+    Both,
+}
 
 /// A set of ports as a bitmap: one load and a mask per lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,10 +25,10 @@ use crate::capture::ebpf::{self, FilterSettings, Programs};
 use crate::capture::ring::HostRing;
 use crate::capture::xsk::{XskConfig, XskSocket, XskStats};
 use crate::capture::{CaptureMode, Frame, LinkType};
-use crate::config::{Config, TransportProtocol};
+use crate::config::Config;
 use crate::event::Agent;
 use crate::output::OutputError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, TransportProtocol};
 use crate::stats::Stats;
 
 /// What one worker reports to the control plane.
