@@ -3,7 +3,7 @@
 //!
 //! The shipped build targets x86-64-v3 (AVX2, BMI1/2, FMA, LZCNT, MOVBE:
 //! every x86 server since 2013–2015, and RHEL 10's baseline), 4 % less CPU
-//! per message than the portable x86-64 build (BENCHMARKS.md). Such a binary
+//! per message than the portable x86-64 build (benchmarks/history.md). Such a binary
 //! on an older CPU would die of an illegal instruction somewhere in the
 //! pipeline; [`missing_features`] lets `main` refuse to start instead, with
 //! the features named. It runs before anything else and only calls std's

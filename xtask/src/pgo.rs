@@ -3,13 +3,13 @@
 //!
 //! An instrumented build reads a training set, `llvm-profdata` merges what
 //! it counted, and a second build lays out and inlines the hot paths by
-//! those counts (−10 to −14 % CPU per message, BENCHMARKS.md). The training
+//! those counts (−10 to −14 % CPU per message, benchmarks/history.md). The training
 //! set is the bundled real-world captures (`testdata/pcaps`, many times
 //! over) and a generated capture of carrier calls whose seed differs from
 //! the benchmark capture's: the benchmark never trains its own binary.
 //!
 //! It is compiled for x86-64-v3 unless `--cpu` says otherwise (4 % less CPU
-//! per message than for the portable baseline, BENCHMARKS.md); the binary
+//! per message than for the portable baseline, benchmarks/history.md); the binary
 //! refuses to start on a CPU without those instructions (`sipbeat::cpu`).
 
 use std::path::{Path, PathBuf};
@@ -67,7 +67,7 @@ pub fn build(cpu: &str) -> Result<PathBuf> {
             .arg(&profiles),
     )?;
     // Ext-TSP orders each function's blocks by the profile's branch
-    // counts (what BOLT does after linking; −1 % CPU time, BENCHMARKS.md).
+    // counts (what BOLT does after linking; −1 % CPU time, benchmarks/history.md).
     cargo_build(
         &pgo.join("optimised"),
         &host,

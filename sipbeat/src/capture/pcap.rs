@@ -109,7 +109,7 @@ impl PcapFile {
         // system, THP not `never`), a file read in from disk lands in the
         // page cache as 2 MiB folios that are mapped with one page-table
         // entry each instead of 512: reading the benchmark capture took
-        // 6 % less CPU time, most of the kernel's share gone (BENCHMARKS.md).
+        // 6 % less CPU time, most of the kernel's share gone (benchmarks/history.md).
         // A file already cached in small pages is mapped as it is.
         let _ = map.advise(Advice::HugePage);
         Ok(PcapFile { path, map })
@@ -190,7 +190,7 @@ impl PcapFile {
             *released = read;
             // Map the window after the one being read in one call, rather
             // than a page fault every few pages when it is reached (less
-            // CPU time reading the benchmark capture: BENCHMARKS.md).
+            // CPU time reading the benchmark capture: benchmarks/history.md).
             // Failing (kernels before 5.14) only costs speed.
             let ahead = (read + WINDOW).min(self.map.len());
             let len = WINDOW.min(self.map.len() - ahead);

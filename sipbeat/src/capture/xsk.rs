@@ -371,7 +371,7 @@ impl XskSocket {
             // The kernel wrote the next frame, on another core: fetch all of
             // its lines (and its page's translation) while this one is
             // parsed. 2.08–2.32 M instead of 1.96–2.03 M frames through in
-            // 3 s at 800 k/s offered (BENCHMARKS.md, session 4).
+            // 3 s at 800 k/s offered (benchmarks/history.md, session 4).
             if i + 1 < count {
                 self.prefetch(&desc_at(i + 1));
             }

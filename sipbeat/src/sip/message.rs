@@ -150,7 +150,7 @@ impl<'a> Message<'a> {
     /// borrows both. Leading CRLFs (keep-alives, RFC 3261 §7.5) are skipped.
     // Inlined into its callers (datagrams, stream framing) so the message
     // (over 800 bytes) is built where it is used rather than copied out:
-    // 1.5–2.4 % less CPU time (BENCHMARKS.md).
+    // 1.5–2.4 % less CPU time (benchmarks/history.md).
     #[inline(always)]
     pub fn parse<'b: 'a>(
         buf: &'b [u8],

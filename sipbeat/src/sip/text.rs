@@ -57,7 +57,7 @@ impl Class {
 /// Length of the run of `class` bytes at the start of `bytes`, sixteen
 /// bytes classified at a time with a dozen compares. For parameter values
 /// and hosts (branches, tags, addresses) this beat a lookup and a branch per
-/// byte, whose exit at the run's end is hard to predict (BENCHMARKS.md); for
+/// byte, whose exit at the run's end is hard to predict (benchmarks/history.md); for
 /// tokens of a few bytes (methods, names) it did not, so there is no class
 /// for them.
 #[inline]

@@ -220,7 +220,7 @@ impl ProducerContext for Callbacks {
 }
 
 /// Publishes events to Kafka. One per process: librdkafka batches per
-/// partition across everything sent through it (see BENCHMARKS.md).
+/// partition across everything sent through it (see benchmarks/history.md).
 pub struct KafkaSink {
     config: KafkaConfig,
     producer: ThreadedProducer<Callbacks>,
