@@ -199,16 +199,25 @@ fn messages_in(summary: &str) -> usize {
 /// Writes `bench-data/flood-N.pcap` (N half-open streams, N unfinished
 /// fragment chains) unless it exists.
 fn generate_flood(count: usize) -> Result<PathBuf> {
-    let path = root()
-        .join("bench-data")
-        .join(format!("flood-{count}.pcap"));
+    write_once(&format!("flood-{count}.pcap"), |out| {
+        callgen::write_flood_pcap(out, count, count)
+    })
+}
+
+/// `bench-data/NAME`, written by `write` through a partial file unless it
+/// exists already.
+fn write_once(
+    name: &str,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<PathBuf> {
+    let path = root().join("bench-data").join(name);
     if path.exists() {
         return Ok(path);
     }
     std::fs::create_dir_all(path.parent().expect("in bench-data"))?;
-    let partial = path.with_extension("pcap.partial");
+    let partial = path.with_extension("partial");
     let mut out = BufWriter::new(File::create(&partial)?);
-    callgen::write_flood_pcap(&mut out, count, count)?;
+    write(&mut out)?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&partial, &path)?;
     Ok(path)
@@ -238,19 +247,9 @@ fn peak_rss(sipbeat: &str, pcap: &str, extra: &[&str]) -> Result<(u64, Duration,
 
 /// The capture of `count` units of a hostile `pattern` (made once).
 fn generate_flood_pattern(pattern: callgen::Flood, count: usize) -> Result<PathBuf> {
-    let path = root()
-        .join("bench-data")
-        .join(format!("flood-{}-{count}.pcap", pattern.name()));
-    if path.exists() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(path.parent().expect("in bench-data"))?;
-    let partial = path.with_extension("pcap.partial");
-    let mut out = BufWriter::new(File::create(&partial)?);
-    callgen::write_flood_pattern(&mut out, pattern, count)?;
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&partial, &path)?;
-    Ok(path)
+    write_once(&format!("flood-{}-{count}.pcap", pattern.name()), |out| {
+        callgen::write_flood_pattern(out, pattern, count)
+    })
 }
 
 /// The byte caps the hostile patterns run under.

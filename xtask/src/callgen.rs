@@ -251,10 +251,7 @@ pub fn write_flood_pcap(
     streams: usize,
     chains: usize,
 ) -> std::io::Result<()> {
-    out.write_all(&0xa1b2_3c4du32.to_le_bytes())?;
-    out.write_all(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
-    out.write_all(&65535u32.to_le_bytes())?;
-    out.write_all(&1u32.to_le_bytes())?;
+    write_nanosecond_pcap_header(out)?;
     let mut rng = Rng(0xf100_d5ee_d000_0001);
     let mut clock_ns: u64 = 1_764_000_000_000_000_000;
     let callee = Endpoint {
@@ -337,10 +334,7 @@ pub fn write_flood_pattern(
     pattern: Flood,
     count: usize,
 ) -> std::io::Result<()> {
-    out.write_all(&0xa1b2_3c4du32.to_le_bytes())?;
-    out.write_all(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
-    out.write_all(&262_144u32.to_le_bytes())?;
-    out.write_all(&1u32.to_le_bytes())?;
+    write_nanosecond_pcap_header(out)?;
     let mut clock_ns: u64 = 1_764_000_000_000_000_000;
     let callee = Endpoint {
         ip: [172, 16, 0, 1],
@@ -414,6 +408,14 @@ pub fn write_flood_pattern(
         }
     }
     Ok(())
+}
+
+/// The header of a little-endian, nanosecond, Ethernet pcap.
+fn write_nanosecond_pcap_header(out: &mut impl Write) -> std::io::Result<()> {
+    out.write_all(&0xa1b2_3c4du32.to_le_bytes())?;
+    out.write_all(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
+    out.write_all(&262_144u32.to_le_bytes())?;
+    out.write_all(&1u32.to_le_bytes())
 }
 
 fn write_tcp_frame(

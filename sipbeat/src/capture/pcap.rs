@@ -79,6 +79,13 @@ const PCAP_MAGICS: [[u8; 4]; 6] = [
 ];
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
+/// Whether `bytes` open with a pcap or pcapng magic number.
+fn starts_like_a_capture(bytes: &[u8]) -> bool {
+    bytes
+        .get(..4)
+        .is_some_and(|head| head == PCAPNG_MAGIC || PCAP_MAGICS.iter().any(|m| m == head))
+}
+
 impl PcapFile {
     /// Maps `path` and checks that it starts like a capture file.
     pub fn open(path: impl AsRef<Path>) -> Result<PcapFile, CaptureError> {
@@ -96,11 +103,7 @@ impl PcapFile {
         // file rewritten underneath us yields wrong bytes, never unsoundness in
         // code that only reads through bounds-checked slices.
         let map = unsafe { Mmap::map(&file) }.map_err(open_error)?;
-        let head: [u8; 4] = map
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| CaptureError::NotACapture { path: path.clone() })?;
-        if head != PCAPNG_MAGIC && !PCAP_MAGICS.contains(&head) {
+        if !starts_like_a_capture(&map) {
             return Err(CaptureError::NotACapture { path });
         }
         // Read-ahead helps; failing to advise only costs speed.
@@ -120,11 +123,7 @@ impl PcapFile {
     /// mapping. `label` names it in errors.
     pub fn from_bytes(label: impl Into<PathBuf>, bytes: &[u8]) -> Result<PcapFile, CaptureError> {
         let path = label.into();
-        let head: [u8; 4] = bytes
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| CaptureError::NotACapture { path: path.clone() })?;
-        if head != PCAPNG_MAGIC && !PCAP_MAGICS.contains(&head) {
+        if !starts_like_a_capture(bytes) {
             return Err(CaptureError::NotACapture { path });
         }
         let mut map =
