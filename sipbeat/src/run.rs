@@ -206,13 +206,7 @@ fn stats_line(
     });
     let mut line = format!("sipbeat: kernel: {kernel}\n");
     if mode == CaptureMode::Mirror {
-        line.push_str(&format!(
-            "sipbeat: rings: rx_dropped={} rx_ring_full={} rx_fill_ring_empty={} rx_invalid={}\n",
-            rings.rx_dropped,
-            rings.rx_ring_full,
-            rings.rx_fill_ring_empty_descs,
-            rings.rx_invalid_descs
-        ));
+        line.push_str(&format!("sipbeat: rings: {}\n", rings.line()));
     }
     line.push_str(&stats.summary(Duration::ZERO));
     for output in outputs {

@@ -3,6 +3,47 @@
 //! Each worker owns a [`Stats`] and bumps plain integers (no atomics on the
 //! hot path); totals are summed with `+=` and printed by [`Stats::summary`].
 
+/// Declares a struct of `u64` counters: each counter written once, with
+/// its doc comment; from that one list come the fields, `AddAssign`, the
+/// `name=value` summary text ([`line`](TcpStats::line)) and the names and
+/// values an exposition walks ([`fields`](TcpStats::fields)).
+#[macro_export]
+macro_rules! counters {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: u64, )+
+        }
+
+        impl ::std::ops::AddAssign<&$name> for $name {
+            fn add_assign(&mut self, other: &$name) {
+                $( self.$field += other.$field; )+
+            }
+        }
+
+        impl $name {
+            /// Every counter's name and value, in declaration order.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$( (stringify!($field), self.$field), )+].into_iter()
+            }
+
+            /// `name=value` for every counter, space-separated.
+            pub fn line(&self) -> String {
+                self.fields()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        }
+    };
+}
+
 use std::fmt::Write as _;
 use std::ops::AddAssign;
 use std::time::Duration;
@@ -150,27 +191,13 @@ impl Stats {
             "sipbeat: skipped: other_ports={} transport_disabled={} unsupported_link={}{damaged}{}",
             self.other_ports, self.transport_disabled, self.unsupported_link, decode
         );
-        let t = &self.tcp;
         let _ = writeln!(
             out,
-            "sipbeat: tcp: segments={} retransmitted={} overlapping={} out_of_order={} gaps={} overflows={} truncated={} idle_timeouts={} evicted={} bytes_skipped={}",
-            t.segments,
-            t.retransmitted,
-            t.overlapping,
-            t.out_of_order,
-            t.gaps,
-            t.overflows,
-            t.truncated,
-            t.idle_timeouts,
-            t.evicted,
+            "sipbeat: tcp: {} bytes_skipped={}",
+            self.tcp.line(),
             self.stream_bytes_skipped
         );
-        let d = &self.defrag;
-        let _ = writeln!(
-            out,
-            "sipbeat: ip fragments: fragments={} reassembled={} timed_out={} evicted={} overlaps={} invalid={}",
-            d.fragments, d.reassembled, d.timed_out, d.evicted, d.overlaps, d.invalid
-        );
+        let _ = writeln!(out, "sipbeat: ip fragments: {}", self.defrag.line());
         let rejected = labelled(
             sip::Error::ALL
                 .iter()

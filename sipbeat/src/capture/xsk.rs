@@ -43,21 +43,17 @@ impl XskConfig {
     }
 }
 
-/// Ring statistics the kernel keeps for a socket (`XDP_STATISTICS`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XskStats {
-    pub rx_dropped: u64,
-    pub rx_invalid_descs: u64,
-    pub rx_ring_full: u64,
-    pub rx_fill_ring_empty_descs: u64,
-}
-
-impl std::ops::AddAssign<&XskStats> for XskStats {
-    fn add_assign(&mut self, o: &XskStats) {
-        self.rx_dropped += o.rx_dropped;
-        self.rx_invalid_descs += o.rx_invalid_descs;
-        self.rx_ring_full += o.rx_ring_full;
-        self.rx_fill_ring_empty_descs += o.rx_fill_ring_empty_descs;
+crate::counters! {
+    /// Ring statistics the kernel keeps for a socket (`XDP_STATISTICS`).
+    pub struct XskStats {
+        /// Frames the kernel dropped (a frame larger than a UMEM frame, ...).
+        rx_dropped,
+        /// Frames lost because the RX ring was full.
+        rx_ring_full,
+        /// Times the fill ring had no frame to receive into.
+        rx_fill_ring_empty,
+        /// Invalid descriptors.
+        rx_invalid,
     }
 }
 
@@ -448,9 +444,9 @@ impl XskSocket {
         })?;
         Ok(XskStats {
             rx_dropped: stats.rx_dropped,
-            rx_invalid_descs: stats.rx_invalid_descs,
             rx_ring_full: stats.rx_ring_full,
-            rx_fill_ring_empty_descs: stats.rx_fill_ring_empty_descs,
+            rx_fill_ring_empty: stats.rx_fill_ring_empty_descs,
+            rx_invalid: stats.rx_invalid_descs,
         })
     }
 }

@@ -21,30 +21,20 @@ use crate::decode::ip::Fragment;
 /// Largest IP payload a datagram can carry without jumbograms.
 const MAX_PAYLOAD: usize = 65_535;
 
-/// What reassembly did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DefragStats {
-    pub fragments: u64,
-    pub reassembled: u64,
-    /// Datagrams dropped unfinished after the timeout.
-    pub timed_out: u64,
-    /// Datagrams evicted unfinished to stay within the limits.
-    pub evicted: u64,
-    /// Fragments overlapping bytes already held.
-    pub overlaps: u64,
-    /// Fragments reaching past 65535 bytes, inconsistent with the end
-    /// already seen, or not final and without payload.
-    pub invalid: u64,
-}
-
-impl std::ops::AddAssign<&DefragStats> for DefragStats {
-    fn add_assign(&mut self, o: &DefragStats) {
-        self.fragments += o.fragments;
-        self.reassembled += o.reassembled;
-        self.timed_out += o.timed_out;
-        self.evicted += o.evicted;
-        self.overlaps += o.overlaps;
-        self.invalid += o.invalid;
+crate::counters! {
+    /// What reassembly did.
+    pub struct DefragStats {
+        fragments,
+        reassembled,
+        /// Datagrams dropped unfinished after the timeout.
+        timed_out,
+        /// Datagrams evicted unfinished to stay within the limits.
+        evicted,
+        /// Fragments overlapping bytes already held.
+        overlaps,
+        /// Fragments reaching past 65535 bytes, inconsistent with the end
+        /// already seen, or not final and without payload.
+        invalid,
     }
 }
 

@@ -45,39 +45,26 @@ pub trait StreamConsumer {
     fn consume(&mut self, key: &StreamKey, bytes: &[u8], in_sync: &mut bool, now_ns: u64) -> usize;
 }
 
-/// What stream reassembly did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    pub segments: u64,
-    /// Segments whose bytes had all been seen (retransmissions).
-    pub retransmitted: u64,
-    /// Segments partly overlapping bytes already seen (trimmed).
-    pub overlapping: u64,
-    /// Segments that arrived ahead of a hole and waited.
-    pub out_of_order: u64,
-    /// Holes jumped over: the bytes in them never arrived.
-    pub gaps: u64,
-    /// Streams that held more than `tcp_max_stream_bytes` of one message.
-    pub overflows: u64,
-    /// Streams ended (FIN, RST, timeout, eviction, end of input) inside a message.
-    pub truncated: u64,
-    /// Streams forgotten after `tcp_idle_timeout_secs`.
-    pub idle_timeouts: u64,
-    /// Streams evicted to stay within `tcp_max_streams` or `tcp_max_buffered_bytes`.
-    pub evicted: u64,
-}
-
-impl std::ops::AddAssign<&TcpStats> for TcpStats {
-    fn add_assign(&mut self, o: &TcpStats) {
-        self.segments += o.segments;
-        self.retransmitted += o.retransmitted;
-        self.overlapping += o.overlapping;
-        self.out_of_order += o.out_of_order;
-        self.gaps += o.gaps;
-        self.overflows += o.overflows;
-        self.truncated += o.truncated;
-        self.idle_timeouts += o.idle_timeouts;
-        self.evicted += o.evicted;
+crate::counters! {
+    /// What stream reassembly did.
+    pub struct TcpStats {
+        segments,
+        /// Segments whose bytes had all been seen (retransmissions).
+        retransmitted,
+        /// Segments partly overlapping bytes already seen (trimmed).
+        overlapping,
+        /// Segments that arrived ahead of a hole and waited.
+        out_of_order,
+        /// Holes jumped over: the bytes in them never arrived.
+        gaps,
+        /// Streams that held more than `tcp_max_stream_bytes` of one message.
+        overflows,
+        /// Streams ended (FIN, RST, timeout, eviction, end of input) inside a message.
+        truncated,
+        /// Streams forgotten after `tcp_idle_timeout_secs`.
+        idle_timeouts,
+        /// Streams evicted to stay within `tcp_max_streams` or `tcp_max_buffered_bytes`.
+        evicted,
     }
 }
 
