@@ -80,6 +80,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub stats_interval: Option<u64>,
 
+    /// Serve /metrics, /healthz and /readyz here [config: http.enabled, http.host, http.port].
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::metrics::HttpConfig::parse_flag)]
+    pub http: Option<crate::metrics::HttpConfig>,
+
     #[command(flatten)]
     pub sip: SipArgs,
 }
@@ -102,6 +106,7 @@ impl RunArgs {
                 max_copy: self.max_copy,
                 stats_interval: self.stats_interval,
             },
+            http: self.http.clone(),
             ..self.sip.overrides()
         }
     }
@@ -164,6 +169,7 @@ impl SipArgs {
             keep_original: self.keep_original,
             output: self.output.clone(),
             capture: CaptureOverrides::default(),
+            http: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::capture::{AttachMode, CaptureConfig, CaptureMode};
 use crate::event::EcsConfig;
+use crate::metrics::HttpConfig;
 use crate::output::Output;
 pub use crate::pipeline::TransportProtocol;
 use crate::pipeline::{PipelineConfig, PortSet};
@@ -111,6 +112,9 @@ pub struct FileConfig {
     /// Live capture: interfaces, mode, rings; tunnel ports.
     #[serde(default)]
     pub capture: CaptureConfig,
+    /// The metrics and health endpoint of `sipbeat run`.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// One entry of `protocols`; only `type: sip` exists.
@@ -148,6 +152,8 @@ pub struct Overrides {
     pub keep_original: Option<bool>,
     pub output: Option<Output>,
     pub capture: CaptureOverrides,
+    /// `--http HOST:PORT`.
+    pub http: Option<HttpConfig>,
 }
 
 /// `sipbeat run`'s flags, each overriding its key of the `capture:` block.
@@ -200,6 +206,7 @@ pub struct Config {
     pub sip: SipConfig,
     pub reassembly: ReassemblyConfig,
     pub capture: CaptureConfig,
+    pub http: HttpConfig,
     pub output: Output,
 }
 
@@ -287,6 +294,7 @@ impl Config {
             },
             reassembly: file.reassembly,
             capture,
+            http: overrides.http.unwrap_or(file.http),
             output,
         })
     }

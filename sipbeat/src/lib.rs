@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod decode;
 pub mod event;
 pub mod fields;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod read;

@@ -34,10 +34,18 @@ use crate::stats::Stats;
 /// What one worker reports to the control plane.
 #[derive(Default)]
 struct WorkerReport {
+    /// The interface(s) and queue the worker reads, as metric labels.
+    interface: String,
+    queue: String,
     stats: Stats,
     rings: XskStats,
     output: Option<String>,
+    /// When the worker last published: its heartbeat.
+    updated: Option<Instant>,
 }
+
+/// A worker that has not published for this long is not making progress.
+const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 /// Frames taken off a ring per batch.
 const BATCH: u32 = 256;
@@ -172,12 +180,13 @@ fn publish(
     shared.stats = pipeline.stats();
     shared.rings = source.rings();
     shared.output = sink.summary();
+    shared.updated = Some(Instant::now());
 }
 
 /// Totals over all workers, plus the programs' counters.
 fn stats_line(
     mode: CaptureMode,
-    programs: &[Programs],
+    programs: &[(String, Programs)],
     reports: &[Arc<Mutex<WorkerReport>>],
 ) -> String {
     let mut stats = Stats::default();
@@ -191,7 +200,7 @@ fn stats_line(
     }
     let mut kernel = [0u64; Counter::ALL.len()];
     let mut kernel_error = None;
-    for program in programs {
+    for (_, program) in programs {
         match program.counters() {
             Ok(counters) => kernel.iter_mut().zip(counters).for_each(|(k, c)| *k += c),
             Err(error) => kernel_error = Some(error.to_string()),
@@ -232,6 +241,73 @@ fn live_output(config: &Config) -> Config {
     config
 }
 
+/// Every counter, by interface and queue, in the Prometheus text format.
+fn exposition(programs: &[(String, Programs)], reports: &[Arc<Mutex<WorkerReport>>]) -> String {
+    let mut out = crate::metrics::Exposition::default();
+    for (interface, program) in programs {
+        if let Ok(counters) = program.counters() {
+            for counter in Counter::ALL {
+                out.counter(
+                    &format!("kernel_{}", counter.name()),
+                    "The eBPF programs' counter of this name, summed over CPUs.",
+                    &[("interface", interface)],
+                    counters[counter as usize],
+                );
+            }
+        }
+    }
+    for report in reports {
+        let report = report.lock().expect("not poisoned");
+        let labels = [
+            ("interface", report.interface.as_str()),
+            ("queue", report.queue.as_str()),
+        ];
+        report.stats.expose(&mut out, &labels);
+        if report.queue != HOST_QUEUE {
+            for (name, value) in report.rings.fields() {
+                out.counter(
+                    &format!("xdp_socket_{name}"),
+                    "The AF_XDP socket's kernel counter of this name (XDP_STATISTICS).",
+                    &labels,
+                    value,
+                );
+            }
+        }
+    }
+    out.render()
+}
+
+/// Whether every worker is alive and has published lately.
+fn healthy(workers: &[Worker], reports: &[Arc<Mutex<WorkerReport>>]) -> bool {
+    workers.iter().all(|w| !w.is_finished())
+        && reports.iter().all(|r| {
+            let updated = r.lock().expect("not poisoned").updated;
+            // A worker publishes every REPORT_EVERY; before its first, it
+            // has just started.
+            updated.is_none_or(|at| at.elapsed() < STALLED_AFTER)
+        })
+}
+
+/// The `queue` label of host mode's one worker.
+const HOST_QUEUE: &str = "ring";
+
+/// Binds the endpoint's socket, if `http.enabled`: a one-line error now
+/// rather than a missing endpoint later.
+fn http_listener(config: &Config) -> anyhow::Result<Option<std::net::TcpListener>> {
+    if !config.http.enabled {
+        return Ok(None);
+    }
+    let addresses = config.http.addresses().map_err(anyhow::Error::msg)?;
+    let listener = std::net::TcpListener::bind(&addresses[..]).with_context(|| {
+        format!(
+            "http: cannot listen on {}:{}",
+            config.http.host, config.http.port
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(Some(listener))
+}
+
 /// The filter the programs apply, from the config.
 fn filter_settings(config: &Config) -> FilterSettings {
     FilterSettings {
@@ -249,9 +325,11 @@ fn filter_settings(config: &Config) -> FilterSettings {
 /// A worker thread; it ends with its output's error, if any.
 type Worker = std::thread::JoinHandle<Result<(), OutputError>>;
 
-/// A worker thread running `source` into its own output.
+/// A worker thread running `source` into its own output; `labels` are
+/// its interface(s) and queue.
 fn spawn_worker(
     name: String,
+    labels: (&str, &str),
     source: impl Source,
     config: &Config,
     agent: &Agent,
@@ -260,7 +338,11 @@ fn spawn_worker(
 ) -> anyhow::Result<(Worker, Arc<Mutex<WorkerReport>>)> {
     let sink = config.output.open()?;
     let pipeline = Pipeline::new(config.pipeline(), agent.clone());
-    let report = Arc::new(Mutex::new(WorkerReport::default()));
+    let report = Arc::new(Mutex::new(WorkerReport {
+        interface: labels.0.to_string(),
+        queue: labels.1.to_string(),
+        ..WorkerReport::default()
+    }));
     let shared = Arc::clone(&report);
     let stop = Arc::clone(stop);
     let handle = std::thread::Builder::new().name(name).spawn(move || {
@@ -282,6 +364,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     for interface in &capture.interfaces {
         ebpf::if_index(interface)?;
     }
+    let listener = http_listener(config)?;
     let filter = filter_settings(config);
     let agent = Agent::current();
     let stop = Arc::new(AtomicBool::new(false));
@@ -311,11 +394,18 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                     LinkType::Ethernet
                 },
             };
-            let (handle, report) =
-                spawn_worker("sipbeat-host".into(), source, config, &agent, &stop, None)?;
+            let (handle, report) = spawn_worker(
+                "sipbeat-host".into(),
+                (&names, HOST_QUEUE),
+                source,
+                config,
+                &agent,
+                &stop,
+                None,
+            )?;
             workers.push(handle);
             reports.push(report);
-            programs.push(host);
+            programs.push((names.clone(), host));
             eprintln!(
                 "sipbeat: capturing SIP on {names} (host mode: copies from TC ingress and egress, nothing taken; ports {:?})",
                 config.sip.ports
@@ -347,6 +437,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                     program.bind_queue(queue, &socket.fd_handle())?;
                     let (handle, report) = spawn_worker(
                         format!("sipbeat-q{queue}"),
+                        (interface, &queue.to_string()),
                         Mirror(socket),
                         config,
                         &agent,
@@ -357,7 +448,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                     reports.push(report);
                 }
                 attached.push(format!("{interface}: {queues} queues, XDP {mode:?} mode"));
-                programs.push(program);
+                programs.push((interface.clone(), program));
             }
             eprintln!(
                 "sipbeat: capturing SIP on {names} (mirror mode: {}; ports {:?})",
@@ -370,15 +461,26 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let interval = capture.stats_interval;
+    let endpoint = Arc::new(crate::metrics::Endpoint::default());
     runtime.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        if let Some(listener) = listener {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tokio::spawn(crate::metrics::serve(listener, Arc::clone(&endpoint)));
+        }
         let period = Duration::from_secs(interval.max(1));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut snapshot = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = terminate.recv() => break,
                 _ = ticker.tick(), if interval > 0 => eprint!("{}", stats_line(capture.mode, &programs, &reports)),
+                _ = snapshot.tick(), if config.http.enabled => {
+                    // Capture is attached by now; ready while every worker is healthy.
+                    let up = healthy(&workers, &reports);
+                    endpoint.update(exposition(&programs, &reports), up, up);
+                }
             }
             if workers.iter().any(|w| w.is_finished()) {
                 break;

@@ -162,6 +162,81 @@ impl Stats {
             .sum()
     }
 
+    /// Every counter into `out`, each sample with `labels`.
+    pub fn expose(&self, out: &mut crate::metrics::Exposition, labels: &[(&str, &str)]) {
+        let scalars: [(&str, &'static str, u64); 9] = [
+            ("frames", "Frames handed to the pipeline.", self.frames),
+            ("frame_bytes", "Bytes of those frames.", self.bytes),
+            (
+                "unsupported_link_frames",
+                "Frames whose link type is not decoded.",
+                self.unsupported_link,
+            ),
+            (
+                "damaged_capture_records",
+                "Damaged places skipped in capture files.",
+                self.damaged_records,
+            ),
+            (
+                "other_ports",
+                "UDP datagrams and TCP segments on no SIP port.",
+                self.other_ports,
+            ),
+            (
+                "transport_disabled",
+                "SIP-port traffic over a transport the config leaves out.",
+                self.transport_disabled,
+            ),
+            (
+                "stream_bytes_skipped",
+                "TCP bytes skipped looking for a SIP start line.",
+                self.stream_bytes_skipped,
+            ),
+            ("messages", "Valid SIP messages.", self.messages),
+            ("events", "Events handed to the output.", self.events),
+        ];
+        for (name, help, value) in scalars {
+            out.counter(name, help, labels, value);
+        }
+        let with_reason = |reason| {
+            let mut all = labels.to_vec();
+            all.push(("reason", reason));
+            all
+        };
+        for error in DecodeError::ALL {
+            out.counter(
+                "decode_errors",
+                "Frames that did not decode to a transport payload, by reason.",
+                &with_reason(error.label()),
+                self.decode[error.index()],
+            );
+        }
+        for error in sip::Error::ALL {
+            out.counter(
+                "rejected",
+                "SIP-port payloads that were not a valid SIP message, by reason.",
+                &with_reason(error.label()),
+                self.rejected[error.index()],
+            );
+        }
+        for (name, value) in self.tcp.fields() {
+            out.counter(
+                &format!("tcp_{name}"),
+                "TCP stream reassembly: the summary's tcp: counter of this name.",
+                labels,
+                value,
+            );
+        }
+        for (name, value) in self.defrag.fields() {
+            out.counter(
+                &format!("ip_fragments_{name}"),
+                "IP reassembly: the summary's ip fragments: counter of this name.",
+                labels,
+                value,
+            );
+        }
+    }
+
     /// Human-readable totals, one line per group, for the end of a run.
     pub fn summary(&self, elapsed: Duration) -> String {
         let seconds = elapsed.as_secs_f64();

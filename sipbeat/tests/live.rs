@@ -55,7 +55,16 @@ fn runnable() -> bool {
         common::missing("root (netns, veth, XDP)");
         return false;
     }
-    for tool in ["ip", "tc", "sipp", "ping", "setpriv", "tcpreplay"] {
+    for tool in [
+        "ip",
+        "tc",
+        "sipp",
+        "ping",
+        "setpriv",
+        "tcpreplay",
+        "prometheus",
+        "promtool",
+    ] {
         if !have(tool) {
             common::missing(tool);
             return false;
@@ -872,4 +881,114 @@ fn frames_too_large_for_the_umem_are_counted_and_4096_takes_them() {
         };
         assert!(log.contains(dropped), "frame size {frame_size}: {log}");
     }
+}
+
+/// GETs `url` from inside namespace `role` (python3's urllib): status and body.
+fn http_get(topology: &Topology, role: &str, url: &str) -> (u16, String) {
+    let script = "import sys, urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen(sys.argv[1], timeout=5)\n    print(r.status); print(r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code)\n";
+    let output = topology
+        .in_ns(role, "python3")
+        .args(["-c", script, url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, body) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn prometheus_scrapes_the_metrics_endpoint_and_counts_every_event() {
+    if !runnable() {
+        return;
+    }
+    let topology = Topology::new(6);
+    let dir = temp_dir("prometheus");
+    let port = 19_000 + (std::process::id() % 1000) as u16;
+    let target = format!("127.0.0.1:{port}");
+    let sensor = Sensor::start_with(
+        &topology,
+        "s",
+        &topology.link("b"),
+        &dir,
+        &["--http", &target],
+    );
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sipbeat\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let web = format!("127.0.0.1:{}", port + 1000);
+    let _prometheus = Background(
+        topology
+            .in_ns("s", "prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
+    let messages = sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 10);
+    drop(uas);
+    // The endpoint itself: health, readiness, a clean exposition.
+    assert_eq!(
+        http_get(&topology, "s", &format!("http://{target}/healthz")).0,
+        200
+    );
+    assert_eq!(
+        http_get(&topology, "s", &format!("http://{target}/readyz")).0,
+        200
+    );
+    assert_eq!(
+        http_get(&topology, "s", &format!("http://{target}/nope")).0,
+        404
+    );
+    let (status, exposition) = http_get(&topology, "s", &format!("http://{target}/metrics"));
+    assert_eq!(status, 200);
+    let exposition_file = dir.join("metrics.txt");
+    std::fs::write(&exposition_file, &exposition).unwrap();
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&exposition_file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Prometheus's view of the events counter, once it has scraped the end.
+    let query = format!("http://{web}/api/v1/query?query=sum(sipbeat_events_total)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scraped = loop {
+        let (_, body) = http_get(&topology, "s", &query);
+        let value = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .and_then(|v| v.parse::<u64>().ok());
+        if value == Some(messages) || Instant::now() > deadline {
+            break value;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (events, log) = sensor.stop();
+    assert_eq!(events.len() as u64, messages, "{log}");
+    assert_eq!(
+        scraped,
+        Some(events.len() as u64),
+        "Prometheus's sipbeat_events_total"
+    );
 }

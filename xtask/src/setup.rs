@@ -20,6 +20,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     // Captures replayed live onto a veth (the tunnel tests).
     ("tcpreplay", "tcpreplay"),
+    // The metrics endpoint's scraper and its format checker.
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
 ];
 
 fn have(command: &str) -> bool {

@@ -1,0 +1,255 @@
+//! The HTTP endpoint of `sipbeat run` (Beats' `http.*` keys): `/metrics` in
+//! the Prometheus text format, `/healthz` and `/readyz`.
+//!
+//! It never touches the per-packet path: workers already publish snapshots
+//! of their counters every half second, the control loop renders them into
+//! an [`Endpoint`] once a second, and the server only copies that text out.
+//! Owns the exposition format ([`Exposition`]) and the server; knows
+//! nothing of what the counters mean.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+#[cfg(feature = "xdp")]
+pub use server::{Endpoint, serve};
+
+/// The `http:` block: where the endpoint listens, off by default.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for HttpConfig {
+    /// Beats' defaults: localhost, port 5066.
+    fn default() -> Self {
+        HttpConfig {
+            enabled: false,
+            host: "localhost".into(),
+            port: 5066,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// `HOST:PORT` from the command line (enables the endpoint).
+    pub fn parse_flag(text: &str) -> Result<HttpConfig, String> {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("{port:?} in {text:?} is not a port"))?;
+        Ok(HttpConfig {
+            enabled: true,
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+        })
+    }
+
+    /// The addresses `host` names, with `port`.
+    pub fn addresses(&self) -> Result<Vec<SocketAddr>, String> {
+        use std::net::ToSocketAddrs;
+        let host = if self.host == "localhost" {
+            "127.0.0.1"
+        } else {
+            &self.host
+        };
+        (host, self.port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .map_err(|e| format!("http: cannot resolve {}: {e}", self.host))
+    }
+}
+
+/// One metric family: its help text and its samples (labels, value).
+type Family = (&'static str, Vec<(String, u64)>);
+
+/// Metric families being written, by name.
+#[derive(Default)]
+pub struct Exposition {
+    families: BTreeMap<String, Family>,
+}
+
+impl Exposition {
+    /// One sample of the counter `sipbeat_<name>_total`.
+    pub fn counter(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], value: u64) {
+        let family = self
+            .families
+            .entry(format!("sipbeat_{name}_total"))
+            .or_insert((help, Vec::new()));
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
+            .collect();
+        family.1.push((labels.join(","), value));
+    }
+
+    /// The text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, (help, samples)) in &self.families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (labels, value) in samples {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The server (hyper on the control plane's tokio runtime).
+#[cfg(feature = "xdp")]
+mod server {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::{Request, Response, StatusCode};
+
+    /// What the server answers with, updated by the control loop.
+    #[derive(Default)]
+    pub struct Endpoint {
+        metrics: Mutex<String>,
+        healthy: AtomicBool,
+        ready: AtomicBool,
+    }
+
+    impl Endpoint {
+        /// Replaces the exposition and the two states.
+        pub fn update(&self, metrics: String, healthy: bool, ready: bool) {
+            *self.metrics.lock().expect("not poisoned") = metrics;
+            self.healthy.store(healthy, Ordering::Relaxed);
+            self.ready.store(ready, Ordering::Relaxed);
+        }
+
+        pub(crate) fn respond(&self, path: &str) -> Response<Full<Bytes>> {
+            let (status, body, content_type) = match path {
+                "/metrics" => (
+                    StatusCode::OK,
+                    self.metrics.lock().expect("not poisoned").clone(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                ),
+                "/healthz" | "/readyz" => {
+                    let up = if path == "/healthz" {
+                        &self.healthy
+                    } else {
+                        &self.ready
+                    };
+                    if up.load(Ordering::Relaxed) {
+                        (StatusCode::OK, "ok\n".to_string(), "text/plain")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not yet\n".to_string(),
+                            "text/plain",
+                        )
+                    }
+                }
+                _ => (
+                    StatusCode::NOT_FOUND,
+                    "not found\n".to_string(),
+                    "text/plain",
+                ),
+            };
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(content_type),
+            );
+            response
+        }
+    }
+
+    /// Serves `endpoint` on `listener` until the runtime stops.
+    pub async fn serve(listener: tokio::net::TcpListener, endpoint: std::sync::Arc<Endpoint>) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let endpoint = std::sync::Arc::clone(&endpoint);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let response = endpoint.respond(request.uri().path());
+                        async move { Ok::<_, std::convert::Infallible>(response) }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_grouped_with_help_and_type() {
+        let mut e = Exposition::default();
+        e.counter(
+            "events",
+            "Events handed to the output.",
+            &[("queue", "0")],
+            3,
+        );
+        e.counter(
+            "events",
+            "Events handed to the output.",
+            &[("queue", "1")],
+            4,
+        );
+        e.counter("frames", "Frames.", &[], 9);
+        assert_eq!(
+            e.render(),
+            "# HELP sipbeat_events_total Events handed to the output.\n# TYPE sipbeat_events_total counter\nsipbeat_events_total{queue=\"0\"} 3\nsipbeat_events_total{queue=\"1\"} 4\n# HELP sipbeat_frames_total Frames.\n# TYPE sipbeat_frames_total counter\nsipbeat_frames_total 9\n"
+        );
+    }
+
+    #[cfg(feature = "xdp")]
+    #[test]
+    fn health_and_readiness_answer_503_until_set() {
+        let endpoint = Endpoint::default();
+        let status = |path: &str| endpoint.respond(path).status().as_u16();
+        assert_eq!((status("/healthz"), status("/readyz")), (503, 503));
+        endpoint.update("x 1\n".into(), true, false);
+        assert_eq!((status("/healthz"), status("/readyz")), (200, 503));
+        endpoint.update("x 1\n".into(), true, true);
+        assert_eq!(
+            (status("/readyz"), status("/metrics"), status("/")),
+            (200, 200, 404)
+        );
+    }
+
+    #[test]
+    fn flags_and_labels() {
+        let http = HttpConfig::parse_flag("127.0.0.1:9100").unwrap();
+        assert!(http.enabled);
+        assert_eq!((http.host.as_str(), http.port), ("127.0.0.1", 9100));
+        assert_eq!(HttpConfig::parse_flag("[::1]:80").unwrap().host, "::1");
+        assert!(HttpConfig::parse_flag("nohost").is_err());
+        assert!(HttpConfig::parse_flag("h:99999").is_err());
+        assert_eq!(escape_label("a\"b\\c"), "a\\\"b\\\\c");
+    }
+}
