@@ -246,35 +246,48 @@ fn exposition(programs: &[(String, Programs)], reports: &[Arc<Mutex<WorkerReport
     let mut out = crate::metrics::Exposition::default();
     for (interface, program) in programs {
         if let Ok(counters) = program.counters() {
-            for counter in Counter::ALL {
-                out.counter(
-                    &format!("kernel_{}", counter.name()),
-                    "The eBPF programs' counter of this name, summed over CPUs.",
-                    &[("interface", interface)],
-                    counters[counter as usize],
-                );
-            }
+            expose_kernel(&mut out, interface, &counters);
         }
     }
     for report in reports {
-        let report = report.lock().expect("not poisoned");
-        let labels = [
-            ("interface", report.interface.as_str()),
-            ("queue", report.queue.as_str()),
-        ];
-        report.stats.expose(&mut out, &labels);
-        if report.queue != HOST_QUEUE {
-            for (name, value) in report.rings.fields() {
-                out.counter(
-                    &format!("xdp_socket_{name}"),
-                    "The AF_XDP socket's kernel counter of this name (XDP_STATISTICS).",
-                    &labels,
-                    value,
-                );
-            }
-        }
+        expose_worker(&mut out, &report.lock().expect("not poisoned"));
     }
     out.render()
+}
+
+/// The programs' counters on `interface`.
+fn expose_kernel(
+    out: &mut crate::metrics::Exposition,
+    interface: &str,
+    counters: &[u64; Counter::ALL.len()],
+) {
+    for counter in Counter::ALL {
+        out.counter(
+            &format!("kernel_{}", counter.name()),
+            "The eBPF programs' counter of this name, summed over CPUs.",
+            &[("interface", interface)],
+            counters[counter as usize],
+        );
+    }
+}
+
+/// One worker's pipeline counters, and its socket's in mirror mode.
+fn expose_worker(out: &mut crate::metrics::Exposition, report: &WorkerReport) {
+    let labels = [
+        ("interface", report.interface.as_str()),
+        ("queue", report.queue.as_str()),
+    ];
+    report.stats.expose(out, &labels);
+    if report.queue != HOST_QUEUE {
+        for (name, value) in report.rings.fields() {
+            out.counter(
+                &format!("xdp_socket_{name}"),
+                "The AF_XDP socket's kernel counter of this name (XDP_STATISTICS).",
+                &labels,
+                value,
+            );
+        }
+    }
 }
 
 /// Whether every worker is alive and has published lately.
@@ -505,6 +518,55 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     // Dropping the programs detaches them.
     drop(programs);
     first_error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    /// The Grafana dashboard in `deploy/` queries only metrics sipbeat
+    /// exports (both modes' workers and the programs').
+    #[test]
+    fn the_dashboard_queries_exported_metrics() {
+        let mut out = crate::metrics::Exposition::default();
+        expose_kernel(&mut out, "eth0", &[0; Counter::ALL.len()]);
+        for queue in ["0", HOST_QUEUE] {
+            let report = WorkerReport {
+                interface: "eth0".into(),
+                queue: queue.into(),
+                ..WorkerReport::default()
+            };
+            expose_worker(&mut out, &report);
+        }
+        let exported = out.render();
+        let dashboard = include_str!("../../deploy/grafana/sipbeat-dashboard.json");
+        let dashboard: serde_json::Value = serde_json::from_str(dashboard).expect("JSON");
+        let mut queried = Vec::new();
+        let mut stack = vec![&dashboard];
+        while let Some(value) = stack.pop() {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(expr) = map.get("expr").and_then(|e| e.as_str()) {
+                        queried.extend(
+                            expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                                .filter(|word| word.starts_with("sipbeat_"))
+                                .map(str::to_string),
+                        );
+                    }
+                    stack.extend(map.values());
+                }
+                serde_json::Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        assert!(queried.len() >= 8, "{queried:?}");
+        for name in &queried {
+            assert!(
+                exported.contains(&format!("# TYPE {name} counter")),
+                "the dashboard queries {name}, which sipbeat does not export"
+            );
+        }
+    }
 }
 
 #[cfg(all(test, feature = "kafka"))]

@@ -85,11 +85,36 @@ pub fn warn_if_disk_short() {
     }
 }
 
-/// Everything the tests need: the build toolchain, apt packages, tansu.
+/// Everything the tests need: the build toolchain, apt packages, PyPI
+/// tools, tansu.
 pub fn test_dependencies() -> Result<()> {
     build_toolchain()?;
     apt_packages()?;
+    pypi_tools()?;
     tansu().map(|_| ())
+}
+
+/// `kubernetes-validate` (offline Kubernetes schemas) for the manifest test.
+fn pypi_tools() -> Result<()> {
+    if have("kubernetes-validate") {
+        return Ok(());
+    }
+    let install = |extra: &[&str]| {
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(extra)
+            .arg("kubernetes-validate")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A Debian system Python refuses pip without the override (PEP 668).
+    if !install(&[]) && !install(&["--break-system-packages"]) {
+        bail!("cannot install kubernetes-validate with pip");
+    }
+    if !have("kubernetes-validate") {
+        bail!("kubernetes-validate installed but not on PATH");
+    }
+    Ok(())
 }
 
 /// What building sipbeat needs beyond stable Rust: the XDP program is built
