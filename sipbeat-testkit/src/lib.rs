@@ -2,9 +2,11 @@
 //! sipbeat: a throw-away Kafka broker — tansu (Kafka wire protocol, memory
 //! storage) stands in for Apache Kafka, which cannot be installed here —
 //! a strict reader for the events sipbeat writes ([`json`]), frames
-//! wrapped in tunnels ([`tunnel`]), and capture files ([`capture`]).
+//! wrapped in tunnels ([`tunnel`]), capture files ([`capture`]), and the
+//! container image's build context ([`image`]).
 
 pub mod capture;
+pub mod image;
 pub mod json;
 pub mod tunnel;
 

@@ -7,6 +7,8 @@
 //! [`output`]. [`pipeline`] strings these together for one thread; [`stats`]
 //! counts every frame that does not make it, by reason.
 
+#[cfg(feature = "xdp")]
+pub mod caps;
 pub mod capture;
 pub mod cli;
 pub mod config;

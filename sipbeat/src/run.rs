@@ -377,6 +377,22 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     for interface in &capture.interfaces {
         ebpf::if_index(interface)?;
     }
+    crate::caps::raise_permitted();
+    let (mode, needed) = match capture.mode {
+        CaptureMode::Host => ("host", crate::caps::HOST),
+        CaptureMode::Mirror => ("mirror", crate::caps::MIRROR),
+    };
+    let missing = crate::caps::missing(needed);
+    if !missing.is_empty() {
+        let names = |caps: &[crate::caps::Capability]| {
+            caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+        };
+        bail!(
+            "{mode} mode needs {}; this process lacks {} (run as root, or grant them as deploy/kubernetes/sipbeat-daemonset.yaml does)",
+            names(needed),
+            names(&missing)
+        );
+    }
     let listener = http_listener(config)?;
     let filter = filter_settings(config);
     let agent = Agent::current();

@@ -64,6 +64,9 @@ fn runnable() -> bool {
         "tcpreplay",
         "prometheus",
         "promtool",
+        "podman",
+        "runc",
+        "setcap",
     ] {
         if !have(tool) {
             common::missing(tool);
@@ -814,7 +817,9 @@ fn missing_interface_or_privileges_give_one_line_errors() {
     assert!(!output.status.success());
     assert_eq!(message.trim_end().lines().count(), 1, "{message}");
     assert!(
-        message.contains("needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW)"),
+        message.contains(
+            "host mode needs CAP_BPF, CAP_NET_ADMIN; this process lacks CAP_BPF, CAP_NET_ADMIN"
+        ),
         "{message}"
     );
 }
@@ -991,4 +996,139 @@ fn prometheus_scrapes_the_metrics_endpoint_and_counts_every_event() {
         Some(events.len() as u64),
         "Prometheus's sipbeat_events_total"
     );
+}
+
+/// The image, run as the DaemonSet runs it: every capability dropped but
+/// the list, a non-root user, a read-only root file system, the node's
+/// network (here: the UAS's namespace). It captures every SIP message, and
+/// without CAP_NET_ADMIN it stops with one line naming it.
+#[test]
+fn the_image_captures_with_least_privilege() {
+    if !runnable() {
+        return;
+    }
+    let topology = Topology::new(7);
+    let dir = temp_dir("image");
+    let context = dir.join("context");
+    sipbeat_testkit::image::assemble(Path::new(env!("CARGO_BIN_EXE_sipbeat")), &context).unwrap();
+    let tag = format!("localhost/sipbeat-test:{}", std::process::id());
+    sh(&[
+        "podman",
+        "build",
+        "--quiet",
+        "--tag",
+        &tag,
+        "--file",
+        context.join("Containerfile").to_str().unwrap(),
+        context.to_str().unwrap(),
+    ]);
+    struct Image(String);
+    impl Drop for Image {
+        fn drop(&mut self) {
+            let _ = Command::new("podman")
+                .args(["rmi", "--force", &self.0])
+                .output();
+        }
+    }
+    let _image = Image(tag.clone());
+    let network = format!("ns:/run/netns/{}", topology.ns("s"));
+    // As the DaemonSet's securityContext says (see its comments on seccomp).
+    let podman_run = |name: &str, caps: &str| {
+        let mut command = Command::new("podman");
+        command.args([
+            "--runtime",
+            "runc",
+            "run",
+            "--name",
+            name,
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--network",
+            &network,
+            "--read-only",
+            "--user",
+            "65532:65532",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            caps,
+            "--security-opt",
+            "seccomp=unconfined",
+            &tag,
+        ]);
+        command
+    };
+    let name = format!("sbimage{}", std::process::id());
+    let container = podman_run(&name, "BPF,NET_ADMIN")
+        .args([
+            "run",
+            "-i",
+            &topology.link("b"),
+            "--ports",
+            "5060",
+            "--stats-interval",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read all along: podman forwards the container's output and would
+    // block on a full pipe.
+    let read_all = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let mut container = container;
+    let stdout_reader = read_all(Box::new(container.stdout.take().unwrap()));
+    let stderr_reader = read_all(Box::new(container.stderr.take().unwrap()));
+    // Ready when the programs are attached: the start line.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = Command::new("podman")
+            .args(["logs", &name])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&logs.stderr).contains("capturing SIP") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container did not start capturing: {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
+    let messages = sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 10);
+    drop(uas);
+    std::thread::sleep(Duration::from_secs(1));
+    sh(&["podman", "stop", "--time", "10", &name]);
+    let mut container = container;
+    let _ = container.wait();
+    let output = (stdout_reader.join().unwrap(), stderr_reader.join().unwrap());
+    let _ = Command::new("podman")
+        .args(["rm", "--force", &name])
+        .output();
+    let events = output.0.lines().filter(|l| !l.is_empty()).count() as u64;
+    assert_eq!(messages, 60, "calls completed: {}", output.1);
+    assert_eq!(events, messages, "one event per message: {}", output.1);
+
+    // Without CAP_NET_ADMIN: one line, naming it.
+    let refused = {
+        let mut command = podman_run(&format!("{name}y"), "BPF");
+        command.args(["run", "-i", &topology.link("b")]);
+        command.output().unwrap()
+    };
+    let _ = Command::new("podman")
+        .args(["rm", "--force", &format!("{name}y")])
+        .output();
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    assert!(message.contains("lacks CAP_NET_ADMIN"), "{message}");
 }

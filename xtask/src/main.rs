@@ -12,10 +12,12 @@
 //! - `bench-live`: loss-free rate of `sipbeat run` (mirror and host modes) vs tcpdump on a veth.
 //! - `bench-flood [N]`: peak memory under N half-open streams and fragment chains.
 //! - `fuzz [SECONDS]`: every fuzz target for SECONDS (default 60) each.
+//! - `image [--plain]`: the container image (podman, offline), tagged and archived.
 
 mod bench;
 mod callgen;
 mod fuzz;
+mod image;
 mod live;
 mod pgo;
 mod setup;
@@ -25,7 +27,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <run|test|setup|build-pgo [--cpu LEVEL]|check-pgo|gen-bench-data [MESSAGES]|bench [MESSAGES]|bench-kafka [MESSAGES]|bench-live|bench-flood [N]|fuzz [SECONDS]>";
+const USAGE: &str = "usage: cargo xtask <run|test|setup|build-pgo [--cpu LEVEL]|check-pgo|gen-bench-data [MESSAGES]|bench [MESSAGES]|bench-kafka [MESSAGES]|bench-live|bench-flood [N]|fuzz [SECONDS]|image [--plain]>";
 
 /// Seconds each fuzz target runs within `cargo xtask test`.
 const TEST_FUZZ_SECONDS: u64 = 15;
@@ -69,6 +71,11 @@ fn main() -> Result<()> {
         },
         Some("bench-flood") => bench::flood(count(1, 1_000_000)?),
         Some("fuzz") => fuzz::run(count(1, 60)? as u64).map(|_| ()),
+        Some("image") => match &args[1..] {
+            [] => image::build(false).map(|_| ()),
+            [flag] if flag == "--plain" => image::build(true).map(|_| ()),
+            _ => bail!("usage: cargo xtask image [--plain]"),
+        },
         _ => bail!(USAGE),
     }
 }

@@ -23,6 +23,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // The metrics endpoint's scraper and its format checker.
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
+    // The image and its least-privilege test.
+    ("podman", "podman"),
+    ("runc", "runc"),
+    ("setcap", "libcap2-bin"),
 ];
 
 fn have(command: &str) -> bool {
@@ -92,6 +96,14 @@ pub fn test_dependencies() -> Result<()> {
     apt_packages()?;
     pypi_tools()?;
     tansu().map(|_| ())
+}
+
+/// podman and runc, for the image and its test.
+pub fn podman() -> Result<()> {
+    if have("podman") && have("runc") {
+        return Ok(());
+    }
+    install_apt(&["podman", "runc"])
 }
 
 /// `kubernetes-validate` (offline Kubernetes schemas) for the manifest test.
@@ -219,18 +231,23 @@ fn apt_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    install_apt(&missing)
+}
+
+/// `apt-get install`s `packages` (as root; otherwise says what to install).
+fn install_apt(packages: &[&str]) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
-            "missing packages {missing:?}: run `sudo apt-get install -y {}`",
-            missing.join(" ")
+            "missing packages {packages:?}: run `sudo apt-get install -y {}`",
+            packages.join(" ")
         );
     }
     crate::run_command(Command::new("apt-get").args(["update", "-qq"]))?;
     crate::run_command(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
