@@ -40,6 +40,8 @@ struct WorkerReport {
     stats: Stats,
     rings: XskStats,
     output: Option<String>,
+    /// The output's own counters (Kafka's), by name.
+    output_counters: Vec<(&'static str, u64)>,
     /// When the worker last published: its heartbeat.
     updated: Option<Instant>,
 }
@@ -180,6 +182,7 @@ fn publish(
     shared.stats = pipeline.stats();
     shared.rings = source.rings();
     shared.output = sink.summary();
+    shared.output_counters = sink.counters();
     shared.updated = Some(Instant::now());
 }
 
@@ -278,6 +281,14 @@ fn expose_worker(out: &mut crate::metrics::Exposition, report: &WorkerReport) {
         ("queue", report.queue.as_str()),
     ];
     report.stats.expose(out, &labels);
+    for (name, value) in &report.output_counters {
+        out.counter(
+            &format!("output_{name}"),
+            "The output's counter of this name (Kafka: the summary's kafka: line).",
+            &labels,
+            *value,
+        );
+    }
     if report.queue != HOST_QUEUE {
         for (name, value) in report.rings.fields() {
             out.counter(
@@ -547,11 +558,18 @@ mod metric_tests {
         let mut out = crate::metrics::Exposition::default();
         expose_kernel(&mut out, "eth0", &[0; Counter::ALL.len()]);
         for queue in ["0", HOST_QUEUE] {
-            let report = WorkerReport {
+            #[allow(unused_mut)]
+            let mut report = WorkerReport {
                 interface: "eth0".into(),
                 queue: queue.into(),
                 ..WorkerReport::default()
             };
+            #[cfg(feature = "kafka")]
+            {
+                report.output_counters = crate::output::kafka::KafkaCounters::default()
+                    .values()
+                    .to_vec();
+            }
             expose_worker(&mut out, &report);
         }
         let exported = out.render();

@@ -72,6 +72,11 @@ pub trait Sink: Send {
     fn summary(&self) -> Option<String> {
         None
     }
+
+    /// The output's own counters by name (for the metrics endpoint).
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Which sink a run writes to.

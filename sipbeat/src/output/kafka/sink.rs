@@ -122,6 +122,20 @@ pub struct KafkaCounters {
 }
 
 impl KafkaCounters {
+    /// Every event counter by name, in summary order: the one list the
+    /// summary line and the metrics endpoint both read.
+    pub fn values(&self) -> [(&'static str, u64); 7] {
+        [
+            ("enqueued", Self::get(&self.enqueued)),
+            ("delivered", Self::get(&self.delivered)),
+            ("failed", Self::get(&self.failed)),
+            ("retries", Self::get(&self.retries)),
+            ("dropped_queue_full", Self::get(&self.dropped_queue_full)),
+            ("requeued", Self::get(&self.requeued)),
+            ("producer_restarts", Self::get(&self.producer_restarts)),
+        ]
+    }
+
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -445,16 +459,16 @@ impl Sink for KafkaSink {
             ),
             _ => String::new(),
         };
-        Some(format!(
-            "sipbeat: kafka: enqueued={} delivered={} failed={} retries={} dropped_queue_full={} requeued={} producer_restarts={}{timing}",
-            KafkaCounters::get(&c.enqueued),
-            KafkaCounters::get(&c.delivered),
-            KafkaCounters::get(&c.failed),
-            KafkaCounters::get(&c.retries),
-            KafkaCounters::get(&c.dropped_queue_full),
-            KafkaCounters::get(&c.requeued),
-            KafkaCounters::get(&c.producer_restarts),
-        ))
+        let counts: Vec<String> = c
+            .values()
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        Some(format!("sipbeat: kafka: {}{timing}", counts.join(" ")))
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.counters.values().to_vec()
     }
 }
 
