@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod decode;
 pub mod event;
 pub mod fields;
+pub mod log;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

@@ -182,6 +182,8 @@ struct Callbacks {
     started: Instant,
     fatal: Arc<AtomicBool>,
     unsent: Arc<Mutex<Vec<Unsent>>>,
+    /// Repeated errors said once, then once a period with a count.
+    log: crate::log::Limiter,
 }
 
 impl ClientContext for Callbacks {
@@ -196,7 +198,8 @@ impl ClientContext for Callbacks {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             self.fatal.store(true, Ordering::SeqCst);
         }
-        eprintln!("sipbeat: kafka: {error}: {reason}");
+        self.log
+            .eprint(&format!("sipbeat: kafka: {error}: {reason}"));
     }
 }
 
@@ -226,7 +229,8 @@ impl ProducerContext for Callbacks {
                     self.unsent.lock().expect("not poisoned").push(unsent);
                 } else {
                     KafkaCounters::bump(&self.counters.failed);
-                    eprintln!("sipbeat: kafka: event not delivered: {error}");
+                    self.log
+                        .eprint(&format!("sipbeat: kafka: event not delivered: {error}"));
                 }
             }
         }
@@ -264,6 +268,7 @@ fn producer(
         started,
         fatal: Arc::clone(fatal),
         unsent: Arc::clone(unsent),
+        log: crate::log::Limiter::default(),
     };
     config
         .client_config()
