@@ -20,14 +20,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn build(plain: bool) -> Result<PathBuf> {
     crate::setup::podman()?;
     let binary = if plain {
-        run_command(Command::new("cargo").args([
-            "build",
-            "--release",
-            "--quiet",
-            "--package",
-            "sipbeat",
-        ]))?;
-        root().join("target/release/sipbeat")
+        PathBuf::from(crate::bench::release_sipbeat()?)
     } else {
         crate::pgo::build(crate::pgo::DEFAULT_CPU)?
     };
