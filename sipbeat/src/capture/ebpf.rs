@@ -59,7 +59,6 @@ pub struct FilterSettings {
 /// The loaded programs and their maps.
 pub struct Programs {
     ebpf: Ebpf,
-    host_loaded: bool,
 }
 
 /// A permission failure anywhere in `error`'s chain becomes
@@ -216,10 +215,7 @@ impl Programs {
                 .insert(port, tunnel as u8, 0)
                 .map_err(|e| EbpfError::Map(MAP_TUNNEL_PORTS, e.to_string()))?;
         }
-        Ok(Programs {
-            ebpf,
-            host_loaded: false,
-        })
+        Ok(Programs { ebpf })
     }
 
     /// Mirror mode: the XDP program on `interface`; returns the mode it
@@ -230,39 +226,28 @@ impl Programs {
         mode: AttachMode,
     ) -> Result<AttachMode, EbpfError> {
         if_index(interface)?;
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM_MIRROR)
-            .ok_or_else(|| EbpfError::Load(format!("no program {PROGRAM_MIRROR} in the object")))?
-            .try_into()
-            .map_err(|e| EbpfError::Load(format!("{e}")))?;
+        let program: &mut Xdp = program(&mut self.ebpf, PROGRAM_MIRROR)?;
         program
             .load()
             .map_err(|e| permission_or(e, EbpfError::Load))?;
-        let attach_error = |error: aya::programs::ProgramError| EbpfError::Attach {
-            interface: interface.to_string(),
-            reason: error.to_string(),
+        let attach_error = |error: aya::programs::ProgramError| {
+            permission_or(error, |reason| EbpfError::Attach {
+                interface: interface.to_string(),
+                reason,
+            })
         };
-        Ok(match mode {
-            AttachMode::Driver => match program.attach(interface, XdpMode::Driver) {
-                Ok(_) => AttachMode::Driver,
-                Err(error) => {
-                    eprintln!(
-                        "sipbeat: warning: driver-mode XDP on {interface} failed ({error}); using generic (skb) mode"
-                    );
-                    program
-                        .attach(interface, XdpMode::Skb)
-                        .map_err(attach_error)?;
-                    AttachMode::Skb
-                }
-            },
-            AttachMode::Skb => {
-                program
-                    .attach(interface, XdpMode::Skb)
-                    .map_err(attach_error)?;
-                AttachMode::Skb
+        if mode == AttachMode::Driver {
+            match program.attach(interface, XdpMode::Driver) {
+                Ok(_) => return Ok(AttachMode::Driver),
+                Err(error) => eprintln!(
+                    "sipbeat: warning: driver-mode XDP on {interface} failed ({error}); using generic (skb) mode"
+                ),
             }
-        })
+        }
+        program
+            .attach(interface, XdpMode::Skb)
+            .map_err(attach_error)?;
+        Ok(AttachMode::Skb)
     }
 
     /// Mirror mode: points RX queue `queue` at an AF_XDP socket.
@@ -286,13 +271,9 @@ impl Programs {
             (PROGRAM_HOST_INGRESS, TcAttachType::Ingress),
             (PROGRAM_HOST_EGRESS, TcAttachType::Egress),
         ] {
-            let program: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| EbpfError::Load(format!("no program {name} in the object")))?
-                .try_into()
-                .map_err(|e| EbpfError::Load(format!("{e}")))?;
-            if !self.host_loaded {
+            let program: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+            // Loaded once; attached to every interface.
+            if program.fd().is_err() {
                 program
                     .load()
                     .map_err(|e| permission_or(e, EbpfError::Load))?;
@@ -304,7 +285,6 @@ impl Programs {
                 })
             })?;
         }
-        self.host_loaded = true;
         Ok(())
     }
 
@@ -334,6 +314,17 @@ impl Programs {
         }
         Ok(sums)
     }
+}
+
+/// The program `name` of the object, as its type.
+fn program<'a, T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> Result<T, EbpfError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| EbpfError::Load(format!("no program {name} in the object")))?
+        .try_into()
+        .map_err(|e| EbpfError::Load(format!("{e}")))
 }
 
 fn map<'a, T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>>(
