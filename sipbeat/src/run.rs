@@ -79,6 +79,10 @@ trait Source: Send + 'static {
     fn receive(&mut self, max: u32, on_frame: impl FnMut(Frame<'_>)) -> usize;
     /// The source's own counters.
     fn rings(&self) -> XskStats;
+    /// Records the source could not make frames of.
+    fn damaged(&self) -> u64 {
+        0
+    }
 }
 
 /// Mirror mode: one AF_XDP socket.
@@ -132,6 +136,10 @@ impl Source for Host {
     fn rings(&self) -> XskStats {
         XskStats::default()
     }
+
+    fn damaged(&self) -> u64 {
+        self.ring.malformed
+    }
 }
 
 /// One source's loop: receive, run the pipeline, report, until `stop`.
@@ -180,6 +188,7 @@ fn publish(
 ) {
     let mut shared = report.lock().expect("not poisoned");
     shared.stats = pipeline.stats();
+    shared.stats.damaged_records += source.damaged();
     shared.rings = source.rings();
     shared.output = sink.summary();
     shared.output_counters = sink.counters();

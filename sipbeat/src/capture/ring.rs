@@ -15,7 +15,8 @@ use sipbeat_common::PacketHeader;
 pub struct HostRing {
     ring: RingBuf<MapData>,
     clock: BootClock,
-    /// Records too short for their header (never expected; counted).
+    /// Records too short for their header (never expected; counted as
+    /// damaged capture records).
     pub malformed: u64,
 }
 
