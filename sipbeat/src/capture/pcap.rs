@@ -264,9 +264,7 @@ impl PcapFile {
                         break;
                     }
                     // Damaged: resume at the next run of plausible records.
-                    let skip = (1..rest.len())
-                        .find(|&at| shape.plausible_run(&rest[at..]))
-                        .unwrap_or(rest.len());
+                    let skip = resync(rest, |bytes| shape.plausible(bytes));
                     stats.damaged_records += 1;
                     stats.damaged_bytes += skip as u64;
                     rest = &rest[skip..];
@@ -321,9 +319,7 @@ impl PcapFile {
                     // the next run of well-formed blocks.
                     let skip = match own_len {
                         Some(len) if block_fits(rest, len, big_endian) => len,
-                        _ => (1..rest.len())
-                            .find(|&at| plausible_blocks(&rest[at..], big_endian))
-                            .unwrap_or(rest.len()),
+                        _ => resync(rest, |bytes| plausible_block(bytes, big_endian)),
                     };
                     stats.damaged_records += 1;
                     stats.damaged_bytes += skip as u64;
@@ -398,12 +394,7 @@ struct RecordShape {
 
 impl RecordShape {
     fn u32_at(&self, bytes: &[u8], at: usize) -> Option<u32> {
-        let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(if self.big_endian {
-            u32::from_be_bytes(word)
-        } else {
-            u32::from_le_bytes(word)
-        })
+        u32_in(bytes, at, self.big_endian)
     }
 
     /// The caplen of the record header at the start of `bytes`.
@@ -424,22 +415,29 @@ impl RecordShape {
             && len <= bytes.len())
         .then_some(len)
     }
+}
 
-    /// Whether [`RESYNC_RUN`] plausible records (or plausible ones up to
-    /// the end of the file) start at `bytes`.
-    fn plausible_run(&self, bytes: &[u8]) -> bool {
-        let mut at = 0;
+/// Bytes to skip from `damaged` to where [`RESYNC_RUN`] records in a row
+/// (or well-formed ones up to the end of the file) look right, by
+/// `record_len` (a plausible record's length at the start of its bytes);
+/// all of it when nowhere.
+fn resync(damaged: &[u8], record_len: impl Fn(&[u8]) -> Option<usize>) -> usize {
+    let run_at = |start: usize| {
+        let mut at = start;
         for _ in 0..RESYNC_RUN {
-            if at == bytes.len() {
-                return at > 0;
+            if at == damaged.len() {
+                return at > start;
             }
-            match self.plausible(&bytes[at..]) {
+            match record_len(&damaged[at..]) {
                 Some(len) => at += len,
                 None => return false,
             }
         }
         true
-    }
+    };
+    (1..damaged.len())
+        .find(|&start| run_at(start))
+        .unwrap_or(damaged.len())
 }
 
 /// The largest pcapng block believed at the end of a file cut short.
@@ -449,6 +447,7 @@ const MAX_BLOCK: usize = 16 << 20;
 /// and the custom ones).
 const BLOCK_TYPES: [u32; 10] = [0x0a0d_0d0a, 1, 2, 3, 4, 5, 6, 0x0a, 0x0bad, 0x4000_0bad];
 
+/// The 32-bit word at `at`, in the file's byte order.
 fn u32_in(bytes: &[u8], at: usize, big_endian: bool) -> Option<u32> {
     let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
     Some(if big_endian {
@@ -473,22 +472,10 @@ fn block_fits(bytes: &[u8], len: usize, big_endian: bool) -> bool {
         && u32_in(bytes, len - 4, big_endian) == Some(len as u32)
 }
 
-/// Whether [`RESYNC_RUN`] well-formed blocks of known types (or well-formed
-/// ones up to the end of the file) start at `bytes`.
-fn plausible_blocks(bytes: &[u8], big_endian: bool) -> bool {
-    let mut at = 0;
-    for _ in 0..RESYNC_RUN {
-        if at == bytes.len() {
-            return at > 0;
-        }
-        let rest = &bytes[at..];
-        let known = u32_in(rest, 0, big_endian).is_some_and(|t| BLOCK_TYPES.contains(&t));
-        match block_len(rest, big_endian) {
-            Some(len) if known && block_fits(rest, len, big_endian) => at += len,
-            _ => return false,
-        }
-    }
-    true
+/// The length of the well-formed block of a known type at `bytes`.
+fn plausible_block(bytes: &[u8], big_endian: bool) -> Option<usize> {
+    let known = u32_in(bytes, 0, big_endian).is_some_and(|t| BLOCK_TYPES.contains(&t));
+    block_len(bytes, big_endian).filter(|&len| known && block_fits(bytes, len, big_endian))
 }
 
 /// The per-interface facts needed to read an enhanced packet block.
