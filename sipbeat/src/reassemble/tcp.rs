@@ -86,8 +86,10 @@ struct Stream {
 impl Stream {
     /// Memory held, as counted against the byte limits.
     fn held(&self) -> usize {
+        // Occupied list slots are in each segment's cost already; the
+        // spare ones are held too.
         self.buffer.capacity()
-            + self.pending.capacity() * size_of::<(u32, Vec<u8>)>()
+            + (self.pending.capacity() - self.pending.len()) * size_of::<(u32, Vec<u8>)>()
             + self.pending_bytes
     }
 
