@@ -15,6 +15,11 @@ use crate::pipeline::TransportProtocol;
 #[derive(Debug, Parser)]
 #[command(name = "sipbeat", version, about)]
 pub struct Cli {
+    /// How messages and stats on stderr are written: text lines for
+    /// terminals, or one JSON object per line for log pipelines.
+    #[arg(long, value_enum, global = true, default_value_t)]
+    pub log_format: crate::log::Format,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -105,7 +105,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub protocols: Vec<ProtocolConfig>,
     #[serde(default, with = "serde_norway::with::singleton_map")]
-    pub output: Option<OutputConfig>,
+    pub output: Option<Output>,
     /// Limits of IP and TCP reassembly.
     #[serde(default)]
     pub reassembly: ReassemblyConfig,
@@ -128,18 +128,6 @@ pub struct ProtocolConfig {
     pub parse_body: Option<bool>,
     pub keep_original: Option<bool>,
     pub transport_protocol: Option<TransportProtocol>,
-}
-
-/// `output:` in the file: exactly one of its keys.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-pub enum OutputConfig {
-    Stdout {},
-    File {
-        path: std::path::PathBuf,
-    },
-    #[cfg(feature = "kafka")]
-    Kafka(Box<crate::output::kafka::KafkaConfig>),
 }
 
 /// Values given on the command line, each overriding the file.
@@ -278,12 +266,10 @@ impl Config {
         // output the flag overrides cannot fail the run.
         let output = match (overrides.output, file.output) {
             (Some(output), _) => output,
-            (None, None | Some(OutputConfig::Stdout {})) => Output::Stdout,
-            (None, Some(OutputConfig::File { path })) => Output::File(path),
-            #[cfg(feature = "kafka")]
-            (None, Some(OutputConfig::Kafka(kafka))) => {
-                kafka.validate().map_err(ConfigError::Invalid)?;
-                Output::Kafka(kafka)
+            (None, file) => {
+                let output = file.unwrap_or(Output::Stdout {});
+                output.validate().map_err(ConfigError::Invalid)?;
+                output
             }
         };
         Ok(Config {
@@ -394,18 +380,23 @@ output:
         let config = Config::build(FileConfig::parse(SEED).unwrap(), Overrides::default()).unwrap();
         assert_eq!(config.sip.ports, [5060, 5080]);
         assert!(!config.sip.ecs.parse_body);
-        assert_eq!(config.output, Output::File("/tmp/events.ndjson".into()));
+        assert_eq!(
+            config.output,
+            Output::File(crate::output::ndjson::FileConfig::appending(
+                "/tmp/events.ndjson"
+            ))
+        );
 
         let overrides = Overrides {
             ports: Some(vec![5062]),
             parse_body: Some(true),
-            output: Some(Output::Stdout),
+            output: Some(Output::Stdout {}),
             ..Overrides::default()
         };
         let config = Config::build(FileConfig::parse(SEED).unwrap(), overrides).unwrap();
         assert_eq!(config.sip.ports, [5062]);
         assert!(config.sip.ecs.parse_body);
-        assert_eq!(config.output, Output::Stdout);
+        assert_eq!(config.output, Output::Stdout {});
     }
 
     #[test]
@@ -415,7 +406,7 @@ output:
         assert_eq!(config.sip.ecs, EcsConfig::default());
         assert_eq!(config.sip.transport, TransportProtocol::Both);
         assert_eq!(config.reassembly, ReassemblyConfig::default());
-        assert_eq!(config.output, Output::Stdout);
+        assert_eq!(config.output, Output::Stdout {});
     }
 
     #[cfg(feature = "kafka")]
@@ -424,11 +415,11 @@ output:
         let broken = "output:\n  kafka:\n    brokers: []\n    topic: sip\n";
         assert!(Config::build(FileConfig::parse(broken).unwrap(), Overrides::default()).is_err());
         let overrides = Overrides {
-            output: Some(Output::Stdout),
+            output: Some(Output::Stdout {}),
             ..Overrides::default()
         };
         let config = Config::build(FileConfig::parse(broken).unwrap(), overrides).unwrap();
-        assert_eq!(config.output, Output::Stdout);
+        assert_eq!(config.output, Output::Stdout {});
     }
 
     #[test]

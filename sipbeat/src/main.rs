@@ -12,21 +12,22 @@ fn main() -> ExitCode {
     // Before anything that may run instructions this CPU lacks.
     let missing = sipbeat::cpu::missing_features();
     if !missing.is_empty() {
-        eprintln!(
-            "sipbeat: error: this build needs CPU features this machine lacks ({}); \
+        sipbeat::log::error(&format!(
+            "this build needs CPU features this machine lacks ({}); \
              build one for it with `cargo build --release` or \
              `cargo xtask build-pgo --cpu x86-64`",
             missing.join(", ")
-        );
+        ));
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    sipbeat::log::init(cli.log_format);
     let mut damaged = false;
     let result = match cli.command {
         Command::Read(args) => Config::load(args.sip.config.as_deref(), args.sip.overrides())
             .map_err(anyhow::Error::from)
             .and_then(|config| sipbeat::read::run(&args.files, &config, args.quiet))
-            .map(|stats| damaged = stats.damaged_records > 0),
+            .map(|stats| damaged = stats.counts.damaged_records > 0),
         #[cfg(feature = "xdp")]
         Command::Run(args) => Config::load(args.sip.config.as_deref(), args.overrides())
             .map_err(anyhow::Error::from)
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line: the error and its causes, as the user needs to act on it.
-            eprintln!("sipbeat: error: {error:#}");
+            sipbeat::log::error(&format!("{error:#}"));
             ExitCode::FAILURE
         }
     }

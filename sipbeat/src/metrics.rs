@@ -67,8 +67,9 @@ impl HttpConfig {
     }
 }
 
-/// One metric family: its help text and its samples (labels, value).
-type Family = (&'static str, Vec<(String, u64)>);
+/// One metric family: its help text, its type (`counter` or `gauge`)
+/// and its samples (labels, value).
+type Family = (&'static str, &'static str, Vec<(String, u64)>);
 
 /// Metric families being written, by name.
 #[derive(Default)]
@@ -79,23 +80,45 @@ pub struct Exposition {
 impl Exposition {
     /// One sample of the counter `sipbeat_<name>_total`.
     pub fn counter(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], value: u64) {
+        self.sample(
+            format!("sipbeat_{name}_total"),
+            "counter",
+            help,
+            labels,
+            value,
+        );
+    }
+
+    /// One sample of the gauge `sipbeat_<name>`.
+    pub fn gauge(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], value: u64) {
+        self.sample(format!("sipbeat_{name}"), "gauge", help, labels, value);
+    }
+
+    fn sample(
+        &mut self,
+        name: String,
+        kind: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: u64,
+    ) {
         let family = self
             .families
-            .entry(format!("sipbeat_{name}_total"))
-            .or_insert((help, Vec::new()));
+            .entry(name)
+            .or_insert((help, kind, Vec::new()));
         let labels: Vec<String> = labels
             .iter()
             .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
             .collect();
-        family.1.push((labels.join(","), value));
+        family.2.push((labels.join(","), value));
     }
 
     /// The text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (name, (help, samples)) in &self.families {
+        for (name, (help, kind, samples)) in &self.families {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in samples {
                 if labels.is_empty() {
                     let _ = writeln!(out, "{name} {value}");
@@ -119,49 +142,71 @@ fn escape_label(value: &str) -> String {
 #[cfg(feature = "xdp")]
 mod server {
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper::{Request, Response, StatusCode};
 
     /// What the server answers with, updated by the control loop.
-    #[derive(Default)]
     pub struct Endpoint {
-        metrics: Mutex<String>,
-        healthy: AtomicBool,
-        ready: AtomicBool,
+        state: Mutex<State>,
+    }
+
+    struct State {
+        metrics: String,
+        /// Why the process is not healthy, or not ready; `None` when it is.
+        unhealthy: Option<String>,
+        unready: Option<String>,
+    }
+
+    impl Default for Endpoint {
+        fn default() -> Self {
+            Endpoint {
+                state: Mutex::new(State {
+                    metrics: String::new(),
+                    unhealthy: Some("starting".into()),
+                    unready: Some("starting".into()),
+                }),
+            }
+        }
     }
 
     impl Endpoint {
-        /// Replaces the exposition and the two states.
-        pub fn update(&self, metrics: String, healthy: bool, ready: bool) {
-            *self.metrics.lock().expect("not poisoned") = metrics;
-            self.healthy.store(healthy, Ordering::Relaxed);
-            self.ready.store(ready, Ordering::Relaxed);
+        /// Replaces the exposition and the two states, each `Ok` or the
+        /// reason it is not.
+        pub fn update(
+            &self,
+            metrics: String,
+            healthy: Result<(), String>,
+            ready: Result<(), String>,
+        ) {
+            let mut state = self.state.lock().expect("not poisoned");
+            state.metrics = metrics;
+            state.unhealthy = healthy.err();
+            state.unready = ready.err();
         }
 
         pub(crate) fn respond(&self, path: &str) -> Response<Full<Bytes>> {
+            let state = self.state.lock().expect("not poisoned");
             let (status, body, content_type) = match path {
                 "/metrics" => (
                     StatusCode::OK,
-                    self.metrics.lock().expect("not poisoned").clone(),
+                    state.metrics.clone(),
                     "text/plain; version=0.0.4; charset=utf-8",
                 ),
                 "/healthz" | "/readyz" => {
-                    let up = if path == "/healthz" {
-                        &self.healthy
+                    let problem = if path == "/healthz" {
+                        &state.unhealthy
                     } else {
-                        &self.ready
+                        &state.unready
                     };
-                    if up.load(Ordering::Relaxed) {
-                        (StatusCode::OK, "ok\n".to_string(), "text/plain")
-                    } else {
-                        (
+                    match problem {
+                        None => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
+                        Some(reason) => (
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "not yet\n".to_string(),
+                            format!("{reason}\n"),
                             "text/plain",
-                        )
+                        ),
                     }
                 }
                 _ => (
@@ -221,10 +266,26 @@ mod tests {
             4,
         );
         e.counter("frames", "Frames.", &[], 9);
+        e.gauge("up", "Up.", &[], 1);
         assert_eq!(
             e.render(),
-            "# HELP sipbeat_events_total Events handed to the output.\n# TYPE sipbeat_events_total counter\nsipbeat_events_total{queue=\"0\"} 3\nsipbeat_events_total{queue=\"1\"} 4\n# HELP sipbeat_frames_total Frames.\n# TYPE sipbeat_frames_total counter\nsipbeat_frames_total 9\n"
+            "# HELP sipbeat_events_total Events handed to the output.\n# TYPE sipbeat_events_total counter\nsipbeat_events_total{queue=\"0\"} 3\nsipbeat_events_total{queue=\"1\"} 4\n# HELP sipbeat_frames_total Frames.\n# TYPE sipbeat_frames_total counter\nsipbeat_frames_total 9\n# HELP sipbeat_up Up.\n# TYPE sipbeat_up gauge\nsipbeat_up 1\n"
         );
+    }
+
+    /// The text of a response body that is already complete.
+    #[cfg(feature = "xdp")]
+    fn futures_body(body: http_body_util::Full<hyper::body::Bytes>) -> String {
+        use hyper::body::Body as _;
+        let mut body = std::pin::pin!(body);
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        match body.as_mut().poll_frame(&mut context) {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+            }
+            _ => String::new(),
+        }
     }
 
     #[cfg(feature = "xdp")]
@@ -233,9 +294,12 @@ mod tests {
         let endpoint = Endpoint::default();
         let status = |path: &str| endpoint.respond(path).status().as_u16();
         assert_eq!((status("/healthz"), status("/readyz")), (503, 503));
-        endpoint.update("x 1\n".into(), true, false);
+        endpoint.update("x 1\n".into(), Ok(()), Err("kafka: no broker".into()));
         assert_eq!((status("/healthz"), status("/readyz")), (200, 503));
-        endpoint.update("x 1\n".into(), true, true);
+        let body = endpoint.respond("/readyz").into_body();
+        let text = futures_body(body);
+        assert_eq!(text, "kafka: no broker\n");
+        endpoint.update("x 1\n".into(), Ok(()), Ok(()));
         assert_eq!(
             (status("/readyz"), status("/metrics"), status("/")),
             (200, 200, 404)

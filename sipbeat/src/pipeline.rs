@@ -116,8 +116,8 @@ impl Pipeline {
     /// Runs one frame through the pipeline. Only a failing sink is an error;
     /// anything wrong with the frame is counted.
     pub fn process(&mut self, frame: Frame<'_>, sink: &mut dyn Sink) -> Result<(), OutputError> {
-        self.stats.frames += 1;
-        self.stats.bytes += frame.data.len() as u64;
+        self.stats.counts.frames += 1;
+        self.stats.counts.frame_bytes += frame.data.len() as u64;
         self.now_ns = self.now_ns.max(frame.timestamp_ns);
         match decode::decode_with(frame.link, frame.data, &self.tunnels) {
             Ok(packet) => self.packet(packet, frame.timestamp_ns, sink, 0),
@@ -143,11 +143,11 @@ impl Pipeline {
         match transport {
             Transport::Udp(udp) => {
                 if !self.ports.either(udp.src_port, udp.dst_port) {
-                    self.stats.other_ports += 1;
+                    self.stats.counts.other_ports += 1;
                     return Ok(());
                 }
                 if !self.udp {
-                    self.stats.transport_disabled += 1;
+                    self.stats.counts.transport_disabled += 1;
                     return Ok(());
                 }
                 let context = Context {
@@ -164,11 +164,11 @@ impl Pipeline {
             }
             Transport::Tcp(segment) => {
                 if !self.ports.either(segment.src_port, segment.dst_port) {
-                    self.stats.other_ports += 1;
+                    self.stats.counts.other_ports += 1;
                     return Ok(());
                 }
                 if !self.tcp_enabled {
-                    self.stats.transport_disabled += 1;
+                    self.stats.counts.transport_disabled += 1;
                     return Ok(());
                 }
                 let key = StreamKey {
@@ -258,7 +258,7 @@ fn publish(
     context: &Context,
     sink: &mut dyn Sink,
 ) -> Result<(), OutputError> {
-    stats.messages += 1;
+    stats.counts.messages += 1;
     let start = sink.buffer().len();
     events.build(sink.buffer(), message, context);
     let meta = EventMeta {
@@ -274,7 +274,7 @@ fn publish(
         },
     };
     sink.publish(start, &meta)?;
-    stats.events += 1;
+    stats.counts.events += 1;
     Ok(())
 }
 
@@ -318,7 +318,7 @@ impl StreamConsumer for SipFramer<'_> {
             if !*in_sync {
                 match sip::find_start_line(rest) {
                     Some(offset) => {
-                        self.stats.stream_bytes_skipped += offset as u64;
+                        self.stats.counts.stream_bytes_skipped += offset as u64;
                         used += offset;
                         *in_sync = true;
                         continue;
@@ -330,7 +330,7 @@ impl StreamConsumer for SipFramer<'_> {
                             .rposition(|&b| b == b'\n')
                             .map_or(rest.len(), |nl| rest.len() - nl - 1);
                         let keep = if keep > MAX_START_LINE { 0 } else { keep };
-                        self.stats.stream_bytes_skipped += (rest.len() - keep) as u64;
+                        self.stats.counts.stream_bytes_skipped += (rest.len() - keep) as u64;
                         return used + rest.len() - keep;
                     }
                 }
@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(event["sip"]["method"], "OPTIONS");
         assert_eq!(event["source"]["port"], 40000);
         assert_eq!(event["@timestamp"], "2017-07-14T02:40:00.000Z");
-        assert_eq!(pipeline.stats().events, 1);
+        assert_eq!(pipeline.stats().counts.events, 1);
     }
 
     #[test]
@@ -480,10 +480,10 @@ mod tests {
         pipeline.process(frame(&[0u8; 5]), &mut sink).unwrap();
         assert!(sink.0.is_empty());
         let stats = pipeline.stats();
-        assert_eq!(stats.other_ports, 1);
+        assert_eq!(stats.counts.other_ports, 1);
         assert_eq!(stats.rejected_by(sip::Error::NotSip), 1);
         assert_eq!(stats.malformed_frames(), 1);
-        assert_eq!(stats.frames, 3);
+        assert_eq!(stats.counts.frames, 3);
     }
 
     #[test]

@@ -37,26 +37,26 @@ pub fn read_files(
             return Err(error).context("output failed");
         }
         let stats = pipeline.stats_mut();
-        stats.unsupported_link += file_stats.unsupported_link;
-        stats.damaged_records += file_stats.damaged_records;
-        stats.damaged_bytes += file_stats.damaged_bytes;
+        stats.counts.unsupported_link_frames += file_stats.unsupported_link;
+        stats.counts.damaged_records += file_stats.damaged_records;
+        stats.counts.damaged_bytes += file_stats.damaged_bytes;
         if file_stats.damaged_records > 0 {
-            eprintln!(
-                "sipbeat: warning: {} is damaged: {} places, {} bytes skipped; read the rest",
+            crate::log::warn(&format!(
+                "{} is damaged: {} places, {} bytes skipped; read the rest",
                 capture.path().display(),
                 file_stats.damaged_records,
                 file_stats.damaged_bytes
-            );
+            ));
         }
         if file_stats.truncated {
-            eprintln!(
-                "sipbeat: warning: {} ends mid-record (cut short?); read what came before",
+            crate::log::warn(&format!(
+                "{} ends mid-record (cut short?); read what came before",
                 capture.path().display()
-            );
+            ));
         }
     }
     pipeline.finish(sink).context("output failed")?;
-    sink.flush().context("output failed")?;
+    sink.drain().context("output failed")?;
     Ok(pipeline.stats())
 }
 
@@ -67,10 +67,23 @@ pub fn run(files: &[impl AsRef<Path>], config: &Config, quiet: bool) -> anyhow::
     let result = read_files(files, config, sink.as_mut());
     if !quiet {
         if let Ok(stats) = &result {
-            eprint!("{}", stats.summary(started.elapsed()));
-        }
-        if let Some(line) = sink.summary() {
-            eprintln!("{line}");
+            let mut text = stats.summary(started.elapsed());
+            let mut json = stats.to_json();
+            if let Some(line) = sink.summary() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            let output: serde_json::Map<_, _> = sink
+                .counters()
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.into()))
+                .collect();
+            if !output.is_empty() {
+                json["output"] = output.into();
+            }
+            crate::log::stats(&text, json);
+        } else if let Some(line) = sink.summary() {
+            crate::log::stats(&format!("{line}\n"), serde_json::Value::Null);
         }
     }
     result

@@ -42,6 +42,8 @@ struct WorkerReport {
     output: Option<String>,
     /// The output's own counters (Kafka's), by name.
     output_counters: Vec<(&'static str, u64)>,
+    /// Whether the output can deliver now ([`Sink::ready`](crate::output::Sink::ready)).
+    output_ready: bool,
     /// When the worker last published: its heartbeat.
     updated: Option<Instant>,
 }
@@ -157,7 +159,7 @@ fn worker(
         // Sleep in poll only when the ring ran dry: under load the next
         // batch is already there, and a system call per batch is waste.
         if idle && let Err(error) = source.wait() {
-            eprintln!("sipbeat: poll: {error}");
+            crate::log::warn(&format!("poll: {error}"));
         }
         let received = source.receive(BATCH, |frame| {
             if let Err(error) = pipeline.process(frame, sink.as_mut()) {
@@ -175,7 +177,7 @@ fn worker(
         }
     }
     pipeline.finish(sink.as_mut())?;
-    sink.flush()?;
+    sink.drain()?;
     publish(&report, &pipeline, &source, sink.as_ref());
     Ok(())
 }
@@ -188,27 +190,36 @@ fn publish(
 ) {
     let mut shared = report.lock().expect("not poisoned");
     shared.stats = pipeline.stats();
-    shared.stats.damaged_records += source.damaged();
+    shared.stats.counts.damaged_records += source.damaged();
     shared.rings = source.rings();
     shared.output = sink.summary();
     shared.output_counters = sink.counters();
+    shared.output_ready = sink.ready();
     shared.updated = Some(Instant::now());
 }
 
-/// Totals over all workers, plus the programs' counters.
-fn stats_line(
+/// Totals over all workers, plus the programs' counters, on stderr: lines
+/// for a terminal, or one JSON object.
+fn log_stats(
     mode: CaptureMode,
     programs: &[(String, Programs)],
     reports: &[Arc<Mutex<WorkerReport>>],
-) -> String {
+) {
     let mut stats = Stats::default();
     let mut rings = XskStats::default();
     let mut outputs = Vec::new();
+    let mut output_counters: Vec<(&'static str, u64)> = Vec::new();
     for report in reports {
         let report = report.lock().expect("not poisoned");
         stats += &report.stats;
         rings += &report.rings;
         outputs.extend(report.output.clone());
+        for &(name, value) in &report.output_counters {
+            match output_counters.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, total)) => *total += value,
+                None => output_counters.push((name, value)),
+            }
+        }
     }
     let mut kernel = [0u64; Counter::ALL.len()];
     let mut kernel_error = None;
@@ -218,23 +229,44 @@ fn stats_line(
             Err(error) => kernel_error = Some(error.to_string()),
         }
     }
-    let kernel = kernel_error.unwrap_or_else(|| {
+    let kernel_fields = || {
         Counter::ALL
             .iter()
-            .map(|counter| format!("{}={}", counter.name(), kernel[*counter as usize]))
+            .map(|counter| (counter.name(), kernel[*counter as usize]))
+    };
+    let kernel_text = kernel_error.clone().unwrap_or_else(|| {
+        kernel_fields()
+            .map(|(name, value)| format!("{name}={value}"))
             .collect::<Vec<_>>()
             .join(" ")
     });
-    let mut line = format!("sipbeat: kernel: {kernel}\n");
+    let mut text = format!("sipbeat: kernel: {kernel_text}\n");
     if mode == CaptureMode::Mirror {
-        line.push_str(&format!("sipbeat: rings: {}\n", rings.line()));
+        text.push_str(&format!("sipbeat: rings: {}\n", rings.line()));
     }
-    line.push_str(&stats.summary(Duration::ZERO));
+    text.push_str(&stats.summary(Duration::ZERO));
     for output in outputs {
-        line.push_str(&output);
-        line.push('\n');
+        text.push_str(&output);
+        text.push('\n');
     }
-    line
+    let to_object = |fields: &mut dyn Iterator<Item = (&str, u64)>| -> serde_json::Value {
+        fields
+            .map(|(name, value)| (name.to_string(), value.into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let mut json = stats.to_json();
+    json["kernel"] = match kernel_error {
+        Some(error) => error.into(),
+        None => to_object(&mut kernel_fields()),
+    };
+    if mode == CaptureMode::Mirror {
+        json["rings"] = to_object(&mut rings.fields());
+    }
+    if !output_counters.is_empty() {
+        json["output"] = to_object(&mut output_counters.into_iter());
+    }
+    crate::log::stats(&text, json);
 }
 
 /// How long a live worker may wait for room in a full Kafka queue before it
@@ -290,6 +322,12 @@ fn expose_worker(out: &mut crate::metrics::Exposition, report: &WorkerReport) {
         ("queue", report.queue.as_str()),
     ];
     report.stats.expose(out, &labels);
+    out.gauge(
+        "output_ready",
+        "1 while the worker's output can deliver events (Kafka: a broker is up).",
+        &labels,
+        u64::from(report.output_ready),
+    );
     for (name, value) in &report.output_counters {
         out.counter(
             &format!("output_{name}"),
@@ -310,15 +348,48 @@ fn expose_worker(out: &mut crate::metrics::Exposition, report: &WorkerReport) {
     }
 }
 
-/// Whether every worker is alive and has published lately.
-fn healthy(workers: &[Worker], reports: &[Arc<Mutex<WorkerReport>>]) -> bool {
-    workers.iter().all(|w| !w.is_finished())
-        && reports.iter().all(|r| {
-            let updated = r.lock().expect("not poisoned").updated;
-            // A worker publishes every REPORT_EVERY; before its first, it
-            // has just started.
-            updated.is_none_or(|at| at.elapsed() < STALLED_AFTER)
-        })
+/// Whether every worker is alive and has published lately; if not, why.
+fn healthy(workers: &[Worker], reports: &[Arc<Mutex<WorkerReport>>]) -> Result<(), String> {
+    if workers.iter().any(|w| w.is_finished()) {
+        return Err("a capture worker has stopped".into());
+    }
+    for report in reports {
+        let report = report.lock().expect("not poisoned");
+        // A worker publishes every REPORT_EVERY; before its first, it has
+        // just started.
+        if report
+            .updated
+            .is_some_and(|at| at.elapsed() >= STALLED_AFTER)
+        {
+            return Err(format!(
+                "worker for {} queue {} has made no progress for {}s",
+                report.interface,
+                report.queue,
+                STALLED_AFTER.as_secs()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether events reach the output: capture is attached (it is, once the
+/// control loop runs), the workers are healthy and every output can
+/// deliver; if not, why.
+fn ready(workers: &[Worker], reports: &[Arc<Mutex<WorkerReport>>]) -> Result<(), String> {
+    healthy(workers, reports)?;
+    for report in reports {
+        let report = report.lock().expect("not poisoned");
+        if report.updated.is_none() {
+            return Err("starting".into());
+        }
+        if !report.output_ready {
+            return Err(format!(
+                "the output of {} queue {} cannot deliver (Kafka: no broker up)",
+                report.interface, report.queue
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `queue` label of host mode's one worker.
@@ -455,10 +526,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             workers.push(handle);
             reports.push(report);
             programs.push((names.clone(), host));
-            eprintln!(
-                "sipbeat: capturing SIP on {names} (host mode: copies from TC ingress and egress, nothing taken; ports {:?})",
+            crate::log::info(&format!(
+                "capturing SIP on {names} (host mode: copies from TC ingress and egress, nothing taken; ports {:?})",
                 config.sip.ports
-            );
+            ));
         }
         CaptureMode::Mirror => {
             for interface in &capture.interfaces {
@@ -499,11 +570,11 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                 attached.push(format!("{interface}: {queues} queues, XDP {mode:?} mode"));
                 programs.push((interface.clone(), program));
             }
-            eprintln!(
-                "sipbeat: capturing SIP on {names} (mirror mode: {}; ports {:?})",
+            crate::log::info(&format!(
+                "capturing SIP on {names} (mirror mode: {}; ports {:?})",
                 attached.join("; "),
                 config.sip.ports
-            );
+            ));
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -512,7 +583,8 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let interval = capture.stats_interval;
     let endpoint = Arc::new(crate::metrics::Endpoint::default());
     runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         if let Some(listener) = listener {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tokio::spawn(crate::metrics::serve(listener, Arc::clone(&endpoint)));
@@ -524,11 +596,13 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = terminate.recv() => break,
-                _ = ticker.tick(), if interval > 0 => eprint!("{}", stats_line(capture.mode, &programs, &reports)),
+                _ = ticker.tick(), if interval > 0 => log_stats(capture.mode, &programs, &reports),
                 _ = snapshot.tick(), if config.http.enabled => {
-                    // Capture is attached by now; ready while every worker is healthy.
-                    let up = healthy(&workers, &reports);
-                    endpoint.update(exposition(&programs, &reports), up, up);
+                    endpoint.update(
+                        exposition(&programs, &reports),
+                        healthy(&workers, &reports),
+                        ready(&workers, &reports),
+                    );
                 }
             }
             if workers.iter().any(|w| w.is_finished()) {
@@ -550,7 +624,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             }
         }
     }
-    eprint!("{}", stats_line(capture.mode, &programs, &reports));
+    log_stats(capture.mode, &programs, &reports);
     // Dropping the programs detaches them.
     drop(programs);
     first_error.map_or(Ok(()), Err)

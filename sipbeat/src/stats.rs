@@ -4,21 +4,23 @@
 //! hot path); totals are summed with `+=` and printed by [`Stats::summary`].
 
 /// Declares a struct of `u64` counters: each counter written once, with
-/// its doc comment; from that one list come the fields, `AddAssign`, the
-/// `name=value` summary text ([`line`](TcpStats::line)) and the names and
-/// values an exposition walks ([`fields`](TcpStats::fields)).
+/// its doc comment (required: it is also the metric's help text); from that
+/// one list come the fields, `AddAssign`, the `name=value` summary text
+/// ([`line`](TcpStats::line)) and the names, help texts and values an
+/// exposition walks ([`fields`](TcpStats::fields),
+/// [`described`](TcpStats::described)).
 #[macro_export]
 macro_rules! counters {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
-            $( $(#[$fmeta:meta])* $field:ident, )+
+            $( $(#[doc = $doc:literal])+ $field:ident, )+
         }
     ) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct $name {
-            $( $(#[$fmeta])* pub $field: u64, )+
+            $( $(#[doc = $doc])+ pub $field: u64, )+
         }
 
         impl ::std::ops::AddAssign<&$name> for $name {
@@ -31,6 +33,12 @@ macro_rules! counters {
             /// Every counter's name and value, in declaration order.
             pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
                 [$( (stringify!($field), self.$field), )+].into_iter()
+            }
+
+            /// Every counter's name, doc text and value, in declaration order.
+            pub fn described(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> {
+                [$( (stringify!($field), concat!($($doc),+).trim_start(), self.$field), )+]
+                    .into_iter()
             }
 
             /// `name=value` for every counter, space-separated.
@@ -53,82 +61,72 @@ use crate::reassemble::defrag::DefragStats;
 use crate::reassemble::tcp::TcpStats;
 use crate::sip;
 
+crate::counters! {
+    /// The pipeline's scalar counters.
+    pub struct Counts {
+        /// Frames handed to the pipeline.
+        frames,
+        /// Bytes of those frames.
+        frame_bytes,
+        /// Frames whose link type is not decoded (skipped by the source).
+        unsupported_link_frames,
+        /// Damaged places skipped in capture files (records of impossible
+        /// length, blocks that do not parse) and host-ring records too short
+        /// for their header.
+        damaged_records,
+        /// Bytes of capture files skipped with them.
+        damaged_bytes,
+        /// UDP datagrams and TCP segments on no configured SIP port.
+        other_ports,
+        /// On a SIP port, but over a transport the config leaves out.
+        transport_disabled,
+        /// Stream bytes skipped looking for a SIP start line (after a gap, a
+        /// broken message, or a capture that began mid-stream).
+        stream_bytes_skipped,
+        /// Valid SIP messages.
+        messages,
+        /// Events handed to the output.
+        events,
+    }
+}
+
 /// Per-worker pipeline counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
-    /// Frames handed to the pipeline.
-    pub frames: u64,
-    /// Bytes of those frames.
-    pub bytes: u64,
-    /// Frames skipped by the capture source (link type not decoded).
-    pub unsupported_link: u64,
-    /// Damaged places in capture files skipped (records of impossible
-    /// length, blocks that do not parse).
-    pub damaged_records: u64,
-    /// Bytes of capture files skipped with them.
-    pub damaged_bytes: u64,
+    pub counts: Counts,
     /// Frames that did not decode to a transport payload, by reason.
     pub decode: [u64; DecodeError::COUNT],
-    /// UDP datagrams and TCP segments on no configured SIP port.
-    pub other_ports: u64,
-    /// On a SIP port, but over a transport the config leaves out.
-    pub transport_disabled: u64,
-    /// Stream bytes skipped looking for a SIP start line (after a gap, a
-    /// broken message, or a capture that began mid-stream).
-    pub stream_bytes_skipped: u64,
     /// TCP stream reassembly.
     pub tcp: TcpStats,
     /// IP fragment reassembly.
     pub defrag: DefragStats,
     /// Payloads on a SIP port that were not a valid SIP message, by reason.
     pub rejected: [u64; sip::Error::COUNT],
-    /// Valid SIP messages.
-    pub messages: u64,
-    /// Events handed to the output.
-    pub events: u64,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            frames: 0,
-            bytes: 0,
-            unsupported_link: 0,
-            damaged_records: 0,
-            damaged_bytes: 0,
+            counts: Counts::default(),
             decode: [0; DecodeError::COUNT],
-            other_ports: 0,
-            transport_disabled: 0,
-            stream_bytes_skipped: 0,
             tcp: TcpStats::default(),
             defrag: DefragStats::default(),
             rejected: [0; sip::Error::COUNT],
-            messages: 0,
-            events: 0,
         }
     }
 }
 
 impl AddAssign<&Stats> for Stats {
     fn add_assign(&mut self, other: &Stats) {
-        self.frames += other.frames;
-        self.bytes += other.bytes;
-        self.unsupported_link += other.unsupported_link;
-        self.damaged_records += other.damaged_records;
-        self.damaged_bytes += other.damaged_bytes;
+        self.counts += &other.counts;
         for (mine, theirs) in self.decode.iter_mut().zip(other.decode) {
             *mine += theirs;
         }
-        self.other_ports += other.other_ports;
-        self.transport_disabled += other.transport_disabled;
-        self.stream_bytes_skipped += other.stream_bytes_skipped;
         self.tcp += &other.tcp;
         self.defrag += &other.defrag;
         for (mine, theirs) in self.rejected.iter_mut().zip(other.rejected) {
             *mine += theirs;
         }
-        self.messages += other.messages;
-        self.events += other.events;
     }
 }
 
@@ -164,38 +162,7 @@ impl Stats {
 
     /// Every counter into `out`, each sample with `labels`.
     pub fn expose(&self, out: &mut crate::metrics::Exposition, labels: &[(&str, &str)]) {
-        let scalars: [(&str, &'static str, u64); 9] = [
-            ("frames", "Frames handed to the pipeline.", self.frames),
-            ("frame_bytes", "Bytes of those frames.", self.bytes),
-            (
-                "unsupported_link_frames",
-                "Frames whose link type is not decoded.",
-                self.unsupported_link,
-            ),
-            (
-                "damaged_capture_records",
-                "Damaged places skipped in capture files.",
-                self.damaged_records,
-            ),
-            (
-                "other_ports",
-                "UDP datagrams and TCP segments on no SIP port.",
-                self.other_ports,
-            ),
-            (
-                "transport_disabled",
-                "SIP-port traffic over a transport the config leaves out.",
-                self.transport_disabled,
-            ),
-            (
-                "stream_bytes_skipped",
-                "TCP bytes skipped looking for a SIP start line.",
-                self.stream_bytes_skipped,
-            ),
-            ("messages", "Valid SIP messages.", self.messages),
-            ("events", "Events handed to the output.", self.events),
-        ];
-        for (name, help, value) in scalars {
+        for (name, help, value) in self.counts.described() {
             out.counter(name, help, labels, value);
         }
         let with_reason = |reason| {
@@ -219,58 +186,77 @@ impl Stats {
                 self.rejected[error.index()],
             );
         }
-        for (name, value) in self.tcp.fields() {
-            out.counter(
-                &format!("tcp_{name}"),
-                "TCP stream reassembly: the summary's tcp: counter of this name.",
-                labels,
-                value,
-            );
+        for (name, help, value) in self.tcp.described() {
+            out.counter(&format!("tcp_{name}"), help, labels, value);
         }
-        for (name, value) in self.defrag.fields() {
-            out.counter(
-                &format!("ip_fragments_{name}"),
-                "IP reassembly: the summary's ip fragments: counter of this name.",
-                labels,
-                value,
-            );
+        for (name, help, value) in self.defrag.described() {
+            out.counter(&format!("ip_fragments_{name}"), help, labels, value);
         }
+    }
+
+    /// Every counter as JSON, grouped as in the summary: for the JSON log
+    /// format.
+    pub fn to_json(&self) -> serde_json::Value {
+        let object = |pairs: &mut dyn Iterator<Item = (&str, u64)>| {
+            serde_json::Value::Object(
+                pairs
+                    .map(|(name, value)| (name.to_string(), value.into()))
+                    .collect(),
+            )
+        };
+        let mut json = object(&mut self.counts.fields());
+        json["decode_errors"] = object(
+            &mut DecodeError::ALL
+                .iter()
+                .map(|e| (e.label(), self.decode[e.index()])),
+        );
+        json["tcp"] = object(&mut self.tcp.fields());
+        json["ip_fragments"] = object(&mut self.defrag.fields());
+        json["rejected"] = object(
+            &mut sip::Error::ALL
+                .iter()
+                .map(|e| (e.label(), self.rejected[e.index()])),
+        );
+        json
     }
 
     /// Human-readable totals, one line per group, for the end of a run.
     pub fn summary(&self, elapsed: Duration) -> String {
+        let c = &self.counts;
         let seconds = elapsed.as_secs_f64();
         let rate = if seconds > 0.0 {
-            self.messages as f64 / seconds
+            c.messages as f64 / seconds
         } else {
             0.0
         };
         let mut out = format!(
             "sipbeat: {} frames ({} bytes), {} SIP messages, {} events, {:.3}s, {:.0} messages/s\n",
-            self.frames, self.bytes, self.messages, self.events, seconds, rate
+            c.frames, c.frame_bytes, c.messages, c.events, seconds, rate
         );
         let decode = labelled(
             DecodeError::ALL
                 .iter()
                 .map(|e| (e.label(), self.decode[e.index()])),
         );
-        let damaged = labelled(
-            [
-                ("damaged_records", self.damaged_records),
-                ("damaged_bytes", self.damaged_bytes),
-            ]
-            .into_iter(),
+        let _ = writeln!(
+            out,
+            "sipbeat: skipped: other_ports={} transport_disabled={} unsupported_link_frames={}{}{decode}",
+            c.other_ports,
+            c.transport_disabled,
+            c.unsupported_link_frames,
+            labelled(
+                [
+                    ("damaged_records", c.damaged_records),
+                    ("damaged_bytes", c.damaged_bytes),
+                ]
+                .into_iter()
+            ),
         );
         let _ = writeln!(
             out,
-            "sipbeat: skipped: other_ports={} transport_disabled={} unsupported_link={}{damaged}{}",
-            self.other_ports, self.transport_disabled, self.unsupported_link, decode
-        );
-        let _ = writeln!(
-            out,
-            "sipbeat: tcp: {} bytes_skipped={}",
+            "sipbeat: tcp: {} stream_bytes_skipped={}",
             self.tcp.line(),
-            self.stream_bytes_skipped
+            c.stream_bytes_skipped
         );
         let _ = writeln!(out, "sipbeat: ip fragments: {}", self.defrag.line());
         let rejected = labelled(
@@ -301,19 +287,21 @@ mod tests {
 
     #[test]
     fn add_assign_sums_every_counter() {
-        let mut a = Stats {
-            frames: 2,
-            ..Stats::default()
-        };
+        let mut a = Stats::default();
+        a.counts.frames = 2;
         a.decode_error(DecodeError::NotIp);
         a.rejected(sip::Error::NotSip);
         let mut b = a.clone();
-        b.events = 5;
+        b.counts.events = 5;
         b += &a;
-        assert_eq!(b.frames, 4);
+        assert_eq!(b.counts.frames, 4);
         assert_eq!(b.decode[DecodeError::NotIp.index()], 2);
         assert_eq!(b.rejected_by(sip::Error::NotSip), 2);
-        assert_eq!(b.events, 5);
+        assert_eq!(b.counts.events, 5);
         assert!(b.summary(Duration::from_secs(1)).contains("not_sip=2"));
+        let json = b.to_json();
+        assert_eq!(json["frames"], 4);
+        assert_eq!(json["rejected"]["not_sip"], 2);
+        assert_eq!(json["tcp"]["gaps"], 0);
     }
 }

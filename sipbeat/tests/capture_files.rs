@@ -74,10 +74,10 @@ fn pcap_record_of_impossible_length_is_counted_and_read_past() {
     let path = dir.join("damaged.pcap");
     std::fs::write(&path, &damaged).unwrap();
     let (events, stats) = common::read_events(&path, &common::config_with_ports(&[5060]));
-    assert_eq!(stats.damaged_records, 1);
-    assert_eq!(stats.frames, 690, "only the damaged record is lost");
+    assert_eq!(stats.counts.damaged_records, 1);
+    assert_eq!(stats.counts.frames, 690, "only the damaged record is lost");
     assert_eq!(
-        stats.damaged_bytes as usize,
+        stats.counts.damaged_bytes as usize,
         offsets[301] - offsets[300],
         "reading resumed at the next record"
     );
@@ -142,10 +142,10 @@ fn pcapng_blocks_that_do_not_parse_are_counted_and_skipped() {
         let path = dir.join(format!("damaged-{big_endian}.pcapng"));
         std::fs::write(&path, &damaged).unwrap();
         let (_, stats) = common::read_events(&path, &common::config_with_ports(&[5060]));
-        assert_eq!(stats.damaged_records, 2, "big endian {big_endian}");
-        assert_eq!(stats.frames, 690, "big endian {big_endian}");
+        assert_eq!(stats.counts.damaged_records, 2, "big endian {big_endian}");
+        assert_eq!(stats.counts.frames, 690, "big endian {big_endian}");
         assert_eq!(
-            stats.damaged_bytes as usize,
+            stats.counts.damaged_bytes as usize,
             blocks[2 + 201] - blocks[2 + 200] + 37,
             "big endian {big_endian}"
         );

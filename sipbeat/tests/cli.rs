@@ -45,6 +45,33 @@ fn read_writes_ndjson_and_a_summary() {
 }
 
 #[test]
+fn json_log_format_gives_one_object_per_line() {
+    let output = sipbeat(&["--log-format", "json", "read", &bundled()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let stats: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
+    assert_eq!(stats["log.level"], "info");
+    assert_eq!(stats["message"], "stats");
+    assert_eq!(stats["sipbeat.stats"]["frames"], 691);
+    assert_eq!(stats["sipbeat.stats"]["events"], 81);
+    assert_eq!(stats["sipbeat.stats"]["rejected"]["not_sip"], 21);
+    let failed = sipbeat(&["read", "--log-format=json", "/nonexistent.pcap"]);
+    assert!(!failed.status.success());
+    let error: serde_json::Value =
+        serde_json::from_str(stderr(&failed).trim()).expect("one JSON line");
+    assert_eq!(error["log.level"], "error");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent.pcap"),
+        "{error}"
+    );
+}
+
+#[test]
 fn switches_and_file_output() {
     let dir = common::ScratchDir::new("cli");
     let out = dir.join("events.ndjson");

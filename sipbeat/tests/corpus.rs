@@ -125,7 +125,7 @@ fn every_capture_matches_tshark() {
                 assert!(stats.rejected_total() > 0, "{file}");
             }
         }
-        assert_eq!(stats.events, events.len() as u64);
+        assert_eq!(stats.counts.events, events.len() as u64);
         checked += 1;
     }
     assert!(checked >= 34, "only {checked} captures checked");
@@ -177,7 +177,7 @@ fn http_on_the_sip_port_is_not_sip() {
     );
     assert!(events.is_empty());
     assert!(
-        stats.rejected_by(Error::NotSip) > 0 || stats.stream_bytes_skipped > 0,
+        stats.rejected_by(Error::NotSip) > 0 || stats.counts.stream_bytes_skipped > 0,
         "{}",
         stats.summary(Default::default())
     );
@@ -199,7 +199,7 @@ fn bundled_capture_counts() {
     let pcap = common::testdata().join("pcaps/suricata-verify/sip-method--sip.pcap");
     let (events, stats) = common::read_events(&pcap, &common::config_with_ports(&[5060]));
     assert_eq!(events.len(), 81);
-    assert_eq!(stats.frames, 691);
+    assert_eq!(stats.counts.frames, 691);
     assert_eq!(stats.rejected_by(Error::NotSip), 21);
     let methods: std::collections::BTreeSet<String> = events
         .iter()

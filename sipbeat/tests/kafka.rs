@@ -112,7 +112,7 @@ fn read_to_kafka_matches_stdout_byte_for_byte() {
     let stats = sipbeat::read::read_files(&captures, &kafka, sink.as_mut()).unwrap();
     let summary = sink.summary().unwrap();
     assert!(
-        summary.contains(&format!("delivered={}", stats.events)),
+        summary.contains(&format!("delivered={}", stats.counts.events)),
         "{summary}"
     );
     assert!(summary.contains(" sustained="), "{summary}");
@@ -214,7 +214,7 @@ fn broker_paused_thirty_seconds_loses_nothing() {
     if !resumed {
         broker.signal("-CONT").unwrap();
     }
-    sink.flush().unwrap();
+    sink.drain().unwrap();
     let records = consume(&broker, "sip-outage", total, Duration::from_secs(30));
     let got: HashSet<usize> = numbers(&records).into_iter().collect();
     assert_eq!(records.len(), total, "no event lost or duplicated");
@@ -237,14 +237,14 @@ fn queue_full_drops_are_exactly_what_is_missing() {
     let counters = sink.counters();
     // Let the producer connect, then stop the broker and overflow the queue.
     publish(&mut sink, 0);
-    sink.flush().unwrap();
+    sink.drain().unwrap();
     broker.signal("-STOP").unwrap();
     let total = 2000;
     for i in 1..total {
         publish(&mut sink, i);
     }
     broker.signal("-CONT").unwrap();
-    sink.flush().unwrap();
+    sink.drain().unwrap();
     let dropped = KafkaCounters::get(&counters.dropped_queue_full) as usize;
     assert!(dropped > 0, "the queue of 200 overflowed");
     let records = consume(
@@ -278,7 +278,7 @@ fn fatal_producer_error_recreates_the_producer_and_resends() {
     for i in 100..200 {
         publish(&mut sink, i);
     }
-    sink.flush().unwrap();
+    sink.drain().unwrap();
     assert_eq!(KafkaCounters::get(&counters.producer_restarts), 1);
     let records = consume(&broker, "sip-fatal", 200, Duration::from_secs(20));
     let got: HashSet<usize> = numbers(&records).into_iter().collect();

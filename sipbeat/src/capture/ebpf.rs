@@ -239,9 +239,9 @@ impl Programs {
         if mode == AttachMode::Driver {
             match program.attach(interface, XdpMode::Driver) {
                 Ok(_) => return Ok(AttachMode::Driver),
-                Err(error) => eprintln!(
-                    "sipbeat: warning: driver-mode XDP on {interface} failed ({error}); using generic (skb) mode"
-                ),
+                Err(error) => crate::log::warn(&format!(
+                    "driver-mode XDP on {interface} failed ({error}); using generic (skb) mode"
+                )),
             }
         }
         program

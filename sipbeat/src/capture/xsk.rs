@@ -305,9 +305,9 @@ impl XskSocket {
         match bind(&address) {
             Ok(()) => {}
             Err(error) if config.zero_copy => {
-                eprintln!(
-                    "sipbeat: queue {queue}: zero-copy unavailable ({error}); using copy mode"
-                );
+                crate::log::warn(&format!(
+                    "queue {queue}: zero-copy unavailable ({error}); using copy mode"
+                ));
                 address.sxdp_flags = libc::XDP_USE_NEED_WAKEUP | libc::XDP_COPY;
                 bind(&address)?;
             }

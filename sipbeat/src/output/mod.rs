@@ -65,8 +65,21 @@ pub trait Sink: Send {
         self.publish(start, meta)
     }
 
-    /// Pushes out anything buffered; for remote outputs, waits for delivery.
+    /// Pushes out anything batched here, without waiting on a remote peer:
+    /// a live capture worker calls it twice a second and must not stall.
     fn flush(&mut self) -> Result<(), OutputError>;
+
+    /// [`Sink::flush`], then waits (boundedly) until a remote output has
+    /// acknowledged every event: the end of a run, or a SIGTERM drain.
+    fn drain(&mut self) -> Result<(), OutputError> {
+        self.flush()
+    }
+
+    /// Whether events published now can reach their destination (Kafka:
+    /// a broker is up and the producer is not failed), for `/readyz`.
+    fn ready(&self) -> bool {
+        true
+    }
 
     /// One line of the output's own counters for the run summary, if it has any.
     fn summary(&self) -> Option<String> {
@@ -79,54 +92,58 @@ pub trait Sink: Send {
     }
 }
 
-/// Which sink a run writes to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which sink a run writes to: the config's `output:` block (exactly one
+/// of its keys, each sink's own settings) or `-o`. Declared once; the
+/// config file deserializes straight into it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum Output {
     /// Newline-delimited JSON on standard output (the default).
-    Stdout,
-    /// Newline-delimited JSON appended to a file.
-    File(PathBuf),
+    Stdout {},
+    /// Newline-delimited JSON in a file.
+    File(ndjson::FileConfig),
     /// A Kafka topic.
     #[cfg(feature = "kafka")]
     Kafka(Box<kafka::KafkaConfig>),
 }
 
 impl Output {
-    /// Parses `stdout`, `file:PATH` or `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`.
+    /// Parses `stdout`, `file:PATH` (appending) or
+    /// `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`.
     pub fn parse(spec: &str) -> Result<Output, String> {
         #[cfg(feature = "kafka")]
         if spec.starts_with("kafka://") {
             return kafka::KafkaConfig::from_url(spec).map(|c| Output::Kafka(Box::new(c)));
         }
         if spec == "stdout" || spec == "-" {
-            return Ok(Output::Stdout);
+            return Ok(Output::Stdout {});
         }
         if let Some(path) = spec.strip_prefix("file:") {
             if path.is_empty() {
                 return Err("file output needs a path: file:PATH".to_string());
             }
-            return Ok(Output::File(PathBuf::from(path)));
+            return Ok(Output::File(ndjson::FileConfig::appending(path)));
         }
         Err(format!(
-            "unknown output {spec:?}: expected stdout or file:PATH"
+            "unknown output {spec:?}: expected stdout, file:PATH or kafka://HOST:PORT/TOPIC"
         ))
+    }
+
+    /// Refuses settings that cannot work (checked when the config is built).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Output::Stdout {} => Ok(()),
+            Output::File(file) => file.validate(),
+            #[cfg(feature = "kafka")]
+            Output::Kafka(kafka) => kafka.validate(),
+        }
     }
 
     /// Opens the sink.
     pub fn open(&self) -> Result<Box<dyn Sink>, OutputError> {
         Ok(match self {
-            Output::Stdout => Box::new(ndjson::NdjsonSink::new(std::io::stdout())),
-            Output::File(path) => {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|error| OutputError::Open {
-                        path: path.clone(),
-                        error,
-                    })?;
-                Box::new(ndjson::NdjsonSink::new(file))
-            }
+            Output::Stdout {} => Box::new(ndjson::NdjsonSink::new(std::io::stdout())),
+            Output::File(file) => Box::new(ndjson::NdjsonSink::new(file.open()?)),
             #[cfg(feature = "kafka")]
             Output::Kafka(config) => Box::new(kafka::KafkaSink::new(config)?),
         })
@@ -139,10 +156,10 @@ mod tests {
 
     #[test]
     fn output_specs() {
-        assert_eq!(Output::parse("stdout"), Ok(Output::Stdout));
+        assert_eq!(Output::parse("stdout"), Ok(Output::Stdout {}));
         assert_eq!(
             Output::parse("file:/tmp/x.ndjson"),
-            Ok(Output::File("/tmp/x.ndjson".into()))
+            Ok(Output::File(ndjson::FileConfig::appending("/tmp/x.ndjson")))
         );
         assert!(Output::parse("file:").is_err());
         assert!(Output::parse("kafka://x").is_err());
@@ -152,5 +169,31 @@ mod tests {
             Output::parse("kafka://k:9092/sip"),
             Ok(Output::Kafka(_))
         ));
+    }
+
+    #[test]
+    fn yaml_forms() {
+        let parse = |yaml: &str| -> Result<Output, String> {
+            serde_norway::with::singleton_map::deserialize(serde_norway::Deserializer::from_str(
+                yaml,
+            ))
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("stdout: {}"), Ok(Output::Stdout {}));
+        assert_eq!(parse("stdout:"), Ok(Output::Stdout {}));
+        assert_eq!(
+            parse("file: {path: /x}"),
+            Ok(Output::File(ndjson::FileConfig::appending("/x")))
+        );
+        let Ok(Output::File(truncating)) = parse("file: {path: /x, append: false}") else {
+            panic!("a file output");
+        };
+        assert!(!truncating.append);
+        assert!(
+            parse("file: {path: /x, rotate: 1}")
+                .unwrap_err()
+                .contains("rotate")
+        );
+        assert!(parse("nats: {}").is_err());
     }
 }

@@ -4,8 +4,55 @@
 //! an O_APPEND file never interleave inside an event.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use super::{EventMeta, OutputError, Sink};
+
+/// `output.file`: where the file output writes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub path: PathBuf,
+    /// Add to what the file holds (the default, and what `-o file:PATH`
+    /// does), or start it afresh.
+    #[serde(default = "appends")]
+    pub append: bool,
+}
+
+fn appends() -> bool {
+    true
+}
+
+impl FileConfig {
+    /// Appending to `path`.
+    pub fn appending(path: impl Into<PathBuf>) -> FileConfig {
+        FileConfig {
+            path: path.into(),
+            append: true,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("file: path is empty".into());
+        }
+        Ok(())
+    }
+
+    /// Opens (creates) the file, appending or truncated.
+    pub fn open(&self) -> Result<std::fs::File, OutputError> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(self.append)
+            .truncate(!self.append)
+            .open(&self.path)
+            .map_err(|error| OutputError::Open {
+                path: self.path.clone(),
+                error,
+            })
+    }
+}
 
 /// Bytes of events that trigger a write.
 const BATCH_SIZE: usize = 1 << 20;

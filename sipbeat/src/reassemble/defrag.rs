@@ -24,7 +24,9 @@ const MAX_PAYLOAD: usize = 65_535;
 crate::counters! {
     /// What reassembly did.
     pub struct DefragStats {
+        /// IP fragments taken in.
         fragments,
+        /// Datagrams made whole again.
         reassembled,
         /// Datagrams dropped unfinished after the timeout.
         timed_out,

@@ -48,6 +48,7 @@ pub trait StreamConsumer {
 crate::counters! {
     /// What stream reassembly did.
     pub struct TcpStats {
+        /// Segments taken in (SIP-port streams).
         segments,
         /// Segments whose bytes had all been seen (retransmissions).
         retransmitted,

@@ -119,6 +119,8 @@ pub struct KafkaCounters {
     /// asks for on a 500 ms timer when no broker connection is up yet.
     pub first_delivery_us: AtomicU64,
     pub last_delivery_us: AtomicU64,
+    /// Whether librdkafka's latest statistics show a broker connection up.
+    pub broker_up: AtomicBool,
 }
 
 impl KafkaCounters {
@@ -192,14 +194,20 @@ impl ClientContext for Callbacks {
         self.counters
             .retries
             .store(self.retries_before + retries, Ordering::Relaxed);
+        // Bootstrap entries have no node id; a named broker that is UP can
+        // take events.
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.counters.broker_up.store(up, Ordering::Relaxed);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             self.fatal.store(true, Ordering::SeqCst);
         }
-        self.log
-            .eprint(&format!("sipbeat: kafka: {error}: {reason}"));
+        self.log.warn(&format!("kafka: {error}: {reason}"));
     }
 }
 
@@ -230,7 +238,7 @@ impl ProducerContext for Callbacks {
                 } else {
                     KafkaCounters::bump(&self.counters.failed);
                     self.log
-                        .eprint(&format!("sipbeat: kafka: event not delivered: {error}"));
+                        .warn(&format!("kafka: event not delivered: {error}"));
                 }
             }
         }
@@ -253,6 +261,8 @@ pub struct KafkaSink {
     /// The event being published ([`Sink::buffer`]); librdkafka copies it.
     event_buf: Vec<u8>,
     last_drop_report: Option<Instant>,
+    /// Events refused by librdkafka, said once a period.
+    refusals: crate::log::Limiter,
 }
 
 fn producer(
@@ -298,6 +308,7 @@ impl KafkaSink {
             key_buf: Vec::new(),
             event_buf: Vec::new(),
             last_drop_report: None,
+            refusals: crate::log::Limiter::default(),
         })
     }
 
@@ -344,10 +355,10 @@ impl KafkaSink {
         )?;
         KafkaCounters::bump(&self.counters.producer_restarts);
         let unsent = std::mem::take(&mut *self.unsent.lock().expect("not poisoned"));
-        eprintln!(
-            "sipbeat: kafka: fatal producer error; new producer, {} events sent again",
+        crate::log::warn(&format!(
+            "kafka: fatal producer error; new producer, {} events sent again",
             unsent.len()
-        );
+        ));
         for event in unsent {
             KafkaCounters::bump(&self.counters.requeued);
             // They were counted as enqueued the first time.
@@ -386,7 +397,8 @@ impl KafkaSink {
                 Err((error, _)) => {
                     // The event itself is unsendable (too large, bad topic).
                     KafkaCounters::bump(&self.counters.failed);
-                    eprintln!("sipbeat: kafka: event refused: {error}");
+                    self.refusals
+                        .warn(&format!("kafka: event refused: {error}"));
                     return;
                 }
             }
@@ -401,10 +413,10 @@ impl KafkaSink {
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
         {
             self.last_drop_report = Some(now);
-            eprintln!(
-                "sipbeat: kafka: queue full, dropping events ({} so far)",
+            crate::log::warn(&format!(
+                "kafka: queue full, dropping events ({} so far)",
                 KafkaCounters::get(&self.counters.dropped_queue_full)
-            );
+            ));
         }
     }
 }
@@ -435,6 +447,11 @@ impl Sink for KafkaSink {
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {
+        // librdkafka's own thread sends batches as they fill (linger_ms).
+        self.recover()
+    }
+
+    fn drain(&mut self) -> Result<(), OutputError> {
         let timeout = Duration::from_secs(self.config.flush_timeout_secs);
         let deadline = Instant::now() + timeout;
         loop {
@@ -474,6 +491,12 @@ impl Sink for KafkaSink {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         self.counters.values().to_vec()
+    }
+
+    fn ready(&self) -> bool {
+        self.counters.broker_up.load(Ordering::Relaxed)
+            && !self.fatal.load(Ordering::SeqCst)
+            && self.producer.client().fatal_error().is_none()
     }
 }
 
