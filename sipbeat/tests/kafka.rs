@@ -9,57 +9,11 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use sipbeat::config::{Config, FileConfig, Overrides};
 use sipbeat::output::kafka::{KafkaConfig, KafkaCounters, KafkaSink};
 use sipbeat::output::{EventMeta, Output, Sink};
+use common::kafka::{Record, consume};
 use sipbeat_testkit::{Tansu, tansu_binary};
-
-/// One consumed record.
-struct Record {
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-}
-
-/// Reads `topic` from the beginning until `expected` records arrive or
-/// `quiet` passes with none.
-fn consume(broker: &Tansu, topic: &str, expected: usize, quiet: Duration) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.address())
-        .set(
-            "group.id",
-            format!("sipbeat-test-{topic}-{}", std::process::id()),
-        )
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut records = Vec::new();
-    let mut last = Instant::now();
-    let hard_deadline = Instant::now() + Duration::from_secs(120);
-    while records.len() < expected || last.elapsed() < Duration::from_secs(2) {
-        if last.elapsed() > quiet || Instant::now() > hard_deadline {
-            break;
-        }
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.unwrap();
-            records.push(Record {
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().unwrap_or_default().to_vec(),
-            });
-            last = Instant::now();
-        }
-    }
-    records
-}
 
 /// A broker with `topic` (3 partitions), or a skip when tansu is missing.
 fn broker_or_skip(name: &str, topic: &str) -> Option<Tansu> {

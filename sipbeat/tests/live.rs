@@ -890,12 +890,13 @@ fn frames_too_large_for_the_umem_are_counted_and_4096_takes_them() {
 
 /// GETs `url` from inside namespace `role` (python3's urllib): status and body.
 fn http_get(topology: &Topology, role: &str, url: &str) -> (u16, String) {
-    let script = "import sys, urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen(sys.argv[1], timeout=5)\n    print(r.status); print(r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code)\n";
-    let output = topology
-        .in_ns(role, "python3")
-        .args(["-c", script, url])
-        .output()
-        .unwrap();
+    http_get_with(topology.in_ns(role, "python3"), url)
+}
+
+/// GETs `url` with `python3`, a command that runs python3 (in a namespace or not).
+fn http_get_with(mut python3: Command, url: &str) -> (u16, String) {
+    let script = "import sys, urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen(sys.argv[1], timeout=5)\n    print(r.status); print(r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n";
+    let output = python3.args(["-c", script, url]).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let (status, body) = text.split_once('\n').unwrap_or((&text, ""));
     (status.trim().parse().unwrap_or(0), body.to_string())
@@ -1131,4 +1132,153 @@ fn the_image_captures_with_least_privilege() {
     assert!(!refused.status.success());
     assert_eq!(message.trim_end().lines().count(), 1, "{message}");
     assert!(message.contains("lacks CAP_NET_ADMIN"), "{message}");
+}
+
+/// `sipbeat run` in this (the root) namespace on `interface`, to Kafka at
+/// `broker`, with the endpoint on `http`.
+fn kafka_sensor(interface: &str, broker: &str, topic: &str, http: &str, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sipbeat"))
+        .args(["run", "-i", interface, "--stats-interval", "1", "--http", http])
+        .args(["-o", &format!("kafka://{broker}/{topic}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `url` answers `status` with a body containing `text`.
+fn wait_for_status(url: &str, status: u16, text: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (got, body) = http_get_with(Command::new("python3"), url);
+        if got == status && body.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} answered {got}, not {status}: {body}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Kafka's side of a live run, on the SPAN lab: `/readyz` is 503 naming the
+/// output while no broker is up and 200 once one is; events captured while
+/// the broker is frozen (SIGSTOP) wait and are delivered after it resumes;
+/// SIGTERM while sipp is still calling drains everything captured into
+/// Kafka well within a pod's grace period, each event once.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
+    if !runnable() {
+        return;
+    }
+    let Some(binary) = sipbeat_testkit::tansu_binary() else {
+        common::missing("tansu");
+        return;
+    };
+    let topology = Topology::new(8);
+    let dir = temp_dir("drain");
+    // The SPAN port's far end, moved into this namespace beside the broker
+    // (deleting the test's namespaces still deletes the pair).
+    let span = topology.link("y");
+    sh(&["ip", "-n", &topology.ns("m"), "link", "set", &span, "netns", "1"]);
+    sh(&["ip", "link", "set", &span, "up"]);
+    let port = 21_000 + (std::process::id() % 1000) as u16;
+    let http = format!("127.0.0.1:{port}");
+    let topic = "sip-drain";
+
+    // No broker at all: not ready, and why.
+    let log = dir.join("sipbeat-nobroker.log");
+    let mut lonely = kafka_sensor(&span, "127.0.0.1:9", topic, &http, &log);
+    wait_for_status(&format!("http://{http}/readyz"), 503, "cannot deliver", &log);
+    assert_eq!(
+        http_get_with(Command::new("python3"), &format!("http://{http}/healthz")).0,
+        200
+    );
+    sh(&["kill", "-TERM", &lonely.id().to_string()]);
+    lonely.wait().unwrap();
+
+    let broker = sipbeat_testkit::Tansu::start(&binary, "drain").expect("tansu starts");
+    broker.create_topic(topic, 3).expect("topic created");
+    let log = dir.join("sipbeat.log");
+    let mut sensor = kafka_sensor(&span, &broker.address(), topic, &http, &log);
+    wait_for_status(&format!("http://{http}/readyz"), 200, "ok", &log);
+
+    // Calls while the broker is frozen: the events wait in the output.
+    let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
+    broker.signal("-STOP").unwrap();
+    let frozen = sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    broker.signal("-CONT").unwrap();
+
+    // More calls, and SIGTERM while they are still going.
+    let uac = topology
+        .in_ns("u", "sipp")
+        .current_dir(&*dir)
+        .args(["-sn", "uac", &format!("{}:5060", topology.uas_ip())])
+        .args(["-i", &topology.uac_ip(), "-p", "5060", "-m", "200", "-r", "40"])
+        .args(["-nostdin", "-timeout", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _uac = Background(uac);
+    std::thread::sleep(Duration::from_secs(2));
+    let terminated = Instant::now();
+    sh(&["kill", "-TERM", &sensor.id().to_string()]);
+    let status = sensor.wait().unwrap();
+    let drained_in = terminated.elapsed();
+    drop(uas);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "sipbeat exited with {status}: {log}");
+    assert!(
+        drained_in < Duration::from_secs(20),
+        "the drain took {drained_in:?}, beyond a pod's grace period: {log}"
+    );
+
+    // What the final stats line says was captured and delivered.
+    let last = |name: &str| -> u64 {
+        let key = format!(" {name}=");
+        log.lines()
+            .rev()
+            .find_map(|line| {
+                let at = line.find(&key)? + key.len();
+                line[at..].split_whitespace().next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in the log: {log}"))
+    };
+    let events = log
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let (count, _) = line.split_once(" events, ")?;
+            count.rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .expect("a final summary");
+    assert!(
+        events > frozen,
+        "traffic was still being captured at SIGTERM: {log}"
+    );
+    assert_eq!(last("enqueued"), events, "{log}");
+    assert_eq!(last("delivered"), events, "{log}");
+    assert_eq!(last("dropped_queue_full"), 0, "{log}");
+    assert_eq!(last("failed"), 0, "{log}");
+
+    // The broker's view: every event once.
+    let records = common::kafka::consume(&broker, topic, events as usize, Duration::from_secs(20));
+    let mut seen = std::collections::HashSet::new();
+    for record in &records {
+        assert!(
+            seen.insert(record.payload.clone()),
+            "an event arrived twice (partition {}, offset {})",
+            record.partition,
+            record.offset
+        );
+    }
+    assert_eq!(records.len() as u64, events, "{log}");
+    eprintln!(
+        "{frozen} messages while the broker was frozen, {events} events in all, drained in {drained_in:?}"
+    );
 }

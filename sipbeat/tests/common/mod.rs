@@ -249,3 +249,61 @@ pub mod craft {
         std::fs::write(path, out).unwrap();
     }
 }
+
+/// Reading back what the Kafka output wrote.
+#[cfg(feature = "kafka")]
+pub mod kafka {
+    use std::time::{Duration, Instant};
+
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use sipbeat_testkit::Tansu;
+
+    /// One consumed record.
+    pub struct Record {
+        pub partition: i32,
+        pub offset: i64,
+        pub key: Option<Vec<u8>>,
+        pub payload: Vec<u8>,
+        /// The record's CreateTime, ms since the epoch.
+        pub timestamp_ms: Option<i64>,
+    }
+
+    /// Reads `topic` from the beginning until `expected` records arrive or
+    /// `quiet` passes with none.
+    pub fn consume(broker: &Tansu, topic: &str, expected: usize, quiet: Duration) -> Vec<Record> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.address())
+            .set(
+                "group.id",
+                format!("sipbeat-test-{topic}-{}", std::process::id()),
+            )
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let mut records = Vec::new();
+        let mut last = Instant::now();
+        let hard_deadline = Instant::now() + Duration::from_secs(120);
+        while records.len() < expected || last.elapsed() < Duration::from_secs(2) {
+            if last.elapsed() > quiet || Instant::now() > hard_deadline {
+                break;
+            }
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.unwrap();
+                records.push(Record {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    timestamp_ms: message.timestamp().to_millis(),
+                });
+                last = Instant::now();
+            }
+        }
+        records
+    }
+}
