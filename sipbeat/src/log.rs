@@ -34,13 +34,19 @@ impl Limiter {
     /// The line to write for `message` now, if any: the message itself the
     /// first time, then once a [`PERIOD`] with the count held back.
     pub fn check(&self, message: &str, now: Instant) -> Option<String> {
+        self.check_as(message, message, now)
+    }
+
+    /// [`Limiter::check`] for a message whose text varies between repeats
+    /// (counts, timings): repeats are those with the same `key`.
+    pub fn check_as(&self, key: &str, message: &str, now: Instant) -> Option<String> {
         let mut seen = self.seen.lock().expect("not poisoned");
-        if seen.len() >= MAX_MESSAGES && !seen.contains_key(message) {
+        if seen.len() >= MAX_MESSAGES && !seen.contains_key(key) {
             seen.clear();
         }
-        match seen.get_mut(message) {
+        match seen.get_mut(key) {
             None => {
-                seen.insert(message.to_string(), (now, 0));
+                seen.insert(key.to_string(), (now, 0));
                 Some(message.to_string())
             }
             Some((last, held)) if now.duration_since(*last) >= PERIOD => {
@@ -65,7 +71,13 @@ impl Limiter {
 
     /// Writes `message` as a warning unless it is being held back.
     pub fn warn(&self, message: &str) {
-        if let Some(line) = self.check(message, Instant::now()) {
+        self.warn_as(message, message);
+    }
+
+    /// Writes `message` as a warning unless a message with the same `key`
+    /// is being held back.
+    pub fn warn_as(&self, key: &str, message: &str) {
+        if let Some(line) = self.check_as(key, message, Instant::now()) {
             warn(&line);
         }
     }
@@ -213,5 +225,8 @@ mod tests {
                 .as_deref(),
             Some("broker down")
         );
+        // Text that varies between repeats, one key.
+        assert!(limiter.check_as("down", "1/1 down", t0).is_some());
+        assert!(limiter.check_as("down", "0/1 down", t0).is_none());
     }
 }

@@ -9,10 +9,10 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
+use common::kafka::{Record, consume};
 use sipbeat::config::{Config, FileConfig, Overrides};
 use sipbeat::output::kafka::{KafkaConfig, KafkaCounters, KafkaSink};
 use sipbeat::output::{EventMeta, Output, Sink};
-use common::kafka::{Record, consume};
 use sipbeat_testkit::{Tansu, tansu_binary};
 
 /// A broker with `topic` (3 partitions), or a skip when tansu is missing.

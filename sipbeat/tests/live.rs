@@ -1138,7 +1138,15 @@ fn the_image_captures_with_least_privilege() {
 /// `broker`, with the endpoint on `http`.
 fn kafka_sensor(interface: &str, broker: &str, topic: &str, http: &str, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sipbeat"))
-        .args(["run", "-i", interface, "--stats-interval", "1", "--http", http])
+        .args([
+            "run",
+            "-i",
+            interface,
+            "--stats-interval",
+            "1",
+            "--http",
+            http,
+        ])
         .args(["-o", &format!("kafka://{broker}/{topic}")])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -1183,7 +1191,16 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
     // The SPAN port's far end, moved into this namespace beside the broker
     // (deleting the test's namespaces still deletes the pair).
     let span = topology.link("y");
-    sh(&["ip", "-n", &topology.ns("m"), "link", "set", &span, "netns", "1"]);
+    sh(&[
+        "ip",
+        "-n",
+        &topology.ns("m"),
+        "link",
+        "set",
+        &span,
+        "netns",
+        "1",
+    ]);
     sh(&["ip", "link", "set", &span, "up"]);
     let port = 21_000 + (std::process::id() % 1000) as u16;
     let http = format!("127.0.0.1:{port}");
@@ -1192,7 +1209,12 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
     // No broker at all: not ready, and why.
     let log = dir.join("sipbeat-nobroker.log");
     let mut lonely = kafka_sensor(&span, "127.0.0.1:9", topic, &http, &log);
-    wait_for_status(&format!("http://{http}/readyz"), 503, "cannot deliver", &log);
+    wait_for_status(
+        &format!("http://{http}/readyz"),
+        503,
+        "cannot deliver",
+        &log,
+    );
     assert_eq!(
         http_get_with(Command::new("python3"), &format!("http://{http}/healthz")).0,
         200
@@ -1218,7 +1240,16 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
         .in_ns("u", "sipp")
         .current_dir(&*dir)
         .args(["-sn", "uac", &format!("{}:5060", topology.uas_ip())])
-        .args(["-i", &topology.uac_ip(), "-p", "5060", "-m", "200", "-r", "40"])
+        .args([
+            "-i",
+            &topology.uac_ip(),
+            "-p",
+            "5060",
+            "-m",
+            "200",
+            "-r",
+            "40",
+        ])
         .args(["-nostdin", "-timeout", "30"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -207,7 +207,11 @@ impl ClientContext for Callbacks {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             self.fatal.store(true, Ordering::SeqCst);
         }
-        self.log.warn(&format!("kafka: {error}: {reason}"));
+        // librdkafka's reasons carry counts and timings that change
+        // between repeats ("1/1 brokers are down", "after 3ms"): one
+        // error code is one message to the limiter.
+        let key = format!("{:?}", error.rdkafka_error_code());
+        self.log.warn_as(&key, &format!("kafka: {error}: {reason}"));
     }
 }
 
