@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use sipbeat::capture::pcap::PcapFile;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(file) = PcapFile::from_bytes("fuzz", data) else {
+    let Ok(mut file) = PcapFile::from_bytes("fuzz", data) else {
         return;
     };
     let mut bytes = 0usize;

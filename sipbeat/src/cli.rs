@@ -119,7 +119,8 @@ impl RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ReadArgs {
-    /// Capture files (pcap or pcapng), read in order.
+    /// Capture files (pcap or pcapng, gzip or zstd compressed too), read in
+    /// order; `-` is standard input.
     #[arg(required = true, value_name = "PCAP")]
     pub files: Vec<PathBuf>,
 
@@ -147,18 +148,19 @@ pub struct SipArgs {
     pub transport: Option<TransportProtocol>,
 
     /// Parse (Proxy-)Authorization into sip.auth.* and user.name [default: true].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub parse_authorization: Option<bool>,
 
     /// Parse SDP bodies into sip.sdp.* [default: true].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub parse_body: Option<bool>,
 
     /// Keep the whole message in event.original [default: true].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub keep_original: Option<bool>,
 
-    /// Where events go: stdout or file:PATH [default: stdout].
+    /// Where events go: stdout, file:PATH (appended to) or
+    /// kafka://HOST:PORT[,HOST:PORT...]/TOPIC [default: stdout].
     #[arg(long, short, value_name = "OUTPUT", value_parser = Output::parse)]
     pub output: Option<Output>,
 }

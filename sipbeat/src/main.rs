@@ -5,8 +5,8 @@ use sipbeat::cli::{Cli, Command};
 use sipbeat::config::Config;
 
 /// Exit status of a `read` whose capture had damaged records (skipped and
-/// counted; everything else was read).
-const DAMAGED_CAPTURE: u8 = 2;
+/// counted; everything else was read). 2 is clap's, for usage errors.
+const DAMAGED_CAPTURE: u8 = 3;
 
 fn main() -> ExitCode {
     // Before anything that may run instructions this CPU lacks.
@@ -33,15 +33,16 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|config| sipbeat::run::run(&config)),
         Command::ExportTemplate => {
+            use std::io::Write as _;
             let template = sipbeat::fields::index_template();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&template).expect("JSON value")
-            );
-            Ok(())
+            let text = serde_json::to_string_pretty(&template).expect("JSON value");
+            writeln!(std::io::stdout(), "{text}")
+                .map_err(|error| sipbeat::output::OutputError::Write(error).into())
         }
     };
     match result {
+        // The reader of our output went away (`| head`): done, quietly.
+        Err(error) if sipbeat::read::is_closed_pipe(&error) => ExitCode::SUCCESS,
         // Every event was written, but the capture had damage (counted).
         Ok(()) if damaged => ExitCode::from(DAMAGED_CAPTURE),
         Ok(()) => ExitCode::SUCCESS,

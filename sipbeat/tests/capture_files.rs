@@ -85,7 +85,7 @@ fn pcap_record_of_impossible_length_is_counted_and_read_past() {
     let (code, cli_events, stderr) = sipbeat_read(&path);
     assert_eq!(
         code,
-        Some(2),
+        Some(3),
         "the exit status says the capture was damaged: {stderr}"
     );
     assert_eq!(cli_events, events.len());
@@ -279,4 +279,220 @@ fn pcapng_timestamps_follow_tsresol_and_tsoffset_as_tshark_does() {
             None => common::missing("tshark"),
         }
     }
+}
+
+/// A reader that hands out its bytes in uneven pieces (1 to 9,000 bytes),
+/// so records straddle every kind of boundary of the streaming window.
+struct Chunky {
+    bytes: Vec<u8>,
+    at: usize,
+    seed: u64,
+}
+
+impl std::io::Read for Chunky {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.seed = self
+            .seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        let piece = 1 + (self.seed >> 33) as usize % 9_000;
+        let n = piece.min(buf.len()).min(self.bytes.len() - self.at);
+        buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+type Walked = (
+    Vec<(u64, Vec<u8>)>,
+    Result<sipbeat::capture::pcap::FileStats, String>,
+);
+
+fn walk(mut file: PcapFile) -> Walked {
+    let mut frames = Vec::new();
+    let stats = file
+        .for_each_frame(|frame| frames.push((frame.timestamp_ns, frame.data.to_vec())))
+        .map_err(|e| e.to_string());
+    (frames, stats)
+}
+
+/// Standard input, FIFOs and compressed files are streamed through a
+/// bounded window; whatever the capture — clean, damaged, cut short, pcap
+/// or pcapng in either byte order — the stream gives exactly the frames and
+/// counts the mapped file gives.
+#[test]
+fn streamed_captures_read_exactly_as_mapped_ones() {
+    let frames: Vec<(u64, Vec<u8>)> = frames()
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (1_700_000_000_000_000 + i as u64 * 1000, f))
+        .collect();
+    let clean = pcap(&frames);
+    let offsets = record_offsets(&clean);
+    let mut damaged = clean.clone();
+    damaged[offsets[300] + 8..offsets[300] + 12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let mut captures = vec![
+        ("pcap".to_string(), clean.clone()),
+        ("damaged pcap".to_string(), damaged),
+        ("cut pcap".to_string(), clean[..clean.len() - 10].to_vec()),
+    ];
+    for big_endian in [false, true] {
+        let ng = pcapng(big_endian, PcapngInterface::default(), &frames);
+        let mut junk = ng.clone();
+        junk.splice(5000..5000, [0x5a; 37]);
+        captures.push((format!("pcapng be={big_endian}"), ng.clone()));
+        captures.push((format!("pcapng with junk be={big_endian}"), junk));
+        captures.push((
+            format!("cut pcapng be={big_endian}"),
+            ng[..ng.len() - 7].to_vec(),
+        ));
+    }
+    let mut corpus: Vec<_> = walk_dir(&common::testdata().join("pcaps"));
+    corpus.sort();
+    for path in corpus {
+        captures.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+    }
+    assert!(captures.len() > 12, "{}", captures.len());
+    for (seed, (name, bytes)) in captures.into_iter().enumerate() {
+        let mapped = walk(PcapFile::from_bytes(&name, &bytes).unwrap());
+        let chunky = Chunky {
+            bytes,
+            at: 0,
+            seed: seed as u64,
+        };
+        let streamed = walk(PcapFile::from_reader(&name, chunky).unwrap());
+        assert_eq!(mapped.1, streamed.1, "{name}");
+        assert_eq!(mapped.0.len(), streamed.0.len(), "{name}");
+        assert!(mapped.0 == streamed.0, "{name}: frames differ");
+    }
+}
+
+fn walk_dir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_dir(&path));
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "pcap" || e == "pcapng" || e == "cap")
+        {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The CLI: `read -` from a pipe, a FIFO, and gzip and zstd files (named
+/// anything) give byte for byte the output of reading the file itself; a
+/// reader that goes away (`| head -1`) ends the run quietly with status 0.
+#[test]
+fn stdin_fifos_and_compressed_files_give_the_same_bytes() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let dir = common::ScratchDir::new("streams");
+    let frames: Vec<(u64, Vec<u8>)> = frames()
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (1_700_000_000_000_000 + i as u64 * 1000, f))
+        .collect();
+    let ng = dir.join("x.pcapng");
+    std::fs::write(&ng, pcapng(false, PcapngInterface::default(), &frames)).unwrap();
+    for original in [bundled(), ng] {
+        let bytes = std::fs::read(&original).unwrap();
+        let read = |args: &[&str], stdin: Option<&[u8]>| {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_sipbeat"))
+                .arg("read")
+                .args(args)
+                .stdin(if stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            if let Some(input) = stdin {
+                let mut pipe = child.stdin.take().unwrap();
+                let input = input.to_vec();
+                std::thread::spawn(move || pipe.write_all(&input));
+            }
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            output.stdout
+        };
+        let expected = read(&[original.to_str().unwrap()], None);
+        assert!(expected.len() > 10_000);
+        assert!(
+            read(&["-"], Some(&bytes)) == expected,
+            "{}: stdin differs",
+            original.display()
+        );
+        let gz = dir.join("capture.gz");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&bytes).unwrap();
+        std::fs::write(&gz, encoder.finish().unwrap()).unwrap();
+        assert!(
+            read(&[gz.to_str().unwrap()], None) == expected,
+            "{}: gzip differs",
+            original.display()
+        );
+        let zst = dir.join("capture.bin");
+        std::fs::write(&zst, zstd::encode_all(&bytes[..], 3).unwrap()).unwrap();
+        assert!(
+            read(&[zst.to_str().unwrap()], None) == expected,
+            "{}: zstd differs",
+            original.display()
+        );
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let writer = {
+            let fifo = fifo.clone();
+            let bytes = bytes.clone();
+            std::thread::spawn(move || std::fs::write(fifo, bytes))
+        };
+        assert!(
+            read(&[fifo.to_str().unwrap()], None) == expected,
+            "{}: FIFO differs",
+            original.display()
+        );
+        writer.join().unwrap().unwrap();
+    }
+    // `| head -1`: status 0, nothing on stderr, also when the pipe closes
+    // with megabytes still to write.
+    let many: Vec<std::path::PathBuf> = std::iter::repeat_n(bundled(), 100).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipbeat"))
+        .arg("read")
+        .args(&many)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe.
+    {
+        use std::io::BufRead as _;
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with('{'));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -72,6 +72,21 @@ fn json_log_format_gives_one_object_per_line() {
 }
 
 #[test]
+fn a_bare_boolean_flag_never_takes_the_file_name() {
+    let output = sipbeat(&["read", "--keep-original", &bundled()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.stdout.split(|&b| b == b'\n').count() - 1, 81);
+    let usage = sipbeat(&["read", "--keep-original", "false", &bundled()]);
+    assert_eq!(usage.status.code(), Some(1), "false is a file name here");
+    let usage = sipbeat(&["read", "--no-such-flag", &bundled()]);
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "usage errors: clap's status, as the README says"
+    );
+}
+
+#[test]
 fn switches_and_file_output() {
     let dir = common::ScratchDir::new("cli");
     let out = dir.join("events.ndjson");
@@ -80,8 +95,7 @@ fn switches_and_file_output() {
         "read",
         "-q",
         "--keep-original=false",
-        "--parse-body",
-        "false",
+        "--parse-body=false",
         "-o",
         &spec,
         &bundled(),
@@ -213,12 +227,21 @@ fn mistakes_give_one_line_errors_and_fail() {
             1,
             "{args:?}: said once: {message}"
         );
-        assert_eq!(
-            message.trim_end().lines().count(),
-            1,
-            "{args:?}: one line: {message}"
-        );
-        assert!(message.starts_with("sipbeat: error: "), "{message}");
+        // One line; after a failed output, the summary comes first: what
+        // was read is never left unsaid.
+        let lines: Vec<&str> = message.trim_end().lines().collect();
+        let error = lines.last().unwrap();
+        assert!(error.starts_with("sipbeat: error: "), "{message}");
+        if error.contains("output failed") {
+            assert!(lines[0].contains("691 frames"), "{message}");
+            assert!(
+                lines[..lines.len() - 1]
+                    .iter()
+                    .all(|l| !l.contains("error"))
+            );
+        } else {
+            assert_eq!(lines.len(), 1, "{args:?}: one line: {message}");
+        }
     }
     // clap's own usage errors (unknown flag, bad output spec) fail too.
     assert!(

@@ -147,7 +147,7 @@ fn kernel_filter_captures_whatever_decode_finds_sip_in() {
     let files = captures();
     assert!(files.len() >= 15, "captures found: {files:?}");
     for path in &files {
-        let Ok(file) = PcapFile::open(path) else {
+        let Ok(mut file) = PcapFile::open(path) else {
             continue;
         };
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -127,7 +127,7 @@ fn seed() -> Result<()> {
         }
     }
     for (file_index, capture) in captures().iter().enumerate() {
-        let Ok(file) = PcapFile::open(capture) else {
+        let Ok(mut file) = PcapFile::open(capture) else {
             continue;
         };
         let mut frame_index = 0;

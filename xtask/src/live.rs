@@ -297,7 +297,7 @@ pub fn run() -> Result<()> {
 /// The generator, run inside the generator namespace: sends the capture's
 /// frames out of `interface` at `rate` for `seconds`; prints the count sent and the seconds sending took.
 pub fn generate_traffic(interface: &str, rate: u64, seconds: u64, pcap: &Path) -> Result<()> {
-    let file = sipbeat::capture::pcap::PcapFile::open(pcap)?;
+    let mut file = sipbeat::capture::pcap::PcapFile::open(pcap)?;
     let mut frames: Vec<Vec<u8>> = Vec::new();
     file.for_each_frame(|frame| {
         if frames.len() < 20_000 {

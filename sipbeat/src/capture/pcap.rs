@@ -1,7 +1,9 @@
-//! pcap and pcapng files, memory-mapped and walked frame by frame.
+//! pcap and pcapng captures, walked frame by frame.
 //!
-//! The file is mapped once and every [`Frame`] borrows the mapping, so reading
-//! a capture copies no packet bytes. Both legacy pcap (either byte order,
+//! A regular file is mapped once and every [`Frame`] borrows the mapping, so
+//! reading it copies no packet bytes. Standard input (`-`), FIFOs and gzip
+//! or zstd files are streamed through a bounded window instead, by the same
+//! walk. Both legacy pcap (either byte order,
 //! micro- or nanosecond timestamps) and pcapng (several sections and
 //! interfaces, any `if_tsresol`/`if_tsoffset`) are read through `pcap-parser`.
 //! Frames whose link type sipbeat cannot decode are counted, not fatal.
@@ -18,6 +20,7 @@
 //! reads the offset little-endian.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Advice, Mmap, UncheckedAdvice};
@@ -62,10 +65,17 @@ const MAX_RECORD: usize = 262_144;
 /// Records in a row that must look right where reading resumes.
 const RESYNC_RUN: usize = 3;
 
-/// A memory-mapped capture file.
+/// A capture file: memory-mapped when it is a regular file, else (standard
+/// input, a FIFO, a compressed file) read as a stream a window at a time.
 pub struct PcapFile {
     path: PathBuf,
-    map: Mmap,
+    input: Input,
+}
+
+/// Where a walk's bytes come from.
+enum Input {
+    Mapped(Mapped),
+    Stream(Stream),
 }
 
 const PCAP_MAGICS: [[u8; 4]; 6] = [
@@ -78,6 +88,9 @@ const PCAP_MAGICS: [[u8; 4]; 6] = [
     [0xa1, 0xb2, 0xcd, 0x34],
 ];
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+/// gzip (RFC 1952) and zstd (RFC 8878) frames.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Whether `bytes` open with a pcap or pcapng magic number.
 fn starts_like_a_capture(bytes: &[u8]) -> bool {
@@ -86,18 +99,47 @@ fn starts_like_a_capture(bytes: &[u8]) -> bool {
         .is_some_and(|head| head == PCAPNG_MAGIC || PCAP_MAGICS.iter().any(|m| m == head))
 }
 
+/// The name standing for standard input.
+pub const STDIN: &str = "-";
+
 impl PcapFile {
-    /// Maps `path` and checks that it starts like a capture file.
+    /// Opens `path` (`-`: standard input) and checks that it starts like a
+    /// capture: a regular file is mapped; standard input, FIFOs and
+    /// character devices are streamed; gzip and zstd files (found by their
+    /// magic, whatever their name) are decompressed as a stream.
     pub fn open(path: impl AsRef<Path>) -> Result<PcapFile, CaptureError> {
         let path = path.as_ref().to_path_buf();
         let open_error = |error| CaptureError::Open {
             path: path.clone(),
             error,
         };
-        let file = File::open(&path).map_err(open_error)?;
+        if path.as_os_str() == STDIN {
+            let stream = Stream::new(Box::new(std::io::stdin()));
+            return PcapFile::checked(path, Input::Stream(stream));
+        }
+        let mut file = File::open(&path).map_err(open_error)?;
+        let metadata = file.metadata().map_err(open_error)?;
         // Mapping a directory fails with "No such device": say what it is.
-        if file.metadata().map_err(open_error)?.is_dir() {
+        if metadata.is_dir() {
             return Err(open_error(std::io::ErrorKind::IsADirectory.into()));
+        }
+        if !metadata.is_file() {
+            let stream = Stream::new(Box::new(file));
+            return PcapFile::checked(path, Input::Stream(stream));
+        }
+        let mut head = [0u8; 4];
+        let head_len = read_up_to(&mut file, &mut head).map_err(open_error)?;
+        let head = &head[..head_len];
+        if head.starts_with(&GZIP_MAGIC) || head.starts_with(&ZSTD_MAGIC) {
+            use std::io::Seek as _;
+            file.rewind().map_err(open_error)?;
+            let reader = std::io::BufReader::new(file);
+            let decoder: Box<dyn Read + Send> = if head.starts_with(&GZIP_MAGIC) {
+                Box::new(flate2::bufread::MultiGzDecoder::new(reader))
+            } else {
+                Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(open_error)?)
+            };
+            return PcapFile::checked(path, Input::Stream(Stream::new(decoder)));
         }
         // SAFETY: the mapping is read-only and private to this process; a capture
         // file rewritten underneath us yields wrong bytes, never unsoundness in
@@ -115,7 +157,27 @@ impl PcapFile {
         // 6 % less CPU time, most of the kernel's share gone (benchmarks/history.md).
         // A file already cached in small pages is mapped as it is.
         let _ = map.advise(Advice::HugePage);
-        Ok(PcapFile { path, map })
+        Ok(PcapFile {
+            path,
+            input: Input::Mapped(Mapped::new(map)),
+        })
+    }
+
+    /// A stream's first bytes checked for a capture's magic number.
+    fn checked(path: PathBuf, mut input: Input) -> Result<PcapFile, CaptureError> {
+        if let Input::Stream(stream) = &mut input {
+            while stream.rest().len() < 4 {
+                match stream.more() {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(error) => return Err(CaptureError::Open { path, error }),
+                }
+            }
+            if !starts_like_a_capture(stream.rest()) {
+                return Err(CaptureError::NotACapture { path });
+            }
+        }
+        Ok(PcapFile { path, input })
     }
 
     /// A capture held in memory (fuzzing, and input that is no file), read
@@ -136,7 +198,19 @@ impl PcapFile {
             path: path.clone(),
             error,
         })?;
-        Ok(PcapFile { path, map })
+        Ok(PcapFile {
+            path,
+            input: Input::Mapped(Mapped::new(map)),
+        })
+    }
+
+    /// A capture read from `reader` as a stream (tests of the streaming
+    /// path; `label` names it in errors).
+    pub fn from_reader(
+        label: impl Into<PathBuf>,
+        reader: impl Read + Send + 'static,
+    ) -> Result<PcapFile, CaptureError> {
+        PcapFile::checked(label.into(), Input::Stream(Stream::new(Box::new(reader))))
     }
 
     /// The file's path, as given to [`PcapFile::open`].
@@ -144,49 +218,95 @@ impl PcapFile {
         &self.path
     }
 
-    /// Size of the file in bytes.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether the file is empty (never true for an opened capture).
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Calls `on_frame` for every frame in file order.
+    /// Calls `on_frame` for every frame in file order. A stream is read
+    /// once: a second walk over it sees nothing.
     pub fn for_each_frame(
-        &self,
+        &mut self,
         mut on_frame: impl FnMut(Frame<'_>),
     ) -> Result<FileStats, CaptureError> {
-        if self.map[..4] == PCAPNG_MAGIC {
-            self.walk_pcapng(&mut on_frame)
-        } else {
-            self.walk_pcap(&mut on_frame)
+        let path = &self.path;
+        let read_error = |error| CaptureError::Open {
+            path: path.clone(),
+            error,
+        };
+        match &mut self.input {
+            Input::Mapped(mapped) => walk(path, mapped, &mut on_frame),
+            Input::Stream(stream) => walk(path, stream, &mut on_frame),
+        }
+        .map_err(|error| match error {
+            WalkError::Io(error) => read_error(error),
+            WalkError::Capture(error) => error,
+        })
+    }
+}
+
+/// Fills as much of `buf` as `reader` gives; the count read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+/// The bytes a walk reads: a window onto the capture that it consumes from
+/// the front and can ask to grow.
+trait Window {
+    /// The bytes not consumed yet that are available now.
+    fn rest(&self) -> &[u8];
+    /// Consumes `n` bytes from the front of [`Window::rest`].
+    fn advance(&mut self, n: usize);
+    /// Makes more bytes available; false at the end of the input (or with
+    /// the window at its largest).
+    fn more(&mut self) -> std::io::Result<bool>;
+}
+
+/// A whole file, mapped: everything is available from the start.
+struct Mapped {
+    map: Mmap,
+    at: usize,
+    /// Bytes before this have been released from the process.
+    released: usize,
+    /// The page last prefetched after.
+    page: usize,
+}
+
+impl Mapped {
+    fn new(map: Mmap) -> Mapped {
+        Mapped {
+            map,
+            at: 0,
+            released: 0,
+            page: usize::MAX,
         }
     }
 
-    /// Drops the pages of everything before `rest` from this process once a
-    /// whole window has been read, so a large capture does not count against
-    /// the sensor's resident memory. A small window is also faster: reading
+    /// Drops the pages of everything read from this process once a whole
+    /// window has been read, so a large capture does not count against the
+    /// sensor's resident memory. A small window is also faster: reading
     /// the benchmark capture took 3–6 % less CPU with 4 MiB than with 32 MiB
     /// (the page-table walk of each release stays in cache).
-    fn release_read(&self, rest: &[u8], released: &mut usize) {
+    fn release_read(&mut self) {
         const WINDOW: usize = 4 << 20;
-        let read = (self.map.len() - rest.len()) & !(4096 - 1);
-        if read >= *released + WINDOW {
+        let read = self.at & !(4096 - 1);
+        if read >= self.released + WINDOW {
             // SAFETY: the mapping is private and read-only, so dropping pages
             // only makes later reads fetch them from the file again; and no
-            // frame before `rest` is borrowed any more (each callback has
+            // frame before `at` is borrowed any more (each callback has
             // returned).
             let _ = unsafe {
                 self.map.unchecked_advise_range(
                     UncheckedAdvice::DontNeed,
-                    *released,
-                    read - *released,
+                    self.released,
+                    read - self.released,
                 )
             };
-            *released = read;
+            self.released = read;
             // Map the window after the one being read in one call, rather
             // than a page fault every few pages when it is reached (less
             // CPU time reading the benchmark capture: benchmarks/history.md).
@@ -204,15 +324,17 @@ impl PcapFile {
     /// within a page, so the first frame on each page would otherwise wait
     /// for memory.
     #[inline]
-    fn prefetch_next_page(&self, rest: &[u8], page: &mut usize) {
+    fn prefetch_next_page(&mut self) {
         const PAGE: usize = 4096;
-        let at = self.map.len() - rest.len();
-        if at / PAGE == *page {
+        if self.at / PAGE == self.page {
             return;
         }
-        *page = at / PAGE;
+        self.page = self.at / PAGE;
         #[cfg(target_arch = "x86_64")]
-        if let Some(lines) = self.map.get((*page + 1) * PAGE..(*page + 1) * PAGE + 256) {
+        if let Some(lines) = self
+            .map
+            .get((self.page + 1) * PAGE..(self.page + 1) * PAGE + 256)
+        {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             for line in lines.chunks(64) {
                 // SAFETY: a prefetch is only a hint; the address is inside
@@ -221,155 +343,320 @@ impl PcapFile {
             }
         }
     }
+}
 
-    fn walk_pcap(&self, on_frame: &mut impl FnMut(Frame<'_>)) -> Result<FileStats, CaptureError> {
-        let data: &[u8] = &self.map;
-        let (mut rest, header) =
-            pcap_parser::parse_pcap_header(data).map_err(|_| CaptureError::NotACapture {
-                path: self.path.clone(),
-            })?;
-        let link = LinkType::from_pcap(header.network.0);
-        let parse_record = record_parser(&header);
-        let fraction_to_ns: u64 = if header.is_nanosecond_precision() {
-            1
-        } else {
-            1000
-        };
-        let shape = RecordShape {
-            big_endian: header.is_bigendian(),
-            header_len: if header.is_modified_format() { 24 } else { 16 },
-            max_caplen: MAX_RECORD,
-            max_fraction: if header.is_nanosecond_precision() {
-                1_000_000_000
-            } else {
-                1_000_000
-            },
-        };
-        let mut stats = FileStats::default();
-        let mut released = 0;
-        let mut page = usize::MAX;
-        while !rest.is_empty() {
-            self.release_read(rest, &mut released);
-            self.prefetch_next_page(rest, &mut page);
-            let block = match parse_record(rest) {
-                Ok((next, block)) if block.caplen as usize <= shape.max_caplen => {
-                    rest = next;
-                    block
-                }
-                parsed => {
-                    let cut_at_tail = matches!(parsed, Err(nom::Err::Incomplete(_)))
-                        && shape.caplen(rest).is_none_or(|len| len <= shape.max_caplen);
-                    if cut_at_tail {
-                        stats.truncated = true;
-                        break;
-                    }
-                    // Damaged: resume at the next run of plausible records.
-                    let skip = resync(rest, |bytes| shape.plausible(bytes));
-                    stats.damaged_records += 1;
-                    stats.damaged_bytes += skip as u64;
-                    rest = &rest[skip..];
-                    continue;
-                }
-            };
-            let Some(link) = link else {
-                stats.unsupported_link += 1;
-                continue;
-            };
-            stats.frames += 1;
-            on_frame(Frame {
-                timestamp_ns: u64::from(block.ts_sec) * 1_000_000_000
-                    + u64::from(block.ts_usec) * fraction_to_ns,
-                link,
-                data: block.data,
-            });
-        }
-        Ok(stats)
+impl Window for Mapped {
+    #[inline]
+    fn rest(&self) -> &[u8] {
+        &self.map[self.at..]
     }
 
-    fn walk_pcapng(&self, on_frame: &mut impl FnMut(Frame<'_>)) -> Result<FileStats, CaptureError> {
-        let mut rest: &[u8] = &self.map;
-        let mut big_endian = false;
-        let mut interfaces: Vec<Interface> = Vec::new();
-        let mut stats = FileStats::default();
-        let mut released = 0;
-        let mut page = usize::MAX;
-        while !rest.is_empty() {
-            self.release_read(rest, &mut released);
-            self.prefetch_next_page(rest, &mut page);
-            let parsed = if big_endian {
-                pcap_parser::pcapng::parse_block_be(rest)
-            } else {
-                pcap_parser::pcapng::parse_block_le(rest)
-            };
-            let block = match parsed {
-                Ok((next, block)) => {
-                    rest = next;
-                    block
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        self.at += n;
+        self.release_read();
+        self.prefetch_next_page();
+    }
+
+    fn more(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Input read as it comes, into a buffer that holds the record being
+/// parsed and grows up to [`MAX_WINDOW`] for one that is large or damaged.
+struct Stream {
+    reader: Box<dyn Read + Send>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+/// Bytes read at a time.
+const READ_CHUNK: usize = 1 << 20;
+/// The most a stream buffers: room to judge the largest block believed
+/// (two of them, for a resync run after it).
+const MAX_WINDOW: usize = 2 * MAX_BLOCK;
+
+impl Stream {
+    fn new(reader: Box<dyn Read + Send>) -> Stream {
+        Stream {
+            reader,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+}
+
+impl Window for Stream {
+    fn rest(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    fn more(&mut self) -> std::io::Result<bool> {
+        let held = self.end - self.start;
+        if self.eof || held >= MAX_WINDOW {
+            return Ok(false);
+        }
+        // Move what is held to the front, and make room for a chunk.
+        self.buf.copy_within(self.start..self.end, 0);
+        self.start = 0;
+        self.end = held;
+        let want = (held + READ_CHUNK).min(MAX_WINDOW);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        loop {
+            match self.reader.read(&mut self.buf[self.end..want]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
                 }
-                Err(error) => {
-                    let own_len = block_len(rest, big_endian);
-                    let cut_at_tail = matches!(error, nom::Err::Incomplete(_))
-                        && own_len.is_none_or(|len| len > rest.len() && len <= MAX_BLOCK);
-                    if cut_at_tail {
-                        stats.truncated = true;
-                        break;
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+enum WalkError {
+    Io(std::io::Error),
+    Capture(CaptureError),
+}
+
+impl From<std::io::Error> for WalkError {
+    fn from(error: std::io::Error) -> WalkError {
+        WalkError::Io(error)
+    }
+}
+
+fn walk(
+    path: &Path,
+    window: &mut impl Window,
+    on_frame: &mut impl FnMut(Frame<'_>),
+) -> Result<FileStats, WalkError> {
+    while window.rest().len() < 4 && window.more()? {}
+    if window.rest().starts_with(&PCAPNG_MAGIC) {
+        walk_pcapng(window, on_frame)
+    } else {
+        walk_pcap(path, window, on_frame)
+    }
+}
+
+/// What to do after looking at the front of the window.
+enum Step {
+    /// Consume this many bytes.
+    Advance(usize),
+    /// What is there does not parse: read more input and look again (a
+    /// record may be incomplete only because the window ends inside it).
+    Retry,
+    /// The input ends inside a record.
+    CutShort,
+    /// Damage of this many bytes, skipped and counted.
+    Damaged(usize),
+}
+
+/// A legacy pcap file: its header, then its records.
+fn walk_pcap(
+    path: &Path,
+    window: &mut impl Window,
+    on_frame: &mut impl FnMut(Frame<'_>),
+) -> Result<FileStats, WalkError> {
+    // The file header: 24 bytes.
+    while window.rest().len() < 24 && window.more()? {}
+    let (header_len, header) = match pcap_parser::parse_pcap_header(window.rest()) {
+        Ok((next, header)) => (window.rest().len() - next.len(), header),
+        Err(_) => {
+            return Err(WalkError::Capture(CaptureError::NotACapture {
+                path: path.to_path_buf(),
+            }));
+        }
+    };
+    window.advance(header_len);
+    let link = LinkType::from_pcap(header.network.0);
+    let parse_record = record_parser(&header);
+    let fraction_to_ns: u64 = if header.is_nanosecond_precision() {
+        1
+    } else {
+        1000
+    };
+    let shape = RecordShape {
+        big_endian: header.is_bigendian(),
+        header_len: if header.is_modified_format() { 24 } else { 16 },
+        max_caplen: MAX_RECORD,
+        max_fraction: if header.is_nanosecond_precision() {
+            1_000_000_000
+        } else {
+            1_000_000
+        },
+    };
+    let mut stats = FileStats::default();
+    // Whether the window can grow no more at this position.
+    let mut exhausted = false;
+    loop {
+        if window.rest().is_empty() && !window.more()? {
+            break;
+        }
+        let rest = window.rest();
+        let step = match parse_record(rest) {
+            Ok((next, block)) if block.caplen as usize <= shape.max_caplen => {
+                match link {
+                    Some(link) => {
+                        stats.frames += 1;
+                        on_frame(Frame {
+                            timestamp_ns: u64::from(block.ts_sec) * 1_000_000_000
+                                + u64::from(block.ts_usec) * fraction_to_ns,
+                            link,
+                            data: block.data,
+                        });
                     }
+                    None => stats.unsupported_link += 1,
+                }
+                Step::Advance(rest.len() - next.len())
+            }
+            _ if !exhausted => Step::Retry,
+            parsed => {
+                let cut_at_tail = matches!(parsed, Err(nom::Err::Incomplete(_)))
+                    && shape.caplen(rest).is_none_or(|len| len <= shape.max_caplen);
+                if cut_at_tail {
+                    Step::CutShort
+                } else {
+                    // Damaged: resume at the next run of plausible records.
+                    Step::Damaged(resync(rest, |bytes| shape.plausible(bytes)))
+                }
+            }
+        };
+        if !apply(window, step, &mut stats, &mut exhausted)? {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+/// Carries out `step`; false when the walk is over. `exhausted` says
+/// whether the window could grow no more at the current position.
+fn apply(
+    window: &mut impl Window,
+    step: Step,
+    stats: &mut FileStats,
+    exhausted: &mut bool,
+) -> std::io::Result<bool> {
+    match step {
+        Step::Advance(n) => {
+            window.advance(n);
+            *exhausted = false;
+        }
+        Step::Retry => *exhausted = !window.more()?,
+        Step::CutShort => {
+            stats.truncated = true;
+            return Ok(false);
+        }
+        Step::Damaged(skip) => {
+            stats.damaged_records += 1;
+            stats.damaged_bytes += skip as u64;
+            window.advance(skip);
+            *exhausted = false;
+        }
+    }
+    Ok(true)
+}
+
+fn walk_pcapng(
+    window: &mut impl Window,
+    on_frame: &mut impl FnMut(Frame<'_>),
+) -> Result<FileStats, WalkError> {
+    let mut big_endian = false;
+    let mut interfaces: Vec<Interface> = Vec::new();
+    let mut stats = FileStats::default();
+    let mut exhausted = false;
+    loop {
+        if window.rest().is_empty() && !window.more()? {
+            break;
+        }
+        let rest = window.rest();
+        let parsed = if big_endian {
+            pcap_parser::pcapng::parse_block_be(rest)
+        } else {
+            pcap_parser::pcapng::parse_block_le(rest)
+        };
+        let step = match parsed {
+            Ok((next, block)) => {
+                match block {
+                    Block::SectionHeader(section) => {
+                        big_endian = section.big_endian();
+                        // Interface ids are per section.
+                        interfaces.clear();
+                    }
+                    Block::InterfaceDescription(idb) => {
+                        interfaces.push(Interface::new(&idb, big_endian))
+                    }
+                    Block::EnhancedPacket(epb) => {
+                        let interface = interfaces.get(epb.if_id as usize);
+                        match interface.and_then(|i| i.link.map(|link| (i, link))) {
+                            Some((interface, link)) => {
+                                stats.frames += 1;
+                                on_frame(Frame {
+                                    timestamp_ns: interface.timestamp_ns(&epb),
+                                    link,
+                                    data: epb_data(&epb),
+                                });
+                            }
+                            None => stats.unsupported_link += 1,
+                        }
+                    }
+                    Block::SimplePacket(spb) => {
+                        // Simple packets belong to interface 0 and carry no timestamp.
+                        match interfaces.first().and_then(|i| i.link) {
+                            Some(link) => {
+                                stats.frames += 1;
+                                let len = (spb.origlen as usize).min(spb.data.len());
+                                on_frame(Frame {
+                                    timestamp_ns: 0,
+                                    link,
+                                    data: &spb.data[..len],
+                                });
+                            }
+                            None => stats.unsupported_link += 1,
+                        }
+                    }
+                    _ => {}
+                }
+                Step::Advance(rest.len() - next.len())
+            }
+            Err(_) if !exhausted => Step::Retry,
+            Err(error) => {
+                let own_len = block_len(rest, big_endian);
+                let cut_at_tail = matches!(error, nom::Err::Incomplete(_))
+                    && own_len.is_none_or(|len| len > rest.len() && len <= MAX_BLOCK);
+                if cut_at_tail {
+                    Step::CutShort
+                } else {
                     // A block that does not parse: its own length, when that
                     // is consistent, says where the next one starts; if not,
                     // the next run of well-formed blocks.
-                    let skip = match own_len {
+                    Step::Damaged(match own_len {
                         Some(len) if block_fits(rest, len, big_endian) => len,
                         _ => resync(rest, |bytes| plausible_block(bytes, big_endian)),
-                    };
-                    stats.damaged_records += 1;
-                    stats.damaged_bytes += skip as u64;
-                    rest = &rest[skip..];
-                    continue;
+                    })
                 }
-            };
-            match block {
-                Block::SectionHeader(section) => {
-                    big_endian = section.big_endian();
-                    // Interface ids are per section.
-                    interfaces.clear();
-                }
-                Block::InterfaceDescription(idb) => {
-                    interfaces.push(Interface::new(&idb, big_endian))
-                }
-                Block::EnhancedPacket(epb) => {
-                    let interface = interfaces.get(epb.if_id as usize);
-                    match interface.and_then(|i| i.link.map(|link| (i, link))) {
-                        Some((interface, link)) => {
-                            stats.frames += 1;
-                            on_frame(Frame {
-                                timestamp_ns: interface.timestamp_ns(&epb),
-                                link,
-                                data: epb_data(&epb),
-                            });
-                        }
-                        None => stats.unsupported_link += 1,
-                    }
-                }
-                Block::SimplePacket(spb) => {
-                    // Simple packets belong to interface 0 and carry no timestamp.
-                    match interfaces.first().and_then(|i| i.link) {
-                        Some(link) => {
-                            stats.frames += 1;
-                            let len = (spb.origlen as usize).min(spb.data.len());
-                            on_frame(Frame {
-                                timestamp_ns: 0,
-                                link,
-                                data: &spb.data[..len],
-                            });
-                        }
-                        None => stats.unsupported_link += 1,
-                    }
-                }
-                _ => {}
             }
+        };
+        if !apply(window, step, &mut stats, &mut exhausted)? {
+            break;
         }
-        Ok(stats)
     }
+    Ok(stats)
 }
 
 type RecordParser =

@@ -25,6 +25,13 @@ pub enum OutputError {
     Kafka(String),
 }
 
+impl OutputError {
+    /// Whether the reader of a pipe we write to has gone away (EPIPE).
+    pub fn is_closed_pipe(&self) -> bool {
+        matches!(self, OutputError::Write(error) if error.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
 impl From<std::io::Error> for OutputError {
     fn from(error: std::io::Error) -> OutputError {
         OutputError::Write(error)
