@@ -272,6 +272,7 @@ fn publish(
         } else {
             "response"
         },
+        timestamp_ns: context.timestamp_ns,
     };
     sink.publish(start, &meta)?;
     stats.counts.events += 1;

@@ -165,3 +165,51 @@ fn deployed_index_template_maps_every_field() {
         "date_nanos"
     );
 }
+
+/// The template's lifecycle and data stream fields: it names the ILM policy
+/// shipped beside it (which rolls over and deletes), composes the stock
+/// `logs@*` defaults it outranks without failing where they are missing,
+/// and maps `data_stream.*` as constant keywords.
+#[test]
+fn template_carries_a_lifecycle_and_data_stream_mappings() {
+    let template = sipbeat::fields::index_template();
+    let settings = &template["template"]["settings"];
+    assert_eq!(
+        settings["index.lifecycle.name"],
+        sipbeat::fields::ILM_POLICY
+    );
+    let policy_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/elasticsearch/sipbeat-ilm-policy.json");
+    let policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(&policy_path).unwrap()).unwrap();
+    let phases = &policy["policy"]["phases"];
+    assert!(phases["hot"]["actions"]["rollover"].is_object(), "{policy}");
+    assert!(
+        phases["delete"]["actions"]["delete"].is_object(),
+        "{policy}"
+    );
+    let composed: Vec<&str> = template["composed_of"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(composed.contains(&"logs@settings") && composed.contains(&"logs@mappings"));
+    assert_eq!(
+        template["ignore_missing_component_templates"],
+        template["composed_of"]
+    );
+    assert!(
+        template["priority"].as_u64().unwrap() > 100,
+        "above logs-*-*"
+    );
+    let data_stream = &template["template"]["mappings"]["properties"]["data_stream"]["properties"];
+    for (field, value) in [
+        ("type", Some("logs")),
+        ("dataset", Some("sipbeat")),
+        ("namespace", None),
+    ] {
+        assert_eq!(data_stream[field]["type"], "constant_keyword", "{field}");
+        assert_eq!(data_stream[field]["value"].as_str(), value, "{field}");
+    }
+}

@@ -78,6 +78,22 @@ fn read_to_kafka_matches_stdout_byte_for_byte() {
         Duration::from_secs(20),
     );
     assert_eq!(records.len(), expected.events.len(), "every event once");
+    // Each record's CreateTime is its event's @timestamp: a 2005 capture
+    // stays in 2005 wherever the record time is used.
+    for record in &records {
+        let event: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+        let ns = common::rfc3339_ns(event["@timestamp"].as_str().unwrap());
+        assert_eq!(
+            record.timestamp_ms,
+            Some((ns / 1_000_000) as i64),
+            "CreateTime of {event}"
+        );
+    }
+    let oldest = records.iter().filter_map(|r| r.timestamp_ms).min().unwrap();
+    assert!(
+        oldest < 1_500_000_000_000,
+        "old captures keep their time: {oldest}"
+    );
     // Per Call-ID, records come in capture order within one partition.
     let mut by_call: BTreeMap<Vec<u8>, Vec<&Record>> = BTreeMap::new();
     for record in &records {
@@ -121,6 +137,7 @@ fn publish(sink: &mut KafkaSink, i: usize) {
         call_id: Some(&call),
         method: Some(b"OPTIONS"),
         kind: "request",
+        timestamp_ns: 0,
     };
     sink.publish_copy(&json, &meta).unwrap();
 }

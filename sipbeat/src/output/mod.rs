@@ -47,6 +47,9 @@ pub struct EventMeta<'a> {
     pub method: Option<&'a [u8]>,
     /// `sip.type`: `request` or `response`.
     pub kind: &'static str,
+    /// `@timestamp`: capture time, nanoseconds since the Unix epoch (the
+    /// Kafka record's CreateTime).
+    pub timestamp_ns: u64,
 }
 
 /// A destination for events; each capture worker owns one.

@@ -250,6 +250,23 @@ pub mod craft {
     }
 }
 
+/// Nanoseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.fffffffffZ`.
+pub fn rfc3339_ns(text: &str) -> i128 {
+    let number = |range: std::ops::Range<usize>| text[range].parse::<i128>().unwrap();
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    // Days from civil (proleptic Gregorian), March-based years.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + number(11..13) * 3600 + number(14..16) * 60 + number(17..19);
+    let fraction = text[20..text.len() - 1].to_string();
+    seconds * 1_000_000_000 + format!("{fraction:0<9}")[..9].parse::<i128>().unwrap()
+}
+
 /// Reading back what the Kafka output wrote.
 #[cfg(feature = "kafka")]
 pub mod kafka {

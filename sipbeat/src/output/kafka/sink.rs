@@ -173,6 +173,7 @@ struct Unsent {
     topic: String,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
+    timestamp_ms: Option<i64>,
 }
 
 /// librdkafka's callbacks.
@@ -237,6 +238,7 @@ impl ProducerContext for Callbacks {
                         topic: message.topic().to_string(),
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        timestamp_ms: message.timestamp().to_millis(),
                     };
                     self.unsent.lock().expect("not poisoned").push(unsent);
                 } else {
@@ -366,14 +368,31 @@ impl KafkaSink {
         for event in unsent {
             KafkaCounters::bump(&self.counters.requeued);
             // They were counted as enqueued the first time.
-            self.send(&event.topic, event.key.as_deref(), &event.payload, false);
+            self.send(
+                &event.topic,
+                event.key.as_deref(),
+                &event.payload,
+                event.timestamp_ms,
+                false,
+            );
         }
         Ok(())
     }
 
-    /// Enqueues one event under the queue-full policy.
-    fn send(&mut self, topic: &str, key: Option<&[u8]>, payload: &[u8], first_time: bool) {
+    /// Enqueues one event under the queue-full policy; `timestamp_ms` is
+    /// its CreateTime.
+    fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        timestamp_ms: Option<i64>,
+        first_time: bool,
+    ) {
         let mut record = BaseRecord::to(topic).payload(payload);
+        if let Some(ms) = timestamp_ms {
+            record = record.timestamp(ms);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -441,7 +460,11 @@ impl Sink for KafkaSink {
             // Borrowed unless the rendered name is not UTF-8.
             let topic = String::from_utf8_lossy(&topic_buf);
             let key = (!key_buf.is_empty()).then_some(key_buf.as_slice());
-            self.send(&topic, key, &event[start..], true);
+            // The capture time, as @timestamp says (an old capture's events
+            // stay in their time); 0 (unknown) leaves it to librdkafka.
+            let timestamp_ms =
+                (meta.timestamp_ns > 0).then(|| (meta.timestamp_ns / 1_000_000) as i64);
+            self.send(&topic, key, &event[start..], timestamp_ms, true);
         }
         event.clear();
         self.event_buf = event;
@@ -533,6 +556,7 @@ mod tests {
             call_id: Some(b"abc@host"),
             method: Some(b"invite"),
             kind: "request",
+            timestamp_ns: 0,
         };
         let mut out = Vec::new();
         Template::parse("sip-%{[sip.method]}-%{[sip.type]}")
