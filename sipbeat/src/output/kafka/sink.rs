@@ -463,7 +463,7 @@ impl Sink for KafkaSink {
             // The capture time, as @timestamp says (an old capture's events
             // stay in their time); 0 (unknown) leaves it to librdkafka.
             let timestamp_ms =
-                (meta.timestamp_ns > 0).then(|| (meta.timestamp_ns / 1_000_000) as i64);
+                (meta.timestamp_ns > 0).then_some((meta.timestamp_ns / 1_000_000) as i64);
             self.send(&topic, key, &event[start..], timestamp_ms, true);
         }
         event.clear();
