@@ -8,8 +8,7 @@ use sipbeat::capture::{Frame, LinkType};
 use sipbeat::pipeline::TransportProtocol;
 use sipbeat::event::{Agent, EcsConfig};
 use sipbeat::output::{EventMeta, OutputError, Sink};
-use sipbeat::pipeline::{Pipeline, PipelineConfig, PortSet};
-use sipbeat::reassemble::ReassemblyConfig;
+use sipbeat::pipeline::{Pipeline, PipelineConfig};
 
 struct Discard(Vec<u8>);
 
@@ -35,18 +34,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut pipeline = Pipeline::new(
-        PipelineConfig {
-            // Any port: the fuzzer should not have to guess 5060.
-            ports: PortSet::new(0..=u16::MAX),
-            transport: TransportProtocol::Both,
-            ecs: EcsConfig::default(),
-            reassembly: ReassemblyConfig::default(),
-            tunnels: Default::default(),
-        },
-        Agent {
-            version: "fuzz".into(),
-            hostname: "fuzz".into(),
-        },
+        PipelineConfig::sip(0..=u16::MAX, TransportProtocol::Both, EcsConfig::default()),
+        Agent::named("fuzz", "fuzz"),
     );
     let link = LinkType::ALL[usize::from(selector) % LinkType::ALL.len()];
     let mut sink = Discard(Vec::new());
@@ -56,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
                 timestamp_ns: 0,
                 link,
                 data: frame,
+                interface: Some("fuzz0"),
             },
             &mut sink,
         )

@@ -11,10 +11,7 @@ use sipbeat::sip::{Framing, HeaderSlots, Message, Status, find_start_line};
 fuzz_target!(|data: &[u8]| {
     let mut events = EventBuilder::new(
         EcsConfig::default(),
-        Agent {
-            version: "fuzz".into(),
-            hostname: "fuzz".into(),
-        },
+        Agent::named("fuzz", "fuzz"),
     );
     let context = Context {
         timestamp_ns: 0,
@@ -25,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
             dst_port: 5060,
             protocol: 17,
         },
+        ingress: Default::default(),
     };
     for framing in [Framing::Datagram, Framing::Stream] {
         let mut slots = HeaderSlots::new();

@@ -6,6 +6,8 @@
 pub const ETHERNET_LEN: usize = 14;
 /// An 802.1Q/802.1ad tag: TCI then the inner EtherType.
 pub const VLAN_TAG_LEN: usize = 4;
+/// The VLAN identifier's bits of a tag's TCI (the rest: priority, DEI).
+pub const VLAN_ID_MASK: u16 = 0x0fff;
 /// At most this many stacked VLAN tags are skipped (QinQ and then some).
 pub const MAX_VLAN_TAGS: usize = 4;
 /// IPv4 header without options.

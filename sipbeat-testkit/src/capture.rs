@@ -32,9 +32,11 @@ pub fn pcap(frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-/// A pcapng interface: Ethernet, with optional timestamp options.
+/// A pcapng interface: Ethernet, with optional timestamp options and name.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PcapngInterface {
+    /// `if_name`.
+    pub name: Option<&'static str>,
     /// `if_tsresol`: 10^-n seconds, or 2^-n with the high bit set.
     pub tsresol: Option<u8>,
     /// `if_tsoffset`: seconds added to every timestamp.
@@ -77,6 +79,12 @@ pub fn pcapng(big_endian: bool, interface: PcapngInterface, frames: &[(u64, Vec<
     let mut idb = u16b(1).to_vec();
     idb.extend_from_slice(&u16b(0));
     idb.extend_from_slice(&u32b(262_144));
+    if let Some(name) = interface.name {
+        idb.extend_from_slice(&u16b(2));
+        idb.extend_from_slice(&u16b(name.len() as u16));
+        idb.extend_from_slice(name.as_bytes());
+        idb.resize(idb.len().div_ceil(4) * 4, 0);
+    }
     if let Some(resolution) = interface.tsresol {
         idb.extend_from_slice(&u16b(9));
         idb.extend_from_slice(&u16b(1));

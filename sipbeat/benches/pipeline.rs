@@ -17,8 +17,7 @@ use sipbeat::event::json::{Case, escape_into};
 use sipbeat::event::{Agent, EcsConfig};
 use sipbeat::output::{EventMeta, OutputError, Sink};
 use sipbeat::pipeline::TransportProtocol;
-use sipbeat::pipeline::{Pipeline, PipelineConfig, PortSet};
-use sipbeat::reassemble::ReassemblyConfig;
+use sipbeat::pipeline::{Pipeline, PipelineConfig};
 use sipbeat::sip::{Framing, HeaderSlots, Message};
 
 struct OwnedFrame {
@@ -79,17 +78,8 @@ impl Sink for CountingSink {
 
 fn pipeline(ecs: EcsConfig) -> Pipeline {
     Pipeline::new(
-        PipelineConfig {
-            ports: PortSet::new([5060]),
-            transport: TransportProtocol::Both,
-            ecs,
-            reassembly: ReassemblyConfig::default(),
-            tunnels: Default::default(),
-        },
-        Agent {
-            version: "bench".into(),
-            hostname: "bench-host".into(),
-        },
+        PipelineConfig::sip([5060], TransportProtocol::Both, ecs),
+        Agent::named("bench", "bench-host"),
     )
 }
 
@@ -143,6 +133,7 @@ fn stages(c: &mut Criterion) {
                         timestamp_ns: frame.timestamp_ns,
                         link: frame.link,
                         data: &frame.data,
+                        interface: None,
                     };
                     pipeline.process(frame, &mut sink).unwrap();
                 }

@@ -44,6 +44,11 @@ const NOT_INDEXED: &[&str] = &["event.original"];
 pub const ILM_POLICY: &str = "sipbeat";
 
 fn mapping(field: &Field) -> Value {
+    if field.kind == "object" {
+        // User-defined keys (Beats' `fields`): mapped as they come, strings
+        // as keywords (the template's dynamic_templates).
+        return json!({ "type": "object", "dynamic": true });
+    }
     let mut mapping = json!({ "type": field.kind });
     if field.kind == "keyword" {
         mapping["ignore_above"] = json!(1024);
@@ -106,6 +111,13 @@ pub fn index_template() -> Value {
             "mappings": {
                 "dynamic": false,
                 "date_detection": false,
+                "dynamic_templates": [{
+                    "user_fields_as_keywords": {
+                        "path_match": "fields.*",
+                        "match_mapping_type": "string",
+                        "mapping": { "type": "keyword", "ignore_above": 1024 }
+                    }
+                }],
                 "properties": Value::Object(properties)
             }
         }

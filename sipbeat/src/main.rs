@@ -8,6 +8,16 @@ use sipbeat::config::Config;
 /// counted; everything else was read). 2 is clap's, for usage errors.
 const DAMAGED_CAPTURE: u8 = 3;
 
+/// One line naming the config keys that mean nothing to sipbeat.
+fn warn_ignored(config: &Config) {
+    if !config.ignored.is_empty() {
+        sipbeat::log::warn(&format!(
+            "config: left out, as they mean nothing to sipbeat: {}",
+            config.ignored.join(", ")
+        ));
+    }
+}
+
 fn main() -> ExitCode {
     // Before anything that may run instructions this CPU lacks.
     let missing = sipbeat::cpu::missing_features();
@@ -26,11 +36,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Read(args) => Config::load(args.sip.config.as_deref(), args.sip.overrides())
             .map_err(anyhow::Error::from)
+            .inspect(warn_ignored)
             .and_then(|config| sipbeat::read::run(&args.files, &config, args.quiet))
             .map(|stats| damaged = stats.counts.damaged_records > 0),
         #[cfg(feature = "xdp")]
         Command::Run(args) => Config::load(args.sip.config.as_deref(), args.overrides())
             .map_err(anyhow::Error::from)
+            .inspect(warn_ignored)
             .and_then(|config| sipbeat::run::run(&config)),
         Command::ExportTemplate => {
             use std::io::Write as _;

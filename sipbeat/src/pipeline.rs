@@ -7,7 +7,7 @@
 use crate::capture::Frame;
 use crate::decode::{self, Packet, Transport, TunnelPorts, protocol};
 use crate::event::community_id::FlowKey;
-use crate::event::{Agent, Context, EcsConfig, EventBuilder};
+use crate::event::{Agent, Context, EcsConfig, EventBuilder, Ingress, Labels};
 use crate::output::{EventMeta, OutputError, Sink};
 use crate::reassemble::ReassemblyConfig;
 use crate::reassemble::defrag::Defragmenter;
@@ -51,24 +51,112 @@ impl PortSet {
     }
 }
 
+/// One `type: sip` block: its ports and transports, how its events are
+/// shaped and labelled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipBlock {
+    pub ports: Vec<u16>,
+    pub transport: TransportProtocol,
+    pub ecs: EcsConfig,
+    pub labels: Labels,
+}
+
+impl SipBlock {
+    /// A block without labels.
+    pub fn new(
+        ports: impl IntoIterator<Item = u16>,
+        transport: TransportProtocol,
+        ecs: EcsConfig,
+    ) -> SipBlock {
+        SipBlock {
+            ports: ports.into_iter().collect(),
+            transport,
+            ecs,
+            labels: Labels::default(),
+        }
+    }
+
+    fn carries(&self, transport: TransportProtocol) -> bool {
+        self.transport == TransportProtocol::Both || self.transport == transport
+    }
+}
+
+/// Which block, if any, owns each port of one transport: one load per
+/// lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PortBlocks {
+    /// The block's index plus one; 0 for none.
+    owner: Box<[u8; 65536]>,
+}
+
+impl PortBlocks {
+    fn new(blocks: &[SipBlock], transport: TransportProtocol) -> PortBlocks {
+        let mut owner = Box::new([0u8; 65536]);
+        // The first block to claim a port owns it (config validation
+        // refuses overlaps).
+        for (index, block) in blocks.iter().enumerate().rev() {
+            if block.carries(transport) {
+                for &port in &block.ports {
+                    owner[usize::from(port)] = index as u8 + 1;
+                }
+            }
+        }
+        PortBlocks { owner }
+    }
+
+    /// The block owning either port (the lower-numbered block when both
+    /// are owned).
+    #[inline]
+    fn either(&self, a: u16, b: u16) -> Option<usize> {
+        let (a, b) = (self.owner[usize::from(a)], self.owner[usize::from(b)]);
+        match (a, b) {
+            (0, 0) => None,
+            (0, x) | (x, 0) => Some(usize::from(x) - 1),
+            (x, y) => Some(usize::from(x.min(y)) - 1),
+        }
+    }
+}
+
+/// The most SIP blocks a config may have.
+pub const MAX_BLOCKS: usize = 255;
+
 /// What a pipeline needs to know, fixed for its lifetime.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineConfig {
-    pub ports: PortSet,
-    pub transport: TransportProtocol,
-    pub ecs: EcsConfig,
+    /// At least one, at most [`MAX_BLOCKS`].
+    pub blocks: Vec<SipBlock>,
+    /// For `network.direction` (validated with the config).
+    pub internal_networks: Vec<String>,
     pub reassembly: ReassemblyConfig,
     /// UDP ports of VXLAN and Geneve tunnels to look into.
     pub tunnels: TunnelPorts,
 }
 
+impl PipelineConfig {
+    /// One SIP block; default reassembly limits and tunnel ports.
+    pub fn sip(
+        ports: impl IntoIterator<Item = u16>,
+        transport: TransportProtocol,
+        ecs: EcsConfig,
+    ) -> PipelineConfig {
+        PipelineConfig {
+            blocks: vec![SipBlock::new(ports, transport, ecs)],
+            internal_networks: Vec::new(),
+            reassembly: ReassemblyConfig::default(),
+            tunnels: TunnelPorts::default(),
+        }
+    }
+}
+
 /// Decode, reassemble, parse and publish, one frame at a time.
 pub struct Pipeline {
+    /// Every block's ports, whatever the transport.
     ports: PortSet,
+    udp: PortBlocks,
+    tcp_blocks: PortBlocks,
     tunnels: TunnelPorts,
-    udp: bool,
-    tcp_enabled: bool,
-    events: EventBuilder,
+    /// One per block.
+    events: Vec<EventBuilder>,
     defrag: Defragmenter,
     tcp: TcpReassembler,
     stats: Stats,
@@ -81,18 +169,39 @@ pub struct Pipeline {
 const MAX_REASSEMBLY_DEPTH: u8 = 2;
 
 impl Pipeline {
+    /// A pipeline whose events carry `agent`; `local` are this node's
+    /// addresses (live capture), for `network.direction`.
     pub fn new(config: PipelineConfig, agent: Agent) -> Pipeline {
-        let (udp, tcp_enabled) = match config.transport {
-            TransportProtocol::Udp => (true, false),
-            TransportProtocol::Tcp => (false, true),
-            TransportProtocol::Both => (true, true),
-        };
+        Pipeline::with_local(config, agent, Vec::new())
+    }
+
+    /// [`Pipeline::new`], knowing this node's addresses.
+    pub fn with_local(
+        config: PipelineConfig,
+        agent: Agent,
+        local: Vec<std::net::IpAddr>,
+    ) -> Pipeline {
+        let mut networks =
+            crate::event::direction::Networks::parse(&config.internal_networks).unwrap_or_default();
+        networks.local = local;
+        assert!(
+            (1..=MAX_BLOCKS).contains(&config.blocks.len()),
+            "config validation keeps 1 to {MAX_BLOCKS} blocks"
+        );
         Pipeline {
-            ports: config.ports,
+            ports: PortSet::new(config.blocks.iter().flat_map(|b| b.ports.iter().copied())),
+            udp: PortBlocks::new(&config.blocks, TransportProtocol::Udp),
+            tcp_blocks: PortBlocks::new(&config.blocks, TransportProtocol::Tcp),
             tunnels: config.tunnels,
-            udp,
-            tcp_enabled,
-            events: EventBuilder::new(config.ecs, agent),
+            events: config
+                .blocks
+                .iter()
+                .map(|block| {
+                    EventBuilder::new(block.ecs, agent.clone())
+                        .labelled(&block.labels)
+                        .with_direction(networks.clone())
+                })
+                .collect(),
             defrag: Defragmenter::new(&config.reassembly),
             tcp: TcpReassembler::new(&config.reassembly),
             stats: Stats::default(),
@@ -119,8 +228,12 @@ impl Pipeline {
         self.stats.counts.frames += 1;
         self.stats.counts.frame_bytes += frame.data.len() as u64;
         self.now_ns = self.now_ns.max(frame.timestamp_ns);
+        let ingress = Ingress {
+            interface: frame.interface,
+            vlan: decode::link::outer_vlan(frame.link, frame.data),
+        };
         match decode::decode_with(frame.link, frame.data, &self.tunnels) {
-            Ok(packet) => self.packet(packet, frame.timestamp_ns, sink, 0),
+            Ok(packet) => self.packet(packet, frame.timestamp_ns, ingress, sink, 0),
             Err(error) => {
                 self.stats.decode_error(error);
                 Ok(())
@@ -132,6 +245,7 @@ impl Pipeline {
         &mut self,
         packet: Packet<'_>,
         timestamp_ns: u64,
+        ingress: Ingress<'_>,
         sink: &mut dyn Sink,
         depth: u8,
     ) -> Result<(), OutputError> {
@@ -142,14 +256,10 @@ impl Pipeline {
         } = packet;
         match transport {
             Transport::Udp(udp) => {
-                if !self.ports.either(udp.src_port, udp.dst_port) {
-                    self.stats.counts.other_ports += 1;
+                let Some(block) = self.udp.either(udp.src_port, udp.dst_port) else {
+                    self.not_sip(udp.src_port, udp.dst_port);
                     return Ok(());
-                }
-                if !self.udp {
-                    self.stats.counts.transport_disabled += 1;
-                    return Ok(());
-                }
+                };
                 let context = Context {
                     timestamp_ns,
                     flow: FlowKey {
@@ -159,16 +269,17 @@ impl Pipeline {
                         dst_port: udp.dst_port,
                         protocol: protocol::UDP,
                     },
+                    ingress,
                 };
-                self.datagram(udp.payload, &context, sink)
+                self.datagram(block, udp.payload, &context, sink)
             }
             Transport::Tcp(segment) => {
-                if !self.ports.either(segment.src_port, segment.dst_port) {
-                    self.stats.counts.other_ports += 1;
-                    return Ok(());
-                }
-                if !self.tcp_enabled {
-                    self.stats.counts.transport_disabled += 1;
+                if self
+                    .tcp_blocks
+                    .either(segment.src_port, segment.dst_port)
+                    .is_none()
+                {
+                    self.not_sip(segment.src_port, segment.dst_port);
                     return Ok(());
                 }
                 let key = StreamKey {
@@ -179,6 +290,8 @@ impl Pipeline {
                 };
                 let mut framer = SipFramer {
                     events: &mut self.events,
+                    blocks: &self.tcp_blocks,
+                    ingress,
                     stats: &mut self.stats,
                     sink,
                     failed: None,
@@ -203,7 +316,7 @@ impl Pipeline {
                     return Ok(());
                 };
                 match decode::transport(src, dst, whole.protocol, &whole.payload, &self.tunnels) {
-                    Ok(packet) => self.packet(packet, timestamp_ns, sink, depth + 1),
+                    Ok(packet) => self.packet(packet, timestamp_ns, ingress, sink, depth + 1),
                     Err(error) => {
                         self.stats.decode_error(error);
                         Ok(())
@@ -213,18 +326,33 @@ impl Pipeline {
         }
     }
 
+    /// Counts a datagram or segment no block takes: on no SIP port, or on
+    /// one whose block leaves out its transport.
+    fn not_sip(&mut self, a: u16, b: u16) {
+        if self.ports.either(a, b) {
+            self.stats.counts.transport_disabled += 1;
+        } else {
+            self.stats.counts.other_ports += 1;
+        }
+    }
+
     /// One UDP payload holds at most one SIP message (RFC 3261 §18.3).
     fn datagram(
         &mut self,
+        block: usize,
         payload: &[u8],
         context: &Context,
         sink: &mut dyn Sink,
     ) -> Result<(), OutputError> {
         let mut slots = HeaderSlots::new();
         match Message::parse(payload, &mut slots, Framing::Datagram) {
-            Ok(Status::Complete(message)) => {
-                publish(&mut self.events, &mut self.stats, &message, context, sink)
-            }
+            Ok(Status::Complete(message)) => publish(
+                &mut self.events[block],
+                &mut self.stats,
+                &message,
+                context,
+                sink,
+            ),
             // A datagram parse never waits for more bytes.
             Ok(Status::Partial) => {
                 self.stats.rejected(sip::Error::HeadersUnterminated);
@@ -241,6 +369,9 @@ impl Pipeline {
     pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), OutputError> {
         let mut framer = SipFramer {
             events: &mut self.events,
+            blocks: &self.tcp_blocks,
+            // Streams closed at the end of input: no packet brought them.
+            ingress: Ingress::default(),
             stats: &mut self.stats,
             sink,
             failed: None,
@@ -283,7 +414,11 @@ fn publish(
 /// Content-Length (at the headers' end without one). After a gap or a
 /// broken message it skips to the next line that is a SIP start line.
 struct SipFramer<'a> {
-    events: &'a mut EventBuilder,
+    /// One per block, picked by the stream's ports.
+    events: &'a mut [EventBuilder],
+    blocks: &'a PortBlocks,
+    /// Where the segment being fed came in.
+    ingress: Ingress<'a>,
     stats: &'a mut Stats,
     sink: &'a mut dyn Sink,
     /// The first output failure; the stream is consumed regardless.
@@ -304,6 +439,7 @@ impl StreamConsumer for SipFramer<'_> {
                 dst_port: key.dst_port,
                 protocol: protocol::TCP,
             },
+            ingress: self.ingress,
         };
         let mut used = 0;
         loop {
@@ -340,9 +476,15 @@ impl StreamConsumer for SipFramer<'_> {
             match Message::parse(rest, &mut slots, Framing::Stream) {
                 Ok(Status::Complete(message)) => {
                     used += message.consumed;
-                    if let Err(error) =
-                        publish(self.events, self.stats, &message, &context, self.sink)
-                    {
+                    // Streams exist only on ports a block owns.
+                    let block = self.blocks.either(key.src_port, key.dst_port).unwrap_or(0);
+                    if let Err(error) = publish(
+                        &mut self.events[block],
+                        self.stats,
+                        &message,
+                        &context,
+                        self.sink,
+                    ) {
                         self.failed.get_or_insert(error);
                     }
                 }
@@ -386,17 +528,8 @@ mod tests {
 
     fn pipeline() -> Pipeline {
         Pipeline::new(
-            PipelineConfig {
-                ports: PortSet::new([5060]),
-                transport: TransportProtocol::Both,
-                ecs: EcsConfig::default(),
-                reassembly: ReassemblyConfig::default(),
-                tunnels: Default::default(),
-            },
-            Agent {
-                version: "test".into(),
-                hostname: "host".into(),
-            },
+            PipelineConfig::sip([5060], TransportProtocol::Both, EcsConfig::default()),
+            Agent::named("test", "host"),
         )
     }
 
@@ -407,6 +540,7 @@ mod tests {
             timestamp_ns: 1_500_000_000_000_000_000,
             link: LinkType::Ethernet,
             data,
+            interface: None,
         }
     }
 

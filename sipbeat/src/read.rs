@@ -7,7 +7,6 @@ use anyhow::Context as _;
 
 use crate::capture::pcap::PcapFile;
 use crate::config::Config;
-use crate::event::Agent;
 use crate::output::Sink;
 use crate::pipeline::Pipeline;
 use crate::stats::Stats;
@@ -19,7 +18,7 @@ pub fn read_files(
     sink: &mut dyn Sink,
 ) -> anyhow::Result<Stats> {
     let mut captures = open_all(files)?;
-    let mut pipeline = Pipeline::new(config.pipeline(), Agent::current());
+    let mut pipeline = Pipeline::new(config.pipeline(), config.agent());
     read_into(&mut captures, &mut pipeline, sink)?;
     Ok(pipeline.stats())
 }
@@ -92,7 +91,7 @@ pub fn run(files: &[impl AsRef<Path>], config: &Config, quiet: bool) -> anyhow::
     let started = Instant::now();
     let mut captures = open_all(files)?;
     let mut sink = config.output.open()?;
-    let mut pipeline = Pipeline::new(config.pipeline(), Agent::current());
+    let mut pipeline = Pipeline::new(config.pipeline(), config.agent());
     let result = read_into(&mut captures, &mut pipeline, sink.as_mut());
     let stats = pipeline.stats();
     let closed = result.as_ref().err().is_some_and(is_closed_pipe);

@@ -87,27 +87,32 @@ trait Source: Send + 'static {
     }
 }
 
-/// Mirror mode: one AF_XDP socket.
-struct Mirror(XskSocket);
+/// Mirror mode: one AF_XDP socket on `interface`.
+struct Mirror {
+    socket: XskSocket,
+    interface: String,
+}
 
 impl Source for Mirror {
     fn wait(&mut self) -> std::io::Result<()> {
-        self.0.wait(IDLE_WAIT_MS)
+        self.socket.wait(IDLE_WAIT_MS)
     }
 
     fn receive(&mut self, max: u32, mut on_frame: impl FnMut(Frame<'_>)) -> usize {
         let timestamp_ns = now_ns();
-        self.0.receive(max, |data| {
+        let interface = Some(self.interface.as_str());
+        self.socket.receive(max, |data| {
             on_frame(Frame {
                 timestamp_ns,
                 link: LinkType::Ethernet,
                 data,
+                interface,
             })
         })
     }
 
     fn rings(&self) -> XskStats {
-        self.0.statistics().unwrap_or_default()
+        self.socket.statistics().unwrap_or_default()
     }
 }
 
@@ -115,6 +120,8 @@ impl Source for Mirror {
 struct Host {
     ring: HostRing,
     link: LinkType,
+    /// The attached interfaces' names by index, for `observer.ingress`.
+    names: Vec<(u32, String)>,
 }
 
 impl Source for Host {
@@ -125,12 +132,18 @@ impl Source for Host {
 
     fn receive(&mut self, max: u32, mut on_frame: impl FnMut(Frame<'_>)) -> usize {
         let link = self.link;
+        let names = &self.names;
         self.ring
-            .receive(max as usize, |timestamp_ns, _header, data| {
+            .receive(max as usize, |timestamp_ns, header, data| {
+                let interface = names
+                    .iter()
+                    .find(|(index, _)| *index == header.ifindex)
+                    .map(|(_, name)| name.as_str());
                 on_frame(Frame {
                     timestamp_ns,
                     link,
                     data,
+                    interface,
                 })
             })
     }
@@ -415,13 +428,18 @@ fn http_listener(config: &Config) -> anyhow::Result<Option<std::net::TcpListener
 /// The filter the programs apply, from the config.
 fn filter_settings(config: &Config) -> FilterSettings {
     FilterSettings {
-        sip_ports: config.sip.ports.clone(),
+        sip_ports: config.sip_ports(),
         tunnel_ports: config.capture.tunnels().iter().collect(),
-        transports: match config.sip.transport {
-            TransportProtocol::Udp => transport::UDP,
-            TransportProtocol::Tcp => transport::TCP,
-            TransportProtocol::Both => transport::UDP | transport::TCP,
-        },
+        // Every block's transports; a block's own are applied in user space.
+        transports: config
+            .sip
+            .iter()
+            .map(|block| match block.transport {
+                TransportProtocol::Udp => transport::UDP,
+                TransportProtocol::Tcp => transport::TCP,
+                TransportProtocol::Both => transport::UDP | transport::TCP,
+            })
+            .fold(0, |all, one| all | one),
         max_copy: config.capture.max_copy,
     }
 }
@@ -441,7 +459,14 @@ fn spawn_worker(
     pin: Option<usize>,
 ) -> anyhow::Result<(Worker, Arc<Mutex<WorkerReport>>)> {
     let sink = config.output.open()?;
-    let pipeline = Pipeline::new(config.pipeline(), agent.clone());
+    // The node's own addresses give `network.direction` ingress/egress.
+    let local = config
+        .capture
+        .interfaces
+        .iter()
+        .flat_map(|interface| ebpf::node_addresses(interface))
+        .collect();
+    let pipeline = Pipeline::with_local(config.pipeline(), agent.clone(), local);
     let report = Arc::new(Mutex::new(WorkerReport {
         interface: labels.0.to_string(),
         queue: labels.1.to_string(),
@@ -486,7 +511,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     }
     let listener = http_listener(config)?;
     let filter = filter_settings(config);
-    let agent = Agent::current();
+    let agent = config.agent().live();
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     let mut reports = Vec::new();
@@ -513,6 +538,11 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                 } else {
                     LinkType::Ethernet
                 },
+                names: capture
+                    .interfaces
+                    .iter()
+                    .map(|name| Ok((ebpf::if_index(name)?, name.clone())))
+                    .collect::<anyhow::Result<_>>()?,
             };
             let (handle, report) = spawn_worker(
                 "sipbeat-host".into(),
@@ -528,7 +558,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             programs.push((names.clone(), host));
             crate::log::info(&format!(
                 "capturing SIP on {names} (host mode: copies from TC ingress and egress, nothing taken; ports {:?})",
-                config.sip.ports
+                config.sip_ports()
             ));
         }
         CaptureMode::Mirror => {
@@ -558,7 +588,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                     let (handle, report) = spawn_worker(
                         format!("sipbeat-q{queue}"),
                         (interface, &queue.to_string()),
-                        Mirror(socket),
+                        Mirror {
+                            socket,
+                            interface: interface.clone(),
+                        },
                         config,
                         &agent,
                         &stop,
@@ -573,7 +606,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             crate::log::info(&format!(
                 "capturing SIP on {names} (mirror mode: {}; ports {:?})",
                 attached.join("; "),
-                config.sip.ports
+                config.sip_ports()
             ));
         }
     }

@@ -192,6 +192,7 @@ fn pcapng_timestamps_follow_tsresol_and_tsoffset_as_tshark_does() {
             PcapngInterface {
                 tsresol: Some(0x80 | 20),
                 tsoffset: Some(1_000_000),
+                ..PcapngInterface::default()
             },
             1 << 20,
         ),
@@ -202,6 +203,7 @@ fn pcapng_timestamps_follow_tsresol_and_tsoffset_as_tshark_does() {
             PcapngInterface {
                 tsresol: Some(9),
                 tsoffset: Some(-5),
+                ..PcapngInterface::default()
             },
             1_000_000_000,
         ),
@@ -212,6 +214,7 @@ fn pcapng_timestamps_follow_tsresol_and_tsoffset_as_tshark_does() {
             PcapngInterface {
                 tsresol: Some(3),
                 tsoffset: None,
+                ..PcapngInterface::default()
             },
             1000,
         ),
@@ -222,6 +225,7 @@ fn pcapng_timestamps_follow_tsresol_and_tsoffset_as_tshark_does() {
             PcapngInterface {
                 tsresol: None,
                 tsoffset: Some(86_400),
+                ..PcapngInterface::default()
             },
             1_000_000,
         ),

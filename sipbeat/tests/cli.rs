@@ -71,6 +71,88 @@ fn json_log_format_gives_one_object_per_line() {
     );
 }
 
+fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("JSON"))
+        .collect()
+}
+
+/// A real `packetbeat.yml` (dotted keys, a UDP and a TCP SIP block, other
+/// protocols, Beats' name/tags/fields, `output.kafka` in Beats' keys,
+/// processors, logging...) is read as is: the same `sip.*` as the
+/// defaults, Beats' metadata where Beats puts it, one warning line.
+#[test]
+fn a_packetbeat_yml_is_read_as_is() {
+    let config = common::testdata().join("config/packetbeat.yml");
+    let udp = bundled();
+    let tcp = common::testdata()
+        .join("pcaps/suricata-verify/sip-tcp-method--sip-tcp.pcap")
+        .display()
+        .to_string();
+    let with = sipbeat(&[
+        "read",
+        "-q",
+        "-c",
+        config.to_str().unwrap(),
+        "-o",
+        "stdout",
+        &udp,
+        &tcp,
+    ]);
+    assert!(with.status.success(), "{}", stderr(&with));
+    let warning = stderr(&with);
+    assert_eq!(warning.lines().count(), 1, "{warning}");
+    assert!(
+        warning.starts_with("sipbeat: warning: config: left out"),
+        "{warning}"
+    );
+    for named in [
+        "processors",
+        "protocols: dns",
+        "protocols (sip): send_request",
+        "packetbeat.flows",
+    ] {
+        assert!(warning.contains(named), "{named}: {warning}");
+    }
+    assert!(
+        !warning.contains("http"),
+        "a disabled block is honoured, not ignored: {warning}"
+    );
+    let without = sipbeat(&["read", "-q", &udp, &tcp]);
+    let (with, without) = (events(&with.stdout), events(&without.stdout));
+    assert_eq!(with.len(), without.len());
+    assert!(with.iter().any(|e| e["network"]["transport"] == "tcp"));
+    for (event, plain) in with.iter().zip(&without) {
+        assert_eq!(event["sip"], plain["sip"]);
+        assert_eq!(event["agent"]["name"], "sbc-lab-1");
+        assert_eq!(event["fields"]["site"], "fra1");
+        let tcp = event["network"]["transport"] == "tcp";
+        let block_tag = if tcp { "sip-tcp" } else { "sip-udp" };
+        assert_eq!(event["tags"], serde_json::json!(["voip", "lab", block_tag]));
+        assert_eq!(event["fields"]["transport_block"] == "tcp", tcp, "{event}");
+        // internal_networks: [private] from packetbeat.interfaces.
+        assert!(event["network"]["direction"].is_string(), "{event}");
+        assert!(plain.get("tags").is_none() && plain["network"].get("direction").is_none());
+    }
+    // A typo in a key sipbeat owns is still an error.
+    let dir = common::ScratchDir::new("pbyml");
+    let typo = dir.join("typo.yml");
+    std::fs::write(&typo, "output.kafka:\n  hosts: [k:9092]\n  topik: sip\n").unwrap();
+    let failed = sipbeat(&["read", "-c", typo.to_str().unwrap(), &udp]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(stderr(&failed).contains("topik"), "{}", stderr(&failed));
+    let elastic = dir.join("es.yml");
+    std::fs::write(&elastic, "output.elasticsearch.hosts: [es:9200]\n").unwrap();
+    let failed = sipbeat(&["read", "-c", elastic.to_str().unwrap(), &udp]);
+    assert!(
+        stderr(&failed).contains("output.elasticsearch"),
+        "{}",
+        stderr(&failed)
+    );
+}
+
 #[test]
 fn a_bare_boolean_flag_never_takes_the_file_name() {
     let output = sipbeat(&["read", "--keep-original", &bundled()]);

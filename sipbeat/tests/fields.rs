@@ -44,6 +44,11 @@ fn leaves(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
 
 #[test]
 fn every_emitted_field_is_declared() {
+    let objects: Vec<String> = declared()
+        .into_iter()
+        .filter(|f| f.kind == "object")
+        .map(|f| format!("{}.", f.name))
+        .collect();
     let declared: BTreeSet<String> = declared().into_iter().map(|f| f.name).collect();
     let mut captures: Vec<std::path::PathBuf> = Vec::new();
     for dir in ["pcaps/packetbeat", "pcaps/suricata-verify", "pcaps/zeek"] {
@@ -68,6 +73,41 @@ fn every_emitted_field_is_declared() {
             leaves("", event, &mut emitted);
         }
     }
+    // Beats' metadata, network.direction and an interface name: the
+    // repository's packetbeat.yml over a pcapng whose interface is named.
+    let dir = common::ScratchDir::new("fields-observer");
+    let named = dir.join("named.pcapng");
+    let mut frames = Vec::new();
+    sipbeat::capture::pcap::PcapFile::open(common::testdata().join("pcaps/packetbeat/sip.pcap"))
+        .unwrap()
+        .for_each_frame(|f| frames.push((f.timestamp_ns / 1000, f.data.to_vec())))
+        .unwrap();
+    let interface = sipbeat_testkit::capture::PcapngInterface {
+        name: Some("eth7"),
+        ..Default::default()
+    };
+    std::fs::write(
+        &named,
+        sipbeat_testkit::capture::pcapng(false, interface, &frames),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(common::testdata().join("config/packetbeat.yml")).unwrap();
+    let beats = sipbeat::config::Config::build(
+        sipbeat::config::FileConfig::parse(&text).unwrap(),
+        sipbeat::config::Overrides {
+            output: Some(sipbeat::output::Output::Stdout {}),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (events, _) = common::read_events(&named, &beats);
+    assert!(!events.is_empty());
+    for event in &events {
+        assert_eq!(event["observer"]["ingress"]["interface"]["name"], "eth7");
+        leaves("", event, &mut emitted);
+    }
+    // Under an object-typed field (Beats' `fields`), any key.
+    emitted.retain(|name| !objects.iter().any(|prefix| name.starts_with(prefix)));
     let undeclared: Vec<&String> = emitted.difference(&declared).collect();
     assert!(
         undeclared.is_empty(),
@@ -102,7 +142,7 @@ fn packetbeat_sip_fields_are_all_declared() {
 #[test]
 fn declarations_are_complete_and_unique() {
     let declared = declared();
-    let types = ["date", "date_nanos", "keyword", "long", "ip"];
+    let types = ["date", "date_nanos", "keyword", "long", "ip", "object"];
     let mut seen = BTreeSet::new();
     for field in &declared {
         assert!(seen.insert(&field.name), "{} declared twice", field.name);

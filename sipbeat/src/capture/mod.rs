@@ -237,4 +237,7 @@ pub struct Frame<'a> {
     pub link: LinkType,
     /// The captured bytes (possibly fewer than were on the wire).
     pub data: &'a [u8],
+    /// The interface it was captured on, when known (live capture; a
+    /// pcapng interface's `if_name`).
+    pub interface: Option<&'a str>,
 }

@@ -519,6 +519,7 @@ fn walk_pcap(
                                 + u64::from(block.ts_usec) * fraction_to_ns,
                             link,
                             data: block.data,
+                            interface: None,
                         });
                     }
                     None => stats.unsupported_link += 1,
@@ -610,6 +611,7 @@ fn walk_pcapng(
                                     timestamp_ns: interface.timestamp_ns(&epb),
                                     link,
                                     data: epb_data(&epb),
+                                    interface: interface.name.as_deref(),
                                 });
                             }
                             None => stats.unsupported_link += 1,
@@ -617,14 +619,18 @@ fn walk_pcapng(
                     }
                     Block::SimplePacket(spb) => {
                         // Simple packets belong to interface 0 and carry no timestamp.
-                        match interfaces.first().and_then(|i| i.link) {
-                            Some(link) => {
+                        match interfaces
+                            .first()
+                            .and_then(|i| i.link.map(|link| (i, link)))
+                        {
+                            Some((interface, link)) => {
                                 stats.frames += 1;
                                 let len = (spb.origlen as usize).min(spb.data.len());
                                 on_frame(Frame {
                                     timestamp_ns: 0,
                                     link,
                                     data: &spb.data[..len],
+                                    interface: interface.name.as_deref(),
                                 });
                             }
                             None => stats.unsupported_link += 1,
@@ -768,6 +774,8 @@ fn plausible_block(bytes: &[u8], big_endian: bool) -> Option<usize> {
 /// The per-interface facts needed to read an enhanced packet block.
 struct Interface {
     link: Option<LinkType>,
+    /// `if_name`, when given and UTF-8.
+    name: Option<String>,
     /// Timestamp units per second (`if_tsresol`), 10^6 by default.
     units_per_second: u64,
     /// Seconds added to every timestamp (`if_tsoffset`).
@@ -776,6 +784,7 @@ struct Interface {
 
 /// pcapng option codes of an interface description block.
 mod option {
+    pub const IF_NAME: u16 = 2;
     pub const IF_TSRESOL: u16 = 9;
     pub const IF_TSOFFSET: u16 = 14;
 }
@@ -784,6 +793,7 @@ impl Interface {
     fn new(idb: &InterfaceDescriptionBlock<'_>, big_endian: bool) -> Interface {
         let mut interface = Interface {
             link: LinkType::from_pcap(idb.linktype.0),
+            name: None,
             units_per_second: 1_000_000,
             offset_seconds: 0,
         };
@@ -793,6 +803,14 @@ impl Interface {
                 .get(..usize::from(option.len))
                 .unwrap_or_default();
             match (option.code.0, value) {
+                (option::IF_NAME, name) => {
+                    // NUL-padded in some writers.
+                    let name = name.split(|&b| b == 0).next().unwrap_or_default();
+                    interface.name = std::str::from_utf8(name)
+                        .ok()
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string);
+                }
                 (option::IF_TSRESOL, &[resolution]) => {
                     if let Some(units) = units_per_second(resolution) {
                         interface.units_per_second = units;

@@ -12,7 +12,7 @@ pub enum Network<'a> {
     Ipv6(&'a [u8]),
 }
 
-use sipbeat_common::wire::{ETHERNET_LEN, MAX_VLAN_TAGS, VLAN_TAG_LEN, ethertype};
+use sipbeat_common::wire::{ETHERNET_LEN, MAX_VLAN_TAGS, VLAN_ID_MASK, VLAN_TAG_LEN, ethertype};
 const SLL_LEN: usize = 16;
 const SLL2_LEN: usize = 20;
 const NULL_LEN: usize = 4;
@@ -76,6 +76,16 @@ pub fn ethernet(frame: &[u8]) -> Result<Network<'_>, DecodeError> {
         next_type,
         frame.get(offset..).ok_or(DecodeError::LinkTruncated)?,
     )
+}
+
+/// The VLAN id of an Ethernet frame's outermost tag, if it has one
+/// (`observer.ingress.vlan.id`).
+#[inline]
+pub fn outer_vlan(link: LinkType, frame: &[u8]) -> Option<u16> {
+    if link != LinkType::Ethernet || !ethertype::is_vlan_tag(be16(frame, 12)?) {
+        return None;
+    }
+    Some(be16(frame, ETHERNET_LEN)? & VLAN_ID_MASK)
 }
 
 fn by_ethertype(ethertype: u16, payload: &[u8]) -> Result<Network<'_>, DecodeError> {

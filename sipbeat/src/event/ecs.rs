@@ -20,7 +20,7 @@ use super::flow::FlowFields;
 use super::json::{Case, JsonWriter, QuotedIp};
 use super::lists::{self, ListCache};
 use super::timestamp::TimestampFormatter;
-use super::{Agent, Context, EcsConfig};
+use super::{Agent, Context, EcsConfig, Ingress};
 use crate::decode::protocol;
 use crate::simd::bytes_eq;
 use crate::sip::auth::Credentials;
@@ -39,6 +39,8 @@ pub struct Env<'a> {
     pub metadata: &'a [u8],
     /// [`agent_members`] of the agent, written once.
     pub agent: &'a [u8],
+    /// [`observer_members`] of the agent, written once.
+    pub observer: &'a [u8],
 }
 
 /// What events keep between messages: caches whose contents depend only on
@@ -70,12 +72,56 @@ pub fn agent_members(agent: &Agent) -> Vec<u8> {
         w.open("agent");
         w.ascii("type", "sipbeat");
         w.str("version", agent.version.as_bytes());
-        w.str("name", agent.hostname.as_bytes());
+        w.str("name", agent.name.as_bytes());
+        w.str("id", agent.id.as_bytes());
+        if let Some(ephemeral) = &agent.ephemeral_id {
+            w.str("ephemeral_id", ephemeral.as_bytes());
+        }
         w.close();
         w.open("host");
         w.str("name", agent.hostname.as_bytes());
         w.close();
     })
+}
+
+/// The members of `observer` every live event repeats (a live sensor: who
+/// observed the traffic); none for files read.
+pub fn observer_members(agent: &Agent) -> Vec<u8> {
+    if agent.ephemeral_id.is_none() {
+        return Vec::new();
+    }
+    JsonWriter::fragment(|w| {
+        w.str("hostname", agent.hostname.as_bytes());
+        w.str("name", agent.name.as_bytes());
+        w.ascii("type", "sensor");
+    })
+}
+
+/// `observer`: the sensor's own members and where the packet came in.
+fn write_observer(w: &mut JsonWriter, env: &Env<'_>, ingress: &Ingress<'_>) {
+    if env.observer.is_empty() && ingress.interface.is_none() && ingress.vlan.is_none() {
+        return;
+    }
+    w.open("observer");
+    if !env.observer.is_empty() {
+        w.members(env.observer);
+    }
+    if ingress.interface.is_some() || ingress.vlan.is_some() {
+        w.open("ingress");
+        if let Some(name) = ingress.interface {
+            w.open("interface");
+            w.str("name", name.as_bytes());
+            w.close();
+        }
+        if let Some(vlan) = ingress.vlan {
+            w.open("vlan");
+            let mut text = itoa::Buffer::new();
+            w.str("id", text.format(vlan).as_bytes());
+            w.close();
+        }
+        w.close();
+    }
+    w.close();
 }
 
 /// Appends the whole event for `message` to `out`, as one JSON object.
@@ -149,6 +195,7 @@ pub fn write_event(
     );
     w.members(&flow_fields.members);
     related.write(w);
+    write_observer(w, env, &context.ingress);
 
     w.members(env.agent);
     writer.finish();
@@ -212,6 +259,7 @@ pub(super) fn write_flow_members(
     out: &mut Vec<u8>,
     flow: &community_id::FlowKey,
     community_id: &[u8],
+    direction: Option<&'static str>,
     src: &QuotedIp,
     dst: &QuotedIp,
 ) {
@@ -224,6 +272,9 @@ pub(super) fn write_flow_members(
             (_, false) => br#""application":"sip","protocol":"sip","transport":"udp","iana_number":"17","type":"ipv6""#,
         });
         w.str("community_id", community_id);
+        if let Some(direction) = direction {
+            w.ascii("direction", direction);
+        }
         w.close();
         // Source and destination as captured; Packetbeat's SIP module calls the
         // sender the client and the receiver the server, for responses too.

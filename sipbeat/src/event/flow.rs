@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use super::community_id::{self, FlowKey, community_id};
+use super::direction::Networks;
 use super::ecs;
 use super::json::QuotedIp;
 use super::slots::Slots;
@@ -30,9 +31,19 @@ const SLOTS: usize = 1024;
 #[derive(Debug, Default)]
 pub struct FlowCache {
     slots: Slots<FlowFields, SLOTS>,
+    /// What `network.direction` is derived from; none: no direction.
+    networks: Option<Box<Networks>>,
 }
 
 impl FlowCache {
+    /// A cache whose flows get a `network.direction` from `networks`.
+    pub fn with_direction(networks: Networks) -> FlowCache {
+        FlowCache {
+            slots: Slots::default(),
+            networks: (!networks.is_empty()).then(|| Box::new(networks)),
+        }
+    }
+
     /// The fields of `flow`, written on first use of its slot.
     pub fn get(&mut self, flow: &FlowKey) -> &FlowFields {
         let at = slot_of(flow);
@@ -53,12 +64,16 @@ impl FlowCache {
                     community_id: cached.community_id,
                 })
                 .unwrap_or_else(|| Endpoints::of(flow));
+            let direction = self
+                .networks
+                .as_ref()
+                .and_then(|n| n.direction(flow.src, flow.dst));
             // The evicted flow's fields are overwritten in place: its
             // buffer takes the new one's (no allocation per new flow), and
             // nothing as large as `FlowFields` is built aside and moved.
             match &mut self.slots[at] {
-                Some(evicted) => evicted.rewrite(flow, known),
-                empty => *empty = Some(FlowFields::new(flow, known)),
+                Some(evicted) => evicted.rewrite(flow, known, direction),
+                empty => *empty = Some(FlowFields::new(flow, known, direction)),
             }
         }
         self.slots[at].as_ref().expect("filled above")
@@ -84,7 +99,7 @@ impl Endpoints {
 
 impl FlowFields {
     /// The fields of `flow`.
-    fn new(flow: &FlowKey, endpoints: Endpoints) -> FlowFields {
+    fn new(flow: &FlowKey, endpoints: Endpoints, direction: Option<&'static str>) -> FlowFields {
         let mut fields = FlowFields {
             key: *flow,
             members: Vec::new(),
@@ -92,25 +107,26 @@ impl FlowFields {
             dst: endpoints.dst,
             community_id: endpoints.community_id,
         };
-        fields.write_members();
+        fields.write_members(direction);
         fields
     }
 
     /// These fields made those of `flow`, in the same buffer.
-    fn rewrite(&mut self, flow: &FlowKey, endpoints: Endpoints) {
+    fn rewrite(&mut self, flow: &FlowKey, endpoints: Endpoints, direction: Option<&'static str>) {
         self.key = *flow;
         self.src = endpoints.src;
         self.dst = endpoints.dst;
         self.community_id = endpoints.community_id;
-        self.write_members();
+        self.write_members(direction);
     }
 
-    fn write_members(&mut self) {
+    fn write_members(&mut self, direction: Option<&'static str>) {
         self.members.clear();
         ecs::write_flow_members(
             &mut self.members,
             &self.key,
             &self.community_id,
+            direction,
             &self.src,
             &self.dst,
         );
@@ -159,7 +175,7 @@ mod tests {
             for f in &flows {
                 let fields = cache.get(f);
                 // A reused or derived slot holds exactly what a fresh one would.
-                let fresh = FlowFields::new(f, Endpoints::of(f));
+                let fresh = FlowFields::new(f, Endpoints::of(f), None);
                 assert_eq!(fields.members, fresh.members);
                 assert_eq!(fields.community_id, community_id(f));
                 let text = String::from_utf8(fields.members.clone()).unwrap();

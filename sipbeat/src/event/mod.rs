@@ -7,6 +7,7 @@
 //! mean; [`json`] only writes them.
 
 pub mod community_id;
+pub mod direction;
 pub mod ecs;
 pub mod flow;
 pub mod json;
@@ -42,10 +43,20 @@ impl Default for EcsConfig {
 
 /// Where and when a message was seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Context {
+pub struct Context<'a> {
     /// Capture time, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
     pub flow: FlowKey,
+    pub ingress: Ingress<'a>,
+}
+
+/// Where a packet came in: `observer.ingress.*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ingress<'a> {
+    /// The interface it was captured on, when known.
+    pub interface: Option<&'a str>,
+    /// Its outermost VLAN tag.
+    pub vlan: Option<u16>,
 }
 
 /// Identity of this sensor, written into every event.
@@ -53,17 +64,132 @@ pub struct Context {
 pub struct Agent {
     /// `@metadata.version` and `agent.version`.
     pub version: String,
-    /// `host.name` and `agent.name`.
+    /// `host.name` (and `observer.hostname` live).
     pub hostname: String,
+    /// `agent.name` (and `observer.name` live): Beats' `name` setting, the
+    /// host name by default.
+    pub name: String,
+    /// `agent.id`: the same for this node across restarts.
+    pub id: String,
+    /// Live capture only: `agent.ephemeral_id`, new for each process; and
+    /// with it the `observer.*` of a sensor. Files read give the same
+    /// bytes each time, so they carry neither.
+    pub ephemeral_id: Option<String>,
 }
 
 impl Agent {
     /// This build's version and the machine's host name.
     pub fn current() -> Agent {
+        let hostname = hostname();
+        let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        let machine = machine.trim();
         Agent {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            hostname: hostname(),
+            id: node_id(if machine.is_empty() {
+                &hostname
+            } else {
+                machine
+            }),
+            name: hostname.clone(),
+            hostname,
+            ephemeral_id: None,
         }
+    }
+
+    /// An agent with this version and host name, its id derived from the
+    /// host name (tests, benchmarks).
+    pub fn named(version: &str, hostname: &str) -> Agent {
+        Agent {
+            version: version.to_string(),
+            hostname: hostname.to_string(),
+            name: hostname.to_string(),
+            id: node_id(hostname),
+            ephemeral_id: None,
+        }
+    }
+
+    /// This agent for live capture: with an ephemeral id of its own.
+    pub fn live(self) -> Agent {
+        let mut random = [0u8; 16];
+        // SAFETY: the buffer is valid for writes of its length.
+        let got = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+        if got != random.len() as isize {
+            // No entropy source: time and process id still differ per run.
+            let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+            use sha1::Digest as _;
+            random = sha1::Sha1::digest(seed.as_bytes())[..16]
+                .try_into()
+                .expect("16 bytes");
+        }
+        Agent {
+            ephemeral_id: Some(uuid(random, 4)),
+            ..self
+        }
+    }
+}
+
+/// A name-based UUID (version 5 layout, SHA-1) for `node` in sipbeat's
+/// own namespace: stable for a node, and revealing nothing of its
+/// machine id.
+fn node_id(node: &str) -> String {
+    use sha1::Digest as _;
+    let digest = sha1::Sha1::new()
+        .chain_update(b"sipbeat agent.id\0")
+        .chain_update(node.as_bytes())
+        .finalize();
+    uuid(digest[..16].try_into().expect("16 bytes"), 5)
+}
+
+/// RFC 9562 text of 16 bytes, with `version` and the variant set.
+fn uuid(mut bytes: [u8; 16], version: u8) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | (version << 4);
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Beats' `tags` and `fields` that a SIP block's events carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels {
+    /// `tags`.
+    pub tags: Vec<String>,
+    /// `fields.*`, or top-level fields with `fields_under_root`.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub fields_under_root: bool,
+}
+
+impl Labels {
+    /// The JSON members these labels add to an event.
+    fn members(&self) -> Vec<u8> {
+        json::JsonWriter::fragment(|w| {
+            if !self.tags.is_empty() {
+                w.raw(
+                    "tags",
+                    serde_json::to_string(&self.tags)
+                        .expect("strings")
+                        .as_bytes(),
+                );
+            }
+            if self.fields_under_root {
+                for (key, value) in &self.fields {
+                    w.raw(key, value.to_string().as_bytes());
+                }
+            } else if !self.fields.is_empty() {
+                w.raw(
+                    "fields",
+                    serde_json::Value::Object(self.fields.clone())
+                        .to_string()
+                        .as_bytes(),
+                );
+            }
+        })
     }
 }
 
@@ -86,6 +212,7 @@ pub struct EventBuilder {
     /// Members every event repeats, written once (see [`ecs::metadata_members`]).
     metadata: Vec<u8>,
     agent: Vec<u8>,
+    observer: Vec<u8>,
     memo: ecs::Memo,
     flows: FlowCache,
 }
@@ -96,9 +223,27 @@ impl EventBuilder {
             config,
             metadata: ecs::metadata_members(&agent),
             agent: ecs::agent_members(&agent),
+            observer: ecs::observer_members(&agent),
             memo: ecs::Memo::default(),
             flows: FlowCache::default(),
         }
+    }
+
+    /// This builder with `network.direction` from `networks`.
+    pub fn with_direction(mut self, networks: direction::Networks) -> EventBuilder {
+        self.flows = FlowCache::with_direction(networks);
+        self
+    }
+
+    /// This builder with `labels` on every event.
+    pub fn labelled(mut self, labels: &Labels) -> EventBuilder {
+        let members = labels.members();
+        if !members.is_empty() {
+            // Two runs of members joined into one.
+            self.agent.push(b',');
+            self.agent.extend_from_slice(&members);
+        }
+        self
     }
 
     /// Appends the event for `message` to `out` as one line of JSON (no
@@ -110,6 +255,7 @@ impl EventBuilder {
                 config: &self.config,
                 metadata: &self.metadata,
                 agent: &self.agent,
+                observer: &self.observer,
             },
             &mut self.memo,
             self.flows.get(&context.flow),
@@ -144,6 +290,7 @@ mod tests {
                 dst_port: 5060,
                 protocol: 17,
             },
+            ingress: Ingress::default(),
         };
         let mut out = Vec::new();
         builder.build(&mut out, &message, &context);

@@ -1,20 +1,25 @@
 //! One validated configuration from defaults, the YAML file and flags.
 //!
-//! The file holds the Packetbeat-style protocol block sipbeat users already
-//! write (`protocols: [{type: sip, ports: [5060], ...}]`) and an optional
-//! `output`. Flags override the file. Every mistake — an unknown key, a port
-//! of 0, a second SIP block — is a one-line error naming it.
+//! The file is a `packetbeat.yml` as Packetbeat users write it (dotted keys,
+//! `packetbeat.protocols`, any number of `type: sip` blocks, `output.kafka`
+//! in Beats' keys, `name`/`tags`/`fields`): [`beats`] turns it into
+//! sipbeat's shape and names what means nothing here, for one warning
+//! line. sipbeat's own blocks (`capture`, `reassembly`, `http`) sit beside.
+//! Flags override the file. Every mistake — an unknown key, a port of 0,
+//! one port in two blocks — is a one-line error naming it.
+
+mod beats;
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::capture::{AttachMode, CaptureConfig, CaptureMode};
-use crate::event::EcsConfig;
+use crate::event::{Agent, EcsConfig, Labels};
 use crate::metrics::HttpConfig;
 use crate::output::Output;
 pub use crate::pipeline::TransportProtocol;
-use crate::pipeline::{PipelineConfig, PortSet};
+use crate::pipeline::{MAX_BLOCKS, PipelineConfig, SipBlock};
 use crate::reassemble::ReassemblyConfig;
 
 /// The default SIP port set, as in Packetbeat.
@@ -98,12 +103,30 @@ fn nesting_too_deep(text: &str) -> Option<usize> {
     None
 }
 
-/// The config file.
+/// The config file, after [`beats::normalize`].
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
     pub protocols: Vec<ProtocolConfig>,
+    /// Beats' `name`: `agent.name` (and `observer.name`).
+    pub name: Option<String>,
+    /// Beats' `tags`, on every event.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Beats' `fields`, on every event under `fields` (or at the top with
+    /// `fields_under_root`).
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub fields_under_root: bool,
+    /// Networks whose addresses are internal, for `network.direction`:
+    /// CIDRs and Beats' named ranges (`private`, `loopback`, ...).
+    #[serde(default)]
+    pub internal_networks: Vec<String>,
+    /// Keys that mean nothing to sipbeat, left out (one warning line).
+    #[serde(skip)]
+    pub ignored: Vec<String>,
     #[serde(default, with = "serde_norway::with::singleton_map")]
     pub output: Option<Output>,
     /// Limits of IP and TCP reassembly.
@@ -117,7 +140,8 @@ pub struct FileConfig {
     pub http: HttpConfig,
 }
 
-/// One entry of `protocols`; only `type: sip` exists.
+/// One `type: sip` entry of `protocols` (other protocols' entries and
+/// disabled ones are left out before this).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtocolConfig {
@@ -128,6 +152,13 @@ pub struct ProtocolConfig {
     pub parse_body: Option<bool>,
     pub keep_original: Option<bool>,
     pub transport_protocol: Option<TransportProtocol>,
+    /// This block's events' `tags`, after the top-level ones.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// This block's events' `fields`, over the top-level ones.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub fields_under_root: Option<bool>,
 }
 
 /// Values given on the command line, each overriding the file.
@@ -180,18 +211,16 @@ impl CaptureOverrides {
     }
 }
 
-/// The SIP analyser's settings after merging.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SipConfig {
-    pub ports: Vec<u16>,
-    pub transport: TransportProtocol,
-    pub ecs: EcsConfig,
-}
-
 /// Everything a run needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    pub sip: SipConfig,
+    /// The SIP blocks, at least one.
+    pub sip: Vec<SipBlock>,
+    /// `agent.name`, when the config gives one.
+    pub name: Option<String>,
+    pub internal_networks: Vec<String>,
+    /// Keys of the file that mean nothing to sipbeat.
+    pub ignored: Vec<String>,
     pub reassembly: ReassemblyConfig,
     pub capture: CaptureConfig,
     pub http: HttpConfig,
@@ -210,58 +239,74 @@ impl Config {
 
     /// Merges a parsed file with overrides and validates the result.
     pub fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> {
-        let mut sip_blocks = file.protocols.into_iter();
-        let block = sip_blocks.next().unwrap_or_else(|| ProtocolConfig {
-            kind: "sip".into(),
-            ..ProtocolConfig::default()
-        });
-        if block.kind != "sip" {
-            return invalid(format!(
-                "protocols: unsupported type {:?} (sipbeat decodes sip)",
-                block.kind
-            ));
+        let mut blocks = file.protocols;
+        if blocks.is_empty() {
+            blocks.push(ProtocolConfig {
+                kind: "sip".into(),
+                ..ProtocolConfig::default()
+            });
         }
-        if sip_blocks.next().is_some() {
-            return invalid("protocols: give one `type: sip` block".into());
+        if blocks.len() > MAX_BLOCKS {
+            return invalid(format!("protocols: at most {MAX_BLOCKS} sip blocks"));
         }
-        let ports = overrides
-            .ports
-            .or(block.ports)
-            .unwrap_or_else(|| DEFAULT_PORTS.to_vec());
-        if ports.is_empty() {
-            return invalid("ports: at least one SIP port is needed".into());
+        let defaults = EcsConfig::default();
+        let mut sip = Vec::new();
+        for block in blocks {
+            if block.kind != "sip" {
+                return invalid(format!(
+                    "protocols: unsupported type {:?} (sipbeat decodes sip)",
+                    block.kind
+                ));
+            }
+            let ports = overrides
+                .ports
+                .clone()
+                .or(block.ports)
+                .unwrap_or_else(|| DEFAULT_PORTS.to_vec());
+            if ports.is_empty() {
+                return invalid("ports: at least one SIP port is needed".into());
+            }
+            if ports.contains(&0) {
+                return invalid("ports: 0 is not a port".into());
+            }
+            let mut fields = file.fields.clone();
+            fields.extend(block.fields);
+            sip.push(SipBlock {
+                ports,
+                transport: overrides
+                    .transport
+                    .or(block.transport_protocol)
+                    .unwrap_or_default(),
+                ecs: EcsConfig {
+                    parse_authorization: overrides
+                        .parse_authorization
+                        .or(block.parse_authorization)
+                        .unwrap_or(defaults.parse_authorization),
+                    parse_body: overrides
+                        .parse_body
+                        .or(block.parse_body)
+                        .unwrap_or(defaults.parse_body),
+                    keep_original: overrides
+                        .keep_original
+                        .or(block.keep_original)
+                        .unwrap_or(defaults.keep_original),
+                },
+                labels: Labels {
+                    tags: file.tags.iter().cloned().chain(block.tags).collect(),
+                    fields,
+                    fields_under_root: block.fields_under_root.unwrap_or(file.fields_under_root),
+                },
+            });
         }
-        if ports.contains(&0) {
-            return invalid("ports: 0 is not a port".into());
-        }
-        if ports.len() > sipbeat_common::MAX_PORTS as usize {
-            return invalid(format!(
-                "ports: at most {} SIP ports",
-                sipbeat_common::MAX_PORTS
-            ));
-        }
-        let transport = overrides
-            .transport
-            .or(block.transport_protocol)
-            .unwrap_or_default();
+        check_blocks(&sip)?;
         file.reassembly.validate().map_err(ConfigError::Invalid)?;
         let capture = overrides.capture.apply(file.capture);
         capture.validate().map_err(ConfigError::Invalid)?;
-        let defaults = EcsConfig::default();
-        let ecs = EcsConfig {
-            parse_authorization: overrides
-                .parse_authorization
-                .or(block.parse_authorization)
-                .unwrap_or(defaults.parse_authorization),
-            parse_body: overrides
-                .parse_body
-                .or(block.parse_body)
-                .unwrap_or(defaults.parse_body),
-            keep_original: overrides
-                .keep_original
-                .or(block.keep_original)
-                .unwrap_or(defaults.keep_original),
-        };
+        crate::event::direction::Networks::parse(&file.internal_networks)
+            .map_err(ConfigError::Invalid)?;
+        if file.name.as_deref().is_some_and(str::is_empty) {
+            return invalid("name: empty".into());
+        }
         // The file's output is looked at only when no flag replaces it: an
         // output the flag overrides cannot fail the run.
         let output = match (overrides.output, file.output) {
@@ -273,11 +318,10 @@ impl Config {
             }
         };
         Ok(Config {
-            sip: SipConfig {
-                ports,
-                transport,
-                ecs,
-            },
+            sip,
+            name: file.name,
+            internal_networks: file.internal_networks,
+            ignored: file.ignored,
             reassembly: file.reassembly,
             capture,
             http: overrides.http.unwrap_or(file.http),
@@ -285,12 +329,32 @@ impl Config {
         })
     }
 
+    /// Every SIP port of every block, once each, in order.
+    pub fn sip_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .sip
+            .iter()
+            .flat_map(|b| b.ports.iter().copied())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// This sensor's identity: the host's, named as the config says.
+    pub fn agent(&self) -> Agent {
+        let agent = Agent::current();
+        Agent {
+            name: self.name.clone().unwrap_or(agent.name.clone()),
+            ..agent
+        }
+    }
+
     /// The pipeline's share of the config.
     pub fn pipeline(&self) -> PipelineConfig {
         PipelineConfig {
-            ports: PortSet::new(self.sip.ports.iter().copied()),
-            transport: self.sip.transport,
-            ecs: self.sip.ecs,
+            blocks: self.sip.clone(),
+            internal_networks: self.internal_networks.clone(),
             reassembly: self.reassembly,
             tunnels: self.capture.tunnels(),
         }
@@ -339,19 +403,71 @@ impl FileConfig {
                 reason: format!("nested deeper than {MAX_CONFIG_DEPTH} levels at line {line}"),
             });
         }
-        FileConfig::parse(text).map_err(|error| ConfigError::Parse {
-            path: shown.to_string(),
-            error,
+        FileConfig::parse(text).map_err(|error| match error {
+            ParseError::Yaml(error) => ConfigError::Parse {
+                path: shown.to_string(),
+                error,
+            },
+            ParseError::Beats(reason) => ConfigError::Refused {
+                path: shown.to_string(),
+                reason,
+            },
         })
     }
 
-    /// Parses YAML text.
-    pub fn parse(text: &str) -> Result<FileConfig, serde_norway::Error> {
+    /// Parses YAML text: Beats' shape normalized, then sipbeat's keys.
+    pub fn parse(text: &str) -> Result<FileConfig, ParseError> {
         if text.trim().is_empty() {
             return Ok(FileConfig::default());
         }
-        serde_norway::from_str(text)
+        let document: serde_norway::Value =
+            serde_norway::from_str(text).map_err(ParseError::Yaml)?;
+        let normalized = beats::normalize(document).map_err(ParseError::Beats)?;
+        let mut file: FileConfig =
+            serde_norway::from_value(normalized.value).map_err(ParseError::Yaml)?;
+        file.ignored = normalized.ignored;
+        Ok(file)
     }
+}
+
+/// Why config text did not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Yaml(serde_norway::Error),
+    #[error("{0}")]
+    Beats(String),
+}
+
+/// Refuses a port claimed twice for one transport, and too many ports.
+fn check_blocks(blocks: &[SipBlock]) -> Result<(), ConfigError> {
+    use crate::pipeline::TransportProtocol::{Both, Tcp, Udp};
+    let mut seen = std::collections::BTreeSet::new();
+    for block in blocks {
+        let transports: &[TransportProtocol] = match block.transport {
+            Udp => &[Udp],
+            Tcp => &[Tcp],
+            Both => &[Udp, Tcp],
+        };
+        for &port in &block.ports {
+            for transport in transports {
+                if !seen.insert((port, *transport as u8)) {
+                    return invalid(format!(
+                        "protocols: port {port} ({}) is in two sip blocks",
+                        if *transport == Udp { "udp" } else { "tcp" }
+                    ));
+                }
+            }
+        }
+    }
+    let ports: std::collections::BTreeSet<u16> = seen.iter().map(|(port, _)| *port).collect();
+    if ports.len() > sipbeat_common::MAX_PORTS as usize {
+        return invalid(format!(
+            "ports: at most {} SIP ports",
+            sipbeat_common::MAX_PORTS
+        ));
+    }
+    Ok(())
 }
 
 fn invalid<T>(message: String) -> Result<T, ConfigError> {
@@ -378,8 +494,8 @@ output:
     #[test]
     fn seed_config_and_overrides() {
         let config = Config::build(FileConfig::parse(SEED).unwrap(), Overrides::default()).unwrap();
-        assert_eq!(config.sip.ports, [5060, 5080]);
-        assert!(!config.sip.ecs.parse_body);
+        assert_eq!(config.sip[0].ports, [5060, 5080]);
+        assert!(!config.sip[0].ecs.parse_body);
         assert_eq!(
             config.output,
             Output::File(crate::output::ndjson::FileConfig::appending(
@@ -394,17 +510,46 @@ output:
             ..Overrides::default()
         };
         let config = Config::build(FileConfig::parse(SEED).unwrap(), overrides).unwrap();
-        assert_eq!(config.sip.ports, [5062]);
-        assert!(config.sip.ecs.parse_body);
+        assert_eq!(config.sip[0].ports, [5062]);
+        assert!(config.sip[0].ecs.parse_body);
         assert_eq!(config.output, Output::Stdout {});
+    }
+
+    /// The repository's realistic `packetbeat.yml`: two SIP blocks, Beats'
+    /// metadata and Kafka keys, all mapped.
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn a_packetbeat_yml_builds() {
+        let text = include_str!("../../../testdata/config/packetbeat.yml");
+        let config = Config::build(FileConfig::parse(text).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(config.sip.len(), 2);
+        assert_eq!(config.sip[0].transport, TransportProtocol::Udp);
+        assert_eq!(config.sip[1].transport, TransportProtocol::Tcp);
+        assert_eq!(config.sip[1].labels.tags, ["voip", "lab", "sip-tcp"]);
+        assert_eq!(config.name.as_deref(), Some("sbc-lab-1"));
+        assert_eq!(config.internal_networks, ["private"]);
+        let Output::Kafka(kafka) = &config.output else {
+            panic!("kafka output: {:?}", config.output);
+        };
+        assert_eq!(kafka.brokers, ["kafka-1:9092", "kafka-2:9092"]);
+        assert_eq!(kafka.acks, crate::output::kafka::config::Acks::Leader);
+        assert!(!kafka.idempotence);
+        assert_eq!(
+            kafka.compression,
+            crate::output::kafka::config::Compression::Gzip
+        );
+        let rd = kafka.client_config();
+        assert_eq!(rd.get("message.max.bytes"), Some("1000000"));
+        assert_eq!(rd.get("client.id"), Some("packetbeat-sbc-lab-1"));
+        assert_eq!(config.sip_ports(), [5060]);
     }
 
     #[test]
     fn defaults_without_a_file() {
         let config = Config::build(FileConfig::default(), Overrides::default()).unwrap();
-        assert_eq!(config.sip.ports, DEFAULT_PORTS);
-        assert_eq!(config.sip.ecs, EcsConfig::default());
-        assert_eq!(config.sip.transport, TransportProtocol::Both);
+        assert_eq!(config.sip[0].ports, DEFAULT_PORTS);
+        assert_eq!(config.sip[0].ecs, EcsConfig::default());
+        assert_eq!(config.sip[0].transport, TransportProtocol::Both);
         assert_eq!(config.reassembly, ReassemblyConfig::default());
         assert_eq!(config.output, Output::Stdout {});
     }
@@ -523,7 +668,6 @@ capture:
             FileConfig::parse("protocols:\n  - type: sip\n    portz: [1]\n").unwrap_err();
         assert!(unknown_key.to_string().contains("portz"), "{unknown_key}");
         let cases = [
-            ("protocols:\n  - type: http\n", "unsupported type"),
             ("protocols:\n  - type: sip\n    ports: []\n", "at least one"),
             (
                 "protocols:\n  - type: sip\n    ports: [0]\n",
@@ -531,8 +675,14 @@ capture:
             ),
             (
                 "protocols:\n  - type: sip\n  - type: sip\n",
-                "one `type: sip`",
+                "port 5060 (udp) is in two sip blocks",
             ),
+            (
+                "protocols:\n  - type: sip\n    ports: [5060]\n    transport_protocol: tcp\n  - type: sip\n    ports: [5060, 5070]\n",
+                "port 5060 (tcp) is in two sip blocks",
+            ),
+            ("internal_networks: [intranet]\n", "no CIDR"),
+            ("name: ''\n", "name: empty"),
             ("reassembly:\n  tcp_max_streams: 0\n", "tcp_max_streams"),
             (
                 "capture:\n  frames: 1000\n",
