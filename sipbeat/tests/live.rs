@@ -448,6 +448,17 @@ fn mirrored_sipp_calls_and_registrations_give_one_event_per_message() {
         assert!(
             ips.contains(&topology.uac_ip().as_str()) && ips.contains(&topology.uas_ip().as_str())
         );
+        // Where it was seen: this sensor, this process, this port.
+        let observer = &event["observer"];
+        assert_eq!(observer["type"], "sensor", "{event}");
+        assert_eq!(observer["ingress"]["interface"]["name"], topology.link("y"));
+        assert_eq!(observer["hostname"], event["host"]["name"]);
+        assert_eq!(observer["name"], event["agent"]["name"]);
+        assert_eq!(event["agent"]["ephemeral_id"], events[0]["agent"]["ephemeral_id"]);
+        assert!(event["agent"]["id"].as_str().is_some_and(|id| id.len() == 36));
+        // A SPAN port's sensor is neither end: no direction without
+        // internal_networks.
+        assert!(event["network"].get("direction").is_none(), "{event}");
     }
     assert!(
         log.contains("Driver mode"),
@@ -607,6 +618,19 @@ fn host_mode_on_the_sip_servers_own_interface_takes_nothing_and_sees_both_direct
             (events.len() / 2, events.len() / 2),
             "{transport}: INVITE ACK BYE in, 180 200 200 out\n{log}"
         );
+        // On the SIP server's own interface: ingress to it, egress from it.
+        for event in events.iter() {
+            let expected = if event["source"]["ip"] == topology.uas_ip().as_str() {
+                "egress"
+            } else {
+                "ingress"
+            };
+            assert_eq!(event["network"]["direction"], expected, "{event}");
+            assert_eq!(
+                event["observer"]["ingress"]["interface"]["name"],
+                interface.as_str()
+            );
+        }
     }
     assert!(log.contains("ring_full=0"), "{log}");
     assert!(log.contains("gaps=0"), "{log}");
@@ -648,6 +672,12 @@ fn host_mode_on_the_sip_servers_own_interface_takes_nothing_and_sees_both_direct
     drop(uas);
     assert_eq!(events.len() as u64, 2 * messages, "{log}");
     assert!(log.contains(&format!("capturing SIP on {both}")), "{log}");
+    // Each copy names the interface it came in on: half each.
+    let on_span = events
+        .iter()
+        .filter(|e| e["observer"]["ingress"]["interface"]["name"] == topology.link("x").as_str())
+        .count();
+    assert_eq!(on_span as u64, messages, "{log}");
 
     // kill -9 of the sensor: everything still flows.
     let mut killed = Sensor::start(&topology, "s", &interface, &dir);
