@@ -454,8 +454,15 @@ fn mirrored_sipp_calls_and_registrations_give_one_event_per_message() {
         assert_eq!(observer["ingress"]["interface"]["name"], topology.link("y"));
         assert_eq!(observer["hostname"], event["host"]["name"]);
         assert_eq!(observer["name"], event["agent"]["name"]);
-        assert_eq!(event["agent"]["ephemeral_id"], events[0]["agent"]["ephemeral_id"]);
-        assert!(event["agent"]["id"].as_str().is_some_and(|id| id.len() == 36));
+        assert_eq!(
+            event["agent"]["ephemeral_id"],
+            events[0]["agent"]["ephemeral_id"]
+        );
+        assert!(
+            event["agent"]["id"]
+                .as_str()
+                .is_some_and(|id| id.len() == 36)
+        );
         // A SPAN port's sensor is neither end: no direction without
         // internal_networks.
         assert!(event["network"].get("direction").is_none(), "{event}");
