@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(Status::Complete(message)) = Message::parse(data, &mut slots, framing) {
             assert!(message.consumed <= data.len());
             let mut json = Vec::new();
-            events.build(&mut json, &message, &context);
+            events.build(&mut json, &message, &context, &Default::default());
             if let Err(error) = sipbeat_testkit::json::parse_event(&json) {
                 panic!("{error}: {}", String::from_utf8_lossy(&json));
             }

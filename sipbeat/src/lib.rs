@@ -2,8 +2,9 @@
 //!
 //! Frames come in from a [`capture`] source, are decoded down to their
 //! transport payload ([`decode`]), put back together where IP fragmented
-//! them or TCP split them ([`reassemble`]), parsed as SIP in place ([`sip`]), turned
-//! into Packetbeat-compatible ECS events ([`event`]) and handed to an
+//! them or TCP split them ([`reassemble`]), parsed as SIP in place ([`sip`]), matched to
+//! their transactions ([`track`]), turned into Packetbeat-compatible ECS
+//! events ([`event`]) and handed to an
 //! [`output`]. [`pipeline`] strings these together for one thread; [`stats`]
 //! counts every frame that does not make it, by reason.
 
@@ -28,3 +29,4 @@ pub mod run;
 pub mod simd;
 pub mod sip;
 pub mod stats;
+pub mod track;

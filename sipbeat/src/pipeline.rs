@@ -14,6 +14,7 @@ use crate::reassemble::defrag::Defragmenter;
 use crate::reassemble::tcp::{StreamConsumer, StreamKey, TcpReassembler};
 use crate::sip::{self, Framing, HeaderSlots, Message, StartLine, Status};
 use crate::stats::Stats;
+use crate::track::transaction::{Sighting, TransactionConfig, Transactions};
 
 /// Which transports carry the SIP to decode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -127,6 +128,8 @@ pub struct PipelineConfig {
     pub blocks: Vec<SipBlock>,
     /// For `network.direction` (validated with the config).
     pub internal_networks: Vec<String>,
+    /// Limits of transaction tracking.
+    pub transactions: TransactionConfig,
     pub reassembly: ReassemblyConfig,
     /// UDP ports of VXLAN and Geneve tunnels to look into.
     pub tunnels: TunnelPorts,
@@ -142,6 +145,7 @@ impl PipelineConfig {
         PipelineConfig {
             blocks: vec![SipBlock::new(ports, transport, ecs)],
             internal_networks: Vec::new(),
+            transactions: TransactionConfig::default(),
             reassembly: ReassemblyConfig::default(),
             tunnels: TunnelPorts::default(),
         }
@@ -157,6 +161,8 @@ pub struct Pipeline {
     tunnels: TunnelPorts,
     /// One per block.
     events: Vec<EventBuilder>,
+    /// Every block's transactions.
+    transactions: Transactions,
     defrag: Defragmenter,
     tcp: TcpReassembler,
     stats: Stats,
@@ -202,6 +208,7 @@ impl Pipeline {
                         .with_direction(networks.clone())
                 })
                 .collect(),
+            transactions: Transactions::new(config.transactions),
             defrag: Defragmenter::new(&config.reassembly),
             tcp: TcpReassembler::new(&config.reassembly),
             stats: Stats::default(),
@@ -213,6 +220,7 @@ impl Pipeline {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.tcp = *self.tcp.stats();
+        stats.transactions = *self.transactions.stats();
         stats.defrag = *self.defrag.stats();
         stats
     }
@@ -290,6 +298,7 @@ impl Pipeline {
                 };
                 let mut framer = SipFramer {
                     events: &mut self.events,
+                    transactions: &mut self.transactions,
                     blocks: &self.tcp_blocks,
                     ingress,
                     stats: &mut self.stats,
@@ -346,13 +355,14 @@ impl Pipeline {
     ) -> Result<(), OutputError> {
         let mut slots = HeaderSlots::new();
         match Message::parse(payload, &mut slots, Framing::Datagram) {
-            Ok(Status::Complete(message)) => publish(
-                &mut self.events[block],
-                &mut self.stats,
-                &message,
-                context,
-                sink,
-            ),
+            Ok(Status::Complete(message)) => {
+                let track = Track {
+                    events: &mut self.events[block],
+                    transactions: &mut self.transactions,
+                    stats: &mut self.stats,
+                };
+                publish(track, &message, context, sink)
+            }
             // A datagram parse never waits for more bytes.
             Ok(Status::Partial) => {
                 self.stats.rejected(sip::Error::HeadersUnterminated);
@@ -369,6 +379,7 @@ impl Pipeline {
     pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), OutputError> {
         let mut framer = SipFramer {
             events: &mut self.events,
+            transactions: &mut self.transactions,
             blocks: &self.tcp_blocks,
             // Streams closed at the end of input: no packet brought them.
             ingress: Ingress::default(),
@@ -382,16 +393,38 @@ impl Pipeline {
     }
 }
 
+/// What publishing a message updates: its block's event builder, the
+/// transactions and the counters.
+struct Track<'a> {
+    events: &'a mut EventBuilder,
+    transactions: &'a mut Transactions,
+    stats: &'a mut Stats,
+}
+
 fn publish(
-    events: &mut EventBuilder,
-    stats: &mut Stats,
+    track: Track<'_>,
     message: &Message<'_>,
     context: &Context,
     sink: &mut dyn Sink,
 ) -> Result<(), OutputError> {
+    let Track {
+        events,
+        transactions,
+        stats,
+    } = track;
     stats.counts.messages += 1;
+    let flow = &context.flow;
+    let seen = transactions.track(
+        message,
+        &Sighting {
+            src: (flow.src, flow.src_port),
+            dst: (flow.dst, flow.dst_port),
+            now_ns: context.timestamp_ns,
+            udp: flow.protocol == protocol::UDP,
+        },
+    );
     let start = sink.buffer().len();
-    events.build(sink.buffer(), message, context);
+    events.build(sink.buffer(), message, context, &seen);
     let meta = EventMeta {
         call_id: message.call_id,
         method: match message.start {
@@ -416,6 +449,7 @@ fn publish(
 struct SipFramer<'a> {
     /// One per block, picked by the stream's ports.
     events: &'a mut [EventBuilder],
+    transactions: &'a mut Transactions,
     blocks: &'a PortBlocks,
     /// Where the segment being fed came in.
     ingress: Ingress<'a>,
@@ -478,13 +512,12 @@ impl StreamConsumer for SipFramer<'_> {
                     used += message.consumed;
                     // Streams exist only on ports a block owns.
                     let block = self.blocks.either(key.src_port, key.dst_port).unwrap_or(0);
-                    if let Err(error) = publish(
-                        &mut self.events[block],
-                        self.stats,
-                        &message,
-                        &context,
-                        self.sink,
-                    ) {
+                    let track = Track {
+                        events: &mut self.events[block],
+                        transactions: self.transactions,
+                        stats: self.stats,
+                    };
+                    if let Err(error) = publish(track, &message, &context, self.sink) {
                         self.failed.get_or_insert(error);
                     }
                 }

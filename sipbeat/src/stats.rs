@@ -60,6 +60,7 @@ use crate::decode::DecodeError;
 use crate::reassemble::defrag::DefragStats;
 use crate::reassemble::tcp::TcpStats;
 use crate::sip;
+use crate::track::transaction::TransactionStats;
 
 crate::counters! {
     /// The pipeline's scalar counters.
@@ -100,6 +101,8 @@ pub struct Stats {
     pub tcp: TcpStats,
     /// IP fragment reassembly.
     pub defrag: DefragStats,
+    /// Transaction tracking.
+    pub transactions: TransactionStats,
     /// Payloads on a SIP port that were not a valid SIP message, by reason.
     pub rejected: [u64; sip::Error::COUNT],
 }
@@ -111,6 +114,7 @@ impl Default for Stats {
             decode: [0; DecodeError::COUNT],
             tcp: TcpStats::default(),
             defrag: DefragStats::default(),
+            transactions: TransactionStats::default(),
             rejected: [0; sip::Error::COUNT],
         }
     }
@@ -124,6 +128,7 @@ impl AddAssign<&Stats> for Stats {
         }
         self.tcp += &other.tcp;
         self.defrag += &other.defrag;
+        self.transactions += &other.transactions;
         for (mine, theirs) in self.rejected.iter_mut().zip(other.rejected) {
             *mine += theirs;
         }
@@ -192,6 +197,9 @@ impl Stats {
         for (name, help, value) in self.defrag.described() {
             out.counter(&format!("ip_fragments_{name}"), help, labels, value);
         }
+        for (name, help, value) in self.transactions.described() {
+            out.counter(&format!("transactions_{name}"), help, labels, value);
+        }
     }
 
     /// Every counter as JSON, grouped as in the summary: for the JSON log
@@ -212,6 +220,7 @@ impl Stats {
         );
         json["tcp"] = object(&mut self.tcp.fields());
         json["ip_fragments"] = object(&mut self.defrag.fields());
+        json["transactions"] = object(&mut self.transactions.fields());
         json["rejected"] = object(
             &mut sip::Error::ALL
                 .iter()
@@ -259,6 +268,7 @@ impl Stats {
             c.stream_bytes_skipped
         );
         let _ = writeln!(out, "sipbeat: ip fragments: {}", self.defrag.line());
+        let _ = writeln!(out, "sipbeat: transactions: {}", self.transactions.line());
         let rejected = labelled(
             sip::Error::ALL
                 .iter()

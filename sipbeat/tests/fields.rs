@@ -142,7 +142,15 @@ fn packetbeat_sip_fields_are_all_declared() {
 #[test]
 fn declarations_are_complete_and_unique() {
     let declared = declared();
-    let types = ["date", "date_nanos", "keyword", "long", "ip", "object"];
+    let types = [
+        "date",
+        "date_nanos",
+        "keyword",
+        "long",
+        "ip",
+        "object",
+        "boolean",
+    ];
     let mut seen = BTreeSet::new();
     for field in &declared {
         assert!(seen.insert(&field.name), "{} declared twice", field.name);

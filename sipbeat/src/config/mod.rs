@@ -21,6 +21,7 @@ use crate::output::Output;
 pub use crate::pipeline::TransportProtocol;
 use crate::pipeline::{MAX_BLOCKS, PipelineConfig, SipBlock};
 use crate::reassemble::ReassemblyConfig;
+use crate::track::transaction::TransactionConfig;
 
 /// The default SIP port set, as in Packetbeat.
 pub const DEFAULT_PORTS: &[u16] = &[5060];
@@ -132,6 +133,9 @@ pub struct FileConfig {
     /// Limits of IP and TCP reassembly.
     #[serde(default)]
     pub reassembly: ReassemblyConfig,
+    /// Limits of transaction tracking.
+    #[serde(default)]
+    pub transactions: TransactionConfig,
     /// Live capture: interfaces, mode, rings; tunnel ports.
     #[serde(default)]
     pub capture: CaptureConfig,
@@ -222,6 +226,7 @@ pub struct Config {
     /// Keys of the file that mean nothing to sipbeat.
     pub ignored: Vec<String>,
     pub reassembly: ReassemblyConfig,
+    pub transactions: TransactionConfig,
     pub capture: CaptureConfig,
     pub http: HttpConfig,
     pub output: Output,
@@ -300,6 +305,7 @@ impl Config {
         }
         check_blocks(&sip)?;
         file.reassembly.validate().map_err(ConfigError::Invalid)?;
+        file.transactions.validate().map_err(ConfigError::Invalid)?;
         let capture = overrides.capture.apply(file.capture);
         capture.validate().map_err(ConfigError::Invalid)?;
         crate::event::direction::Networks::parse(&file.internal_networks)
@@ -323,6 +329,7 @@ impl Config {
             internal_networks: file.internal_networks,
             ignored: file.ignored,
             reassembly: file.reassembly,
+            transactions: file.transactions,
             capture,
             http: overrides.http.unwrap_or(file.http),
             output,
@@ -355,6 +362,7 @@ impl Config {
         PipelineConfig {
             blocks: self.sip.clone(),
             internal_networks: self.internal_networks.clone(),
+            transactions: self.transactions,
             reassembly: self.reassembly,
             tunnels: self.capture.tunnels(),
         }

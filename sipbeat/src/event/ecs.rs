@@ -28,6 +28,7 @@ use crate::sip::header::NameAddr;
 use crate::sip::sdp::Sdp;
 use crate::sip::uri::Uri;
 use crate::sip::{HeaderName, Message, StartLine};
+use crate::track::transaction::Seen;
 
 /// The ECS version the field set follows.
 pub const ECS_VERSION: &str = "8.17.0";
@@ -132,6 +133,7 @@ pub fn write_event(
     flow_fields: &FlowFields,
     message: &Message<'_>,
     context: &Context,
+    seen: &Seen,
 ) {
     let mut related = Related::default();
     let flow = &context.flow;
@@ -171,6 +173,7 @@ pub fn write_event(
         memo,
         message,
         context,
+        seen,
         parsed_credentials,
         &mut related,
     );
@@ -187,8 +190,10 @@ pub fn write_event(
     write_event_fields(
         w,
         env,
-        &millis,
+        memo,
+        (&millis, context.timestamp_ns),
         message,
+        seen,
         credentials.is_some(),
         code,
         escaped_body,
@@ -201,11 +206,14 @@ pub fn write_event(
     writer.finish();
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_event_fields(
     w: &mut JsonWriter,
     env: &Env<'_>,
-    millis: &[u8; 24],
+    memo: &mut Memo,
+    (millis, timestamp_ns): (&[u8; 24], u64),
     message: &Message<'_>,
+    seen: &Seen,
     authenticated: bool,
     code: Option<u16>,
     escaped_body: Option<Range<usize>>,
@@ -235,9 +243,22 @@ fn write_event_fields(
     if let StartLine::Response { reason, .. } = message.start {
         w.str("reason", reason);
     }
-    w.ascii_array("start", millis);
-    w.ascii_array("end", millis);
-    w.members(br#""duration":0"#);
+    // A response whose request was seen spans the transaction so far: from
+    // the request's first transmission to now. Anything else is an instant,
+    // as Packetbeat writes every event.
+    match seen.request_ns {
+        Some(request_ns) => {
+            let start = memo.timestamps.millis(request_ns);
+            w.ascii_array("start", &start);
+            w.ascii_array("end", millis);
+            w.u64("duration", timestamp_ns.saturating_sub(request_ns));
+        }
+        None => {
+            w.ascii_array("start", millis);
+            w.ascii_array("end", millis);
+            w.members(br#""duration":0"#);
+        }
+    }
     if env.config.keep_original {
         match escaped_body {
             // The body ends the message and starts after its blank line
@@ -301,6 +322,7 @@ fn write_sip<'m>(
     memo: &mut Memo,
     message: &'m Message<'m>,
     context: &Context,
+    seen: &Seen,
     credentials: Option<Credentials<'m>>,
     related: &mut Related<'m>,
 ) -> Option<Range<usize>> {
@@ -398,6 +420,9 @@ fn write_sip<'m>(
     }
     let escaped_body = (env.config.parse_body && is_sdp(message))
         .then(|| write_sdp(w, &mut memo.lists, message.body, related));
+    if seen.retransmission {
+        w.raw("retransmission", b"true");
+    }
     w.close();
     escaped_body
 }

@@ -248,7 +248,14 @@ impl EventBuilder {
 
     /// Appends the event for `message` to `out` as one line of JSON (no
     /// trailing newline).
-    pub fn build(&mut self, out: &mut Vec<u8>, message: &Message<'_>, context: &Context) {
+    /// `seen`: what transaction tracking said of the message.
+    pub fn build(
+        &mut self,
+        out: &mut Vec<u8>,
+        message: &Message<'_>,
+        context: &Context,
+        seen: &crate::track::transaction::Seen,
+    ) {
         ecs::write_event(
             out,
             &ecs::Env {
@@ -261,6 +268,7 @@ impl EventBuilder {
             self.flows.get(&context.flow),
             message,
             context,
+            seen,
         );
     }
 }
@@ -293,7 +301,7 @@ mod tests {
             ingress: Ingress::default(),
         };
         let mut out = Vec::new();
-        builder.build(&mut out, &message, &context);
+        builder.build(&mut out, &message, &context, &Default::default());
         serde_json::from_slice(&out).unwrap()
     }
 

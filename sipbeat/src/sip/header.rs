@@ -365,6 +365,49 @@ fn after_via_parm(value: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// The first via-parm of a Via header value: what a transaction is known
+/// by (RFC 3261 §17.2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopVia<'a> {
+    /// The whole via-parm.
+    pub value: &'a [u8],
+    /// `host[:port]`.
+    pub sent_by: &'a [u8],
+    /// The `branch` parameter's value, if any.
+    pub branch: Option<&'a [u8]>,
+}
+
+/// Parses the first via-parm of a Via header value; `None` when it is
+/// malformed.
+pub fn top_via(value: &[u8]) -> Option<TopVia<'_>> {
+    let start = text::trim_start(value);
+    let rest = after_sent_protocol(start)?;
+    let end = text::run_len(rest, Class::SentBy);
+    if end == 0 {
+        return None;
+    }
+    let sent_by = &rest[..end];
+    let mut branch = None;
+    let tail = text::trim_start(&rest[end..]);
+    let used = match tail {
+        [b';', params @ ..] => {
+            let params_len = params_end(params, |key, value| {
+                if branch.is_none() && key.eq_ignore_ascii_case(b"branch") {
+                    branch = Some(value);
+                }
+            })?;
+            tail.len() - params.len() + params_len
+        }
+        _ => 0,
+    };
+    let via_len = start.len() - tail.len() + used;
+    Some(TopVia {
+        value: &start[..via_len],
+        sent_by,
+        branch,
+    })
+}
+
 /// Reads `protocol SLASH version SLASH transport LWS` (LWS allowed around
 /// the slashes) from the start of `value`; returns what follows.
 fn after_sent_protocol(value: &[u8]) -> Option<&[u8]> {
@@ -395,6 +438,22 @@ fn after_sent_protocol(value: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_via_parts() {
+        let via =
+            top_via(b"SIP/2.0/UDP pc33.example.com:5060;rport;branch=z9hG4bK776 , SIP/2.0/TCP b")
+                .unwrap();
+        assert_eq!(via.sent_by, b"pc33.example.com:5060");
+        assert_eq!(via.branch, Some(&b"z9hG4bK776"[..]));
+        assert_eq!(
+            via.value,
+            b"SIP/2.0/UDP pc33.example.com:5060;rport;branch=z9hG4bK776 "
+        );
+        let bare = top_via(b" SIP / 2.0 / UDP [2001:db8::1]").unwrap();
+        assert_eq!((bare.sent_by, bare.branch), (&b"[2001:db8::1]"[..], None));
+        assert!(top_via(b"SIP/2.0/UDP").is_none());
+    }
 
     #[test]
     fn compact_and_long_names() {
