@@ -278,6 +278,7 @@ fn flood_patterns(sipbeat: &str) -> Result<()> {
         (callgen::Flood::OrdinaryFragments, 50_000),
         (callgen::Flood::RetainedBuffers, 1_000),
         (callgen::Flood::OutOfOrder, 10_000),
+        (callgen::Flood::Invites, 1_000_000),
     ] {
         let pcap = generate_flood_pattern(pattern, count)?;
         let size = std::fs::metadata(&pcap)?.len();
@@ -288,7 +289,15 @@ fn flood_patterns(sipbeat: &str) -> Result<()> {
         )?;
         let counters: Vec<&str> = log
             .lines()
-            .filter(|l| l.starts_with("sipbeat: tcp:") || l.starts_with("sipbeat: ip fragments:"))
+            .filter(|l| {
+                [
+                    "sipbeat: tcp:",
+                    "sipbeat: ip fragments:",
+                    "sipbeat: transactions:",
+                ]
+                .iter()
+                .any(|group| l.starts_with(group))
+            })
             .map(|l| l.trim_start_matches("sipbeat: "))
             .collect();
         println!(

@@ -315,6 +315,9 @@ pub enum Flood {
     RetainedBuffers,
     /// `count` TCP streams, each with 63 one-byte segments ahead of a hole.
     OutOfOrder,
+    /// `count` UDP INVITEs of as many calls, none ever answered: a
+    /// transaction each, within one second (no timer expires).
+    Invites,
 }
 
 impl Flood {
@@ -324,6 +327,7 @@ impl Flood {
             Flood::OrdinaryFragments => "ordinary-fragments",
             Flood::RetainedBuffers => "retained-buffers",
             Flood::OutOfOrder => "out-of-order",
+            Flood::Invites => "invites",
         }
     }
 }
@@ -393,6 +397,31 @@ pub fn write_flood_pattern(
                         chunk,
                     )?;
                 }
+            }
+        }
+        Flood::Invites => {
+            for i in 0..count {
+                let from = caller(i);
+                clock_ns += 1_000;
+                let invite = format!(
+                    "INVITE sip:b@172.16.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:{};branch=z9hG4bKflood{i}\r\nFrom: <sip:a@x>;tag={i}\r\nTo: <sip:b@y>\r\nCall-ID: flood-{i}@x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                    from.port
+                );
+                let mut datagram = Vec::with_capacity(8 + invite.len());
+                datagram.extend_from_slice(&from.port.to_be_bytes());
+                datagram.extend_from_slice(&callee.port.to_be_bytes());
+                datagram.extend_from_slice(&((8 + invite.len()) as u16).to_be_bytes());
+                datagram.extend_from_slice(&[0, 0]);
+                datagram.extend_from_slice(invite.as_bytes());
+                write_ipv4_frame(
+                    out,
+                    clock_ns,
+                    &from,
+                    &callee,
+                    17,
+                    (i as u16, 0x4000),
+                    &datagram,
+                )?;
             }
         }
         Flood::OutOfOrder => {

@@ -49,6 +49,9 @@ pub struct Env<'a> {
 #[derive(Debug, Default)]
 pub struct Memo {
     pub timestamps: TimestampFormatter,
+    /// Requests' first transmissions (`event.start`), apart so the two
+    /// caches each keep their own second.
+    pub starts: TimestampFormatter,
     pub lists: ListCache,
 }
 
@@ -248,7 +251,7 @@ fn write_event_fields(
     // as Packetbeat writes every event.
     match seen.request_ns {
         Some(request_ns) => {
-            let start = memo.timestamps.millis(request_ns);
+            let start = memo.starts.millis(request_ns);
             w.ascii_array("start", &start);
             w.ascii_array("end", millis);
             w.u64("duration", timestamp_ns.saturating_sub(request_ns));

@@ -8,8 +8,10 @@
 //! middlebox that rewrites the response's sent-by port (seen in the
 //! corpus) would leave the response unmatched. A branch without the
 //! `z9hG4bK` cookie (RFC 2543) falls back to Call-ID, CSeq, From tag and
-//! the whole top Via. Keys are kept as keyed 64-bit hashes: no allocation per
-//! message, and nothing a sender can aim collisions at.
+//! the whole top Via. A transaction leg is kept under one keyed 64-bit hash
+//! (foldhash's quality hasher, seeded per process) of those parts and the
+//! two endpoints: no allocation per message, one hash, and the table
+//! indexes by that hash as it is.
 //!
 //! Each transaction is tracked per leg, between one sender and one
 //! receiver: a capture taken at several points of a path (a proxy's two
@@ -25,8 +27,10 @@
 //! default); the oldest are forgotten first when full. Both are counted.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
+
+use foldhash::quality::RandomState;
 
 use serde::Deserialize;
 
@@ -118,7 +122,8 @@ struct Entry {
 pub struct Transactions {
     config: TransactionConfig,
     hasher: RandomState,
-    entries: HashMap<u64, Entry>,
+    /// By leg key, already a keyed hash: not hashed again.
+    entries: HashMap<u64, Entry, BuildHasherDefault<KeyHasher>>,
     /// Keys with the time of their latest message when queued, oldest
     /// first, for expiry and eviction; an entry touched since it was
     /// queued goes to the back when its turn comes.
@@ -130,8 +135,8 @@ impl Transactions {
     pub fn new(config: TransactionConfig) -> Transactions {
         Transactions {
             config,
-            hasher: RandomState::new(),
-            entries: HashMap::new(),
+            hasher: RandomState::default(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
             stats: TransactionStats::default(),
         }
@@ -154,9 +159,6 @@ impl Transactions {
     /// when its request was first sent.
     pub fn track(&mut self, message: &Message<'_>, at: &Sighting) -> Seen {
         self.expire(at.now_ns);
-        let Some(transaction) = self.key(message) else {
-            return Seen::default();
-        };
         match message.start {
             StartLine::Request { method, .. } => {
                 // ACK: no response; CANCEL: its own, but never a resend
@@ -165,7 +167,9 @@ impl Transactions {
                     return Seen::default();
                 }
                 let cancel = method.eq_ignore_ascii_case(b"CANCEL");
-                let key = self.leg(transaction, at.src, at.dst);
+                let Some(key) = self.key(message, at.src, at.dst) else {
+                    return Seen::default();
+                };
                 match self.entries.get_mut(&key) {
                     Some(entry) => {
                         entry.last_ns = at.now_ns;
@@ -186,7 +190,9 @@ impl Transactions {
             }
             StartLine::Response { code, .. } => {
                 // The leg the request went: from this response's receiver.
-                let key = self.leg(transaction, at.dst, at.src);
+                let Some(key) = self.key(message, at.dst, at.src) else {
+                    return Seen::default();
+                };
                 let Some(entry) = self.entries.get_mut(&key) else {
                     self.stats.unmatched += 1;
                     return Seen::default();
@@ -249,9 +255,14 @@ impl Transactions {
         }
     }
 
-    /// The transaction key of `message`, hashed; `None` without a Via or
-    /// CSeq to know it by.
-    fn key(&self, message: &Message<'_>) -> Option<u64> {
+    /// The key of `message`'s transaction on the leg from `requester` to
+    /// `responder`, hashed; `None` without a Via or CSeq to know it by.
+    fn key(
+        &self,
+        message: &Message<'_>,
+        requester: (IpAddr, u16),
+        responder: (IpAddr, u16),
+    ) -> Option<u64> {
         let cseq = message.cseq?;
         let via = top_via(message.first_value(HeaderName::Via)?)?;
         // ACK belongs to the INVITE transaction it acknowledges.
@@ -279,17 +290,32 @@ impl Transactions {
                 via.value.hash(&mut hasher);
             }
         }
-        method.to_ascii_uppercase().hash(&mut hasher);
-        Some(hasher.finish())
-    }
-
-    /// The key of `transaction` on the leg from `requester` to `responder`.
-    fn leg(&self, transaction: u64, requester: (IpAddr, u16), responder: (IpAddr, u16)) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        transaction.hash(&mut hasher);
+        // Methods are case-sensitive (RFC 3261 §7.1).
+        method.hash(&mut hasher);
         requester.hash(&mut hasher);
         responder.hash(&mut hasher);
-        hasher.finish()
+        Some(hasher.finish())
+    }
+}
+
+/// Passes a `u64` key through: the table's keys are keyed hashes already.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; fold anything else anyway.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
     }
 }
 
