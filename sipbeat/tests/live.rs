@@ -1245,7 +1245,8 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
 
     // No broker at all: not ready, and why.
     let log = dir.join("sipbeat-nobroker.log");
-    let mut lonely = kafka_sensor(&span, "127.0.0.1:9", topic, &http, &log);
+    // Killed on drop, should an assertion fail first.
+    let lonely = Background(kafka_sensor(&span, "127.0.0.1:9", topic, &http, &log));
     wait_for_status(
         &format!("http://{http}/readyz"),
         503,
@@ -1256,13 +1257,12 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
         http_get_with(Command::new("python3"), &format!("http://{http}/healthz")).0,
         200
     );
-    sh(&["kill", "-TERM", &lonely.id().to_string()]);
-    lonely.wait().unwrap();
+    drop(lonely);
 
     let broker = sipbeat_testkit::Tansu::start(&binary, "drain").expect("tansu starts");
     broker.create_topic(topic, 3).expect("topic created");
     let log = dir.join("sipbeat.log");
-    let mut sensor = kafka_sensor(&span, &broker.address(), topic, &http, &log);
+    let mut sensor = Background(kafka_sensor(&span, &broker.address(), topic, &http, &log));
     wait_for_status(&format!("http://{http}/readyz"), 200, "ok", &log);
 
     // Calls while the broker is frozen: the events wait in the output.
@@ -1295,8 +1295,8 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
     let _uac = Background(uac);
     std::thread::sleep(Duration::from_secs(2));
     let terminated = Instant::now();
-    sh(&["kill", "-TERM", &sensor.id().to_string()]);
-    let status = sensor.wait().unwrap();
+    sh(&["kill", "-TERM", &sensor.0.id().to_string()]);
+    let status = sensor.0.wait().unwrap();
     let drained_in = terminated.elapsed();
     drop(uas);
     let log = std::fs::read_to_string(&log).unwrap();
