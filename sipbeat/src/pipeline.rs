@@ -423,6 +423,7 @@ fn publish(
             udp: flow.protocol == protocol::UDP,
         },
     );
+    stats.kpis.record(message, &seen);
     let start = sink.buffer().len();
     events.build(sink.buffer(), message, context, &seen);
     let meta = EventMeta {

@@ -60,6 +60,7 @@ use crate::decode::DecodeError;
 use crate::reassemble::defrag::DefragStats;
 use crate::reassemble::tcp::TcpStats;
 use crate::sip;
+use crate::track::kpi::Kpis;
 use crate::track::transaction::TransactionStats;
 
 crate::counters! {
@@ -103,6 +104,8 @@ pub struct Stats {
     pub defrag: DefragStats,
     /// Transaction tracking.
     pub transactions: TransactionStats,
+    /// Requests, responses and INVITE outcomes (RFC 6076 KPIs).
+    pub kpis: Kpis,
     /// Payloads on a SIP port that were not a valid SIP message, by reason.
     pub rejected: [u64; sip::Error::COUNT],
 }
@@ -115,6 +118,7 @@ impl Default for Stats {
             tcp: TcpStats::default(),
             defrag: DefragStats::default(),
             transactions: TransactionStats::default(),
+            kpis: Kpis::default(),
             rejected: [0; sip::Error::COUNT],
         }
     }
@@ -129,6 +133,7 @@ impl AddAssign<&Stats> for Stats {
         self.tcp += &other.tcp;
         self.defrag += &other.defrag;
         self.transactions += &other.transactions;
+        self.kpis += &other.kpis;
         for (mine, theirs) in self.rejected.iter_mut().zip(other.rejected) {
             *mine += theirs;
         }
@@ -200,6 +205,7 @@ impl Stats {
         for (name, help, value) in self.transactions.described() {
             out.counter(&format!("transactions_{name}"), help, labels, value);
         }
+        self.kpis.expose(out, labels);
     }
 
     /// Every counter as JSON, grouped as in the summary: for the JSON log
@@ -221,6 +227,7 @@ impl Stats {
         json["tcp"] = object(&mut self.tcp.fields());
         json["ip_fragments"] = object(&mut self.defrag.fields());
         json["transactions"] = object(&mut self.transactions.fields());
+        json["kpi"] = self.kpis.to_json();
         json["rejected"] = object(
             &mut sip::Error::ALL
                 .iter()
@@ -269,6 +276,7 @@ impl Stats {
         );
         let _ = writeln!(out, "sipbeat: ip fragments: {}", self.defrag.line());
         let _ = writeln!(out, "sipbeat: transactions: {}", self.transactions.line());
+        let _ = writeln!(out, "sipbeat: kpi: {}", self.kpis.line());
         let rejected = labelled(
             sip::Error::ALL
                 .iter()

@@ -96,6 +96,8 @@ pub struct Seen {
     pub retransmission: bool,
     /// A response: when the request it answers was first sent (ns).
     pub request_ns: Option<u64>,
+    /// The first final response of its transaction leg (its outcome).
+    pub first_final: bool,
 }
 
 /// One message's place: who sent it to whom, when, over what.
@@ -115,6 +117,8 @@ struct Entry {
     last_ns: u64,
     /// The final response seen last (0: none, or a provisional since).
     final_code: u16,
+    /// Whether any final response was seen.
+    answered: bool,
 }
 
 /// The transactions in flight.
@@ -179,7 +183,7 @@ impl Transactions {
                         }
                         Seen {
                             retransmission: again,
-                            request_ns: None,
+                            ..Seen::default()
                         }
                     }
                     None => {
@@ -200,6 +204,8 @@ impl Transactions {
                 entry.last_ns = at.now_ns;
                 let again = at.udp && code >= 200 && entry.final_code == code;
                 entry.final_code = if code >= 200 { code } else { 0 };
+                let first_final = code >= 200 && !entry.answered;
+                entry.answered |= code >= 200;
                 if again {
                     self.stats.retransmissions += 1;
                 } else {
@@ -208,6 +214,7 @@ impl Transactions {
                 Seen {
                     retransmission: again,
                     request_ns: Some(entry.request_ns),
+                    first_final,
                 }
             }
         }
@@ -228,6 +235,7 @@ impl Transactions {
                 request_ns: now_ns,
                 last_ns: now_ns,
                 final_code: 0,
+                answered: false,
             },
         );
         self.order.push_back((key, now_ns));
