@@ -130,6 +130,8 @@ pub struct PipelineConfig {
     pub internal_networks: Vec<String>,
     /// Limits of transaction tracking.
     pub transactions: TransactionConfig,
+    /// Headers that give `sip.correlation_id`, in order of preference.
+    pub correlation_headers: Vec<String>,
     pub reassembly: ReassemblyConfig,
     /// UDP ports of VXLAN and Geneve tunnels to look into.
     pub tunnels: TunnelPorts,
@@ -146,6 +148,7 @@ impl PipelineConfig {
             blocks: vec![SipBlock::new(ports, transport, ecs)],
             internal_networks: Vec::new(),
             transactions: TransactionConfig::default(),
+            correlation_headers: Vec::new(),
             reassembly: ReassemblyConfig::default(),
             tunnels: TunnelPorts::default(),
         }
@@ -205,6 +208,7 @@ impl Pipeline {
                 .map(|block| {
                     EventBuilder::new(block.ecs, agent.clone())
                         .labelled(&block.labels)
+                        .correlated(&config.correlation_headers)
                         .with_direction(networks.clone())
                 })
                 .collect(),

@@ -136,6 +136,10 @@ pub struct FileConfig {
     /// Limits of transaction tracking.
     #[serde(default)]
     pub transactions: TransactionConfig,
+    /// Headers whose value is `sip.correlation_id` (B2BUA legs of one call),
+    /// in order of preference: `X-CID`, `Session-ID`, `P-Charging-Vector`...
+    #[serde(default)]
+    pub correlation_headers: Vec<String>,
     /// Live capture: interfaces, mode, rings; tunnel ports.
     #[serde(default)]
     pub capture: CaptureConfig,
@@ -227,6 +231,7 @@ pub struct Config {
     pub ignored: Vec<String>,
     pub reassembly: ReassemblyConfig,
     pub transactions: TransactionConfig,
+    pub correlation_headers: Vec<String>,
     pub capture: CaptureConfig,
     pub http: HttpConfig,
     pub output: Output,
@@ -306,6 +311,13 @@ impl Config {
         check_blocks(&sip)?;
         file.reassembly.validate().map_err(ConfigError::Invalid)?;
         file.transactions.validate().map_err(ConfigError::Invalid)?;
+        if let Some(bad) = file
+            .correlation_headers
+            .iter()
+            .find(|h| h.is_empty() || !h.bytes().all(|b| b.is_ascii_graphic() && b != b':'))
+        {
+            return invalid(format!("correlation_headers: {bad:?} is not a header name"));
+        }
         let capture = overrides.capture.apply(file.capture);
         capture.validate().map_err(ConfigError::Invalid)?;
         crate::event::direction::Networks::parse(&file.internal_networks)
@@ -330,6 +342,7 @@ impl Config {
             ignored: file.ignored,
             reassembly: file.reassembly,
             transactions: file.transactions,
+            correlation_headers: file.correlation_headers,
             capture,
             http: overrides.http.unwrap_or(file.http),
             output,
@@ -363,6 +376,7 @@ impl Config {
             blocks: self.sip.clone(),
             internal_networks: self.internal_networks.clone(),
             transactions: self.transactions,
+            correlation_headers: self.correlation_headers.clone(),
             reassembly: self.reassembly,
             tunnels: self.capture.tunnels(),
         }
@@ -690,6 +704,7 @@ capture:
                 "port 5060 (tcp) is in two sip blocks",
             ),
             ("internal_networks: [intranet]\n", "no CIDR"),
+            ("correlation_headers: ['X CID']\n", "not a header name"),
             ("name: ''\n", "name: empty"),
             ("reassembly:\n  tcp_max_streams: 0\n", "tcp_max_streams"),
             (

@@ -42,6 +42,8 @@ pub struct Env<'a> {
     pub agent: &'a [u8],
     /// [`observer_members`] of the agent, written once.
     pub observer: &'a [u8],
+    /// Correlation header names, lower case, in order of preference.
+    pub correlation: &'a [Vec<u8>],
 }
 
 /// What events keep between messages: caches whose contents depend only on
@@ -86,6 +88,40 @@ pub fn agent_members(agent: &Agent) -> Vec<u8> {
         w.str("name", agent.hostname.as_bytes());
         w.close();
     })
+}
+
+/// The value of the first of `names` (lower case) the message has, as a
+/// correlation id: P-Charging-Vector's `icid-value`, Session-ID's own UUID
+/// (RFC 7989, before any `;remote=`), any other header's value trimmed.
+/// Header lines are scanned only when names are configured.
+fn correlation_id<'m>(message: &Message<'m>, names: &[Vec<u8>]) -> Option<&'m [u8]> {
+    if names.is_empty() {
+        return None;
+    }
+    let head = &message.raw[..message.raw.len() - message.body.len()];
+    let mut best: Option<(usize, &'m [u8])> = None;
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        let Some(rank) = names.iter().position(|n| name.eq_ignore_ascii_case(n)) else {
+            continue;
+        };
+        if best.is_some_and(|(better, _)| better <= rank) {
+            continue;
+        }
+        let value = line[colon + 1..].trim_ascii();
+        let value = match names[rank].as_slice() {
+            b"p-charging-vector" => crate::sip::header::param(value, b"icid-value"),
+            b"session-id" => value.split(|&b| b == b';').next().map(<[u8]>::trim_ascii),
+            _ => Some(value),
+        };
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            best = Some((rank, value));
+        }
+    }
+    best.map(|(_, value)| value)
 }
 
 /// The members of `observer` every live event repeats (a live sensor: who
@@ -425,6 +461,9 @@ fn write_sip<'m>(
         .then(|| write_sdp(w, &mut memo.lists, message.body, related));
     if seen.retransmission {
         w.raw("retransmission", b"true");
+    }
+    if let Some(id) = correlation_id(message, env.correlation) {
+        w.str("correlation_id", id);
     }
     w.close();
     escaped_body

@@ -213,6 +213,9 @@ pub struct EventBuilder {
     metadata: Vec<u8>,
     agent: Vec<u8>,
     observer: Vec<u8>,
+    /// Headers whose value is `sip.correlation_id`, in order of preference
+    /// (lower case).
+    correlation: Vec<Vec<u8>>,
     memo: ecs::Memo,
     flows: FlowCache,
 }
@@ -224,9 +227,21 @@ impl EventBuilder {
             metadata: ecs::metadata_members(&agent),
             agent: ecs::agent_members(&agent),
             observer: ecs::observer_members(&agent),
+            correlation: Vec::new(),
             memo: ecs::Memo::default(),
             flows: FlowCache::default(),
         }
+    }
+
+    /// This builder with `sip.correlation_id` from the first of `headers`
+    /// a message has (X-CID, RFC 7989 Session-ID, P-Charging-Vector's icid,
+    /// or any other header's value).
+    pub fn correlated(mut self, headers: &[String]) -> EventBuilder {
+        self.correlation = headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase().into_bytes())
+            .collect();
+        self
     }
 
     /// This builder with `network.direction` from `networks`.
@@ -263,6 +278,7 @@ impl EventBuilder {
                 metadata: &self.metadata,
                 agent: &self.agent,
                 observer: &self.observer,
+                correlation: &self.correlation,
             },
             &mut self.memo,
             self.flows.get(&context.flow),
@@ -303,6 +319,48 @@ mod tests {
         let mut out = Vec::new();
         builder.build(&mut out, &message, &context, &Default::default());
         serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn correlation_ids_come_from_the_preferred_header_present() {
+        let headers = [
+            "X-CID".to_string(),
+            "Session-ID".into(),
+            "P-Charging-Vector".into(),
+        ];
+        let mut builder =
+            EventBuilder::new(EcsConfig::default(), Agent::named("t", "h")).correlated(&headers);
+        let cases = [
+            ("X-CID: abc-123\r\nSession-ID: ffff\r\n", Some("abc-123")),
+            (
+                "session-id : ab30317f1a784dc48ff824d0d3715d86;remote=47755a9de7794ba387653f2099600ef2\r\n",
+                Some("ab30317f1a784dc48ff824d0d3715d86"),
+            ),
+            (
+                "P-Charging-Vector: icid-value=1234bc9876e;icid-generated-at=192.0.6.8\r\nSession-ID: 0123\r\n",
+                Some("0123"),
+            ),
+            (
+                "P-Charging-Vector: icid-value=1234bc9876e;icid-generated-at=192.0.6.8\r\n",
+                Some("1234bc9876e"),
+            ),
+            ("X-Other: 1\r\n", None),
+        ];
+        for (headers, expected) in cases {
+            let event = event(&mut builder, headers);
+            assert_eq!(
+                event["sip"]["correlation_id"].as_str(),
+                expected,
+                "{headers}"
+            );
+        }
+        // Not configured: never looked for.
+        let mut plain = EventBuilder::new(EcsConfig::default(), Agent::named("t", "h"));
+        assert!(
+            event(&mut plain, "X-CID: abc\r\n")["sip"]
+                .get("correlation_id")
+                .is_none()
+        );
     }
 
     #[test]
