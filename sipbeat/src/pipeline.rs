@@ -27,31 +27,6 @@ pub enum TransportProtocol {
     Both,
 }
 
-/// A set of ports as a bitmap: one load and a mask per lookup.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortSet {
-    bits: Box<[u64; 1024]>,
-}
-
-impl PortSet {
-    pub fn new(ports: impl IntoIterator<Item = u16>) -> PortSet {
-        let mut bits = Box::new([0u64; 1024]);
-        for port in ports {
-            bits[usize::from(port >> 6)] |= 1 << (port & 63);
-        }
-        PortSet { bits }
-    }
-
-    #[inline]
-    pub fn contains(&self, port: u16) -> bool {
-        self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
-    }
-
-    fn either(&self, a: u16, b: u16) -> bool {
-        self.contains(a) || self.contains(b)
-    }
-}
-
 /// One `type: sip` block: its ports and transports, how its events are
 /// shaped and labelled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,8 +132,6 @@ impl PipelineConfig {
 
 /// Decode, reassemble, parse and publish, one frame at a time.
 pub struct Pipeline {
-    /// Every block's ports, whatever the transport.
-    ports: PortSet,
     udp: PortBlocks,
     tcp_blocks: PortBlocks,
     tunnels: TunnelPorts,
@@ -198,7 +171,6 @@ impl Pipeline {
             "config validation keeps 1 to {MAX_BLOCKS} blocks"
         );
         Pipeline {
-            ports: PortSet::new(config.blocks.iter().flat_map(|b| b.ports.iter().copied())),
             udp: PortBlocks::new(&config.blocks, TransportProtocol::Udp),
             tcp_blocks: PortBlocks::new(&config.blocks, TransportProtocol::Tcp),
             tunnels: config.tunnels,
@@ -269,7 +241,8 @@ impl Pipeline {
         match transport {
             Transport::Udp(udp) => {
                 let Some(block) = self.udp.either(udp.src_port, udp.dst_port) else {
-                    self.not_sip(udp.src_port, udp.dst_port);
+                    let tcp_port = self.tcp_blocks.either(udp.src_port, udp.dst_port);
+                    self.not_sip(tcp_port.is_some());
                     return Ok(());
                 };
                 let context = Context {
@@ -291,7 +264,8 @@ impl Pipeline {
                     .either(segment.src_port, segment.dst_port)
                     .is_none()
                 {
-                    self.not_sip(segment.src_port, segment.dst_port);
+                    let udp_port = self.udp.either(segment.src_port, segment.dst_port);
+                    self.not_sip(udp_port.is_some());
                     return Ok(());
                 }
                 let key = StreamKey {
@@ -341,8 +315,8 @@ impl Pipeline {
 
     /// Counts a datagram or segment no block takes: on no SIP port, or on
     /// one whose block leaves out its transport.
-    fn not_sip(&mut self, a: u16, b: u16) {
-        if self.ports.either(a, b) {
+    fn not_sip(&mut self, on_other_transports_port: bool) {
+        if on_other_transports_port {
             self.stats.counts.transport_disabled += 1;
         } else {
             self.stats.counts.other_ports += 1;
@@ -660,11 +634,25 @@ mod tests {
     }
 
     #[test]
-    fn port_set_edges() {
-        let set = PortSet::new([0, 63, 64, 65535]);
+    fn port_block_edges() {
+        let blocks = [
+            SipBlock::new(
+                [0, 63, 64, 65535],
+                TransportProtocol::Udp,
+                EcsConfig::default(),
+            ),
+            SipBlock::new([5060, 65535], TransportProtocol::Both, EcsConfig::default()),
+        ];
+        let udp = PortBlocks::new(&blocks, TransportProtocol::Udp);
+        let tcp = PortBlocks::new(&blocks, TransportProtocol::Tcp);
         for port in [0, 63, 64, 65535] {
-            assert!(set.contains(port));
+            assert_eq!(udp.either(port, 1), Some(0), "{port}");
+            assert_eq!(udp.either(1, port), Some(0), "{port}");
         }
-        assert!(!set.contains(5060));
+        assert_eq!(udp.either(5060, 1), Some(1));
+        assert_eq!(udp.either(5060, 64), Some(0), "the lower block of two");
+        assert_eq!(udp.either(1, 2), None);
+        assert_eq!(tcp.either(64, 1), None, "block 0 is UDP only");
+        assert_eq!(tcp.either(65535, 1), Some(1));
     }
 }

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use sipbeat::capture::LinkType;
 use sipbeat::capture::pcap::PcapFile;
 use sipbeat::decode::{self, Transport, TunnelPorts};
-use sipbeat::pipeline::PortSet;
 use sipbeat_common::filter::{self, Lookup, UdpTunnel, Verdict};
 use sipbeat_common::{FilterConfig, transport};
 use sipbeat_testkit::tunnel;
@@ -24,13 +23,13 @@ const SIP_PORTS: [u16; 6] = [5060, 5061, 5062, 5080, 5090, 6060];
 const EXTRA_VXLAN_PORT: u16 = 8472;
 
 struct Ports {
-    sip: PortSet,
+    sip: Vec<u16>,
     tunnels: TunnelPorts,
 }
 
 impl Lookup for Ports {
     fn sip_port(&self, port: u16) -> bool {
-        self.sip.contains(port)
+        self.sip.contains(&port)
     }
     fn udp_tunnel(&self, port: u16) -> Option<UdpTunnel> {
         self.tunnels.get(port)
@@ -41,14 +40,10 @@ impl Lookup for Ports {
 fn expected(ports: &Ports, link: LinkType, frame: &[u8]) -> Option<Verdict> {
     let packet = decode::decode_with(link, frame, &ports.tunnels).ok()?;
     Some(match packet.transport {
-        Transport::Udp(udp)
-            if ports.sip.contains(udp.src_port) || ports.sip.contains(udp.dst_port) =>
-        {
+        Transport::Udp(udp) if ports.sip_port(udp.src_port) || ports.sip_port(udp.dst_port) => {
             Verdict::Sip
         }
-        Transport::Tcp(tcp)
-            if ports.sip.contains(tcp.src_port) || ports.sip.contains(tcp.dst_port) =>
-        {
+        Transport::Tcp(tcp) if ports.sip_port(tcp.src_port) || ports.sip_port(tcp.dst_port) => {
             Verdict::Sip
         }
         Transport::Fragment { .. } => Verdict::Fragment,
@@ -125,7 +120,7 @@ fn captures() -> Vec<PathBuf> {
 #[test]
 fn kernel_filter_captures_whatever_decode_finds_sip_in() {
     let ports = Ports {
-        sip: PortSet::new(SIP_PORTS),
+        sip: SIP_PORTS.to_vec(),
         tunnels: TunnelPorts::new(&[4789, EXTRA_VXLAN_PORT], &[6081]),
     };
     let mut bare = Tally::default();
@@ -234,7 +229,7 @@ fn kernel_filter_captures_whatever_decode_finds_sip_in() {
 #[test]
 fn filter_edges() {
     let ports = Ports {
-        sip: PortSet::new([5060]),
+        sip: vec![5060],
         tunnels: TunnelPorts::default(),
     };
     let both = FilterConfig {
