@@ -407,21 +407,7 @@ pub fn write_flood_pattern(
                     "INVITE sip:b@172.16.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:{};branch=z9hG4bKflood{i}\r\nFrom: <sip:a@x>;tag={i}\r\nTo: <sip:b@y>\r\nCall-ID: flood-{i}@x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                     from.port
                 );
-                let mut datagram = Vec::with_capacity(8 + invite.len());
-                datagram.extend_from_slice(&from.port.to_be_bytes());
-                datagram.extend_from_slice(&callee.port.to_be_bytes());
-                datagram.extend_from_slice(&((8 + invite.len()) as u16).to_be_bytes());
-                datagram.extend_from_slice(&[0, 0]);
-                datagram.extend_from_slice(invite.as_bytes());
-                write_ipv4_frame(
-                    out,
-                    clock_ns,
-                    &from,
-                    &callee,
-                    17,
-                    (i as u16, 0x4000),
-                    &datagram,
-                )?;
+                write_frame(out, clock_ns, &from, &callee, invite.as_bytes())?;
             }
         }
         Flood::OutOfOrder => {
