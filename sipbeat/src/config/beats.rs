@@ -413,7 +413,7 @@ fn kafka(settings: &mut Mapping, ignored: &mut Vec<String>) -> Result<(), String
         Some(_) => return Err("output.kafka.sasl: expected a mapping".into()),
         None => false,
     };
-    let sasl = sasl || settings_has(&options, "sasl.username");
+    let sasl = sasl || options.contains_key("sasl.username");
     let mut tls = false;
     match settings.remove("ssl") {
         Some(Value::Mapping(ssl)) => {
@@ -446,14 +446,14 @@ fn kafka(settings: &mut Mapping, ignored: &mut Vec<String>) -> Result<(), String
         Some(_) => return Err("output.kafka.ssl: expected a mapping".into()),
         None => {}
     }
-    if (sasl || tls) && !settings_has(&options, "security.protocol") {
+    if (sasl || tls) && !options.contains_key("security.protocol") {
         let protocol = match (sasl, tls) {
             (true, true) => "SASL_SSL",
             (true, false) => "SASL_PLAINTEXT",
             _ => "SSL",
         };
         set(&mut options, "security.protocol", &protocol.into());
-        if sasl && !settings_has(&options, "sasl.mechanism") {
+        if sasl && !options.contains_key("sasl.mechanism") {
             set(&mut options, "sasl.mechanism", &"PLAIN".into());
         }
     }
@@ -488,10 +488,6 @@ fn kafka(settings: &mut Mapping, ignored: &mut Vec<String>) -> Result<(), String
         settings.insert("options".into(), Value::Mapping(options));
     }
     Ok(())
-}
-
-fn settings_has(options: &Mapping, key: &str) -> bool {
-    options.contains_key(key)
 }
 
 /// Sets the librdkafka property `name` (values are strings to it).
