@@ -102,13 +102,9 @@ pub fn run(files: &[impl AsRef<Path>], config: &Config, quiet: bool) -> anyhow::
             text.push_str(&line);
             text.push('\n');
         }
-        let output: serde_json::Map<_, _> = sink
-            .counters()
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value.into()))
-            .collect();
+        let output = sink.counters();
         if !output.is_empty() {
-            json["output"] = output.into();
+            json["output"] = crate::stats::json_object(output);
         }
         crate::log::stats(&text, json);
     }

@@ -262,22 +262,16 @@ fn log_stats(
         text.push_str(&output);
         text.push('\n');
     }
-    let to_object = |fields: &mut dyn Iterator<Item = (&str, u64)>| -> serde_json::Value {
-        fields
-            .map(|(name, value)| (name.to_string(), value.into()))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
     let mut json = stats.to_json();
     json["kernel"] = match kernel_error {
         Some(error) => error.into(),
-        None => to_object(&mut kernel_fields()),
+        None => crate::stats::json_object(kernel_fields()),
     };
     if mode == CaptureMode::Mirror {
-        json["rings"] = to_object(&mut rings.fields());
+        json["rings"] = crate::stats::json_object(rings.fields());
     }
     if !output_counters.is_empty() {
-        json["output"] = to_object(&mut output_counters.into_iter());
+        json["output"] = crate::stats::json_object(output_counters);
     }
     crate::log::stats(&text, json);
 }

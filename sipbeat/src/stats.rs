@@ -211,25 +211,18 @@ impl Stats {
     /// Every counter as JSON, grouped as in the summary: for the JSON log
     /// format.
     pub fn to_json(&self) -> serde_json::Value {
-        let object = |pairs: &mut dyn Iterator<Item = (&str, u64)>| {
-            serde_json::Value::Object(
-                pairs
-                    .map(|(name, value)| (name.to_string(), value.into()))
-                    .collect(),
-            )
-        };
-        let mut json = object(&mut self.counts.fields());
-        json["decode_errors"] = object(
-            &mut DecodeError::ALL
+        let mut json = json_object(self.counts.fields());
+        json["decode_errors"] = json_object(
+            DecodeError::ALL
                 .iter()
                 .map(|e| (e.label(), self.decode[e.index()])),
         );
-        json["tcp"] = object(&mut self.tcp.fields());
-        json["ip_fragments"] = object(&mut self.defrag.fields());
-        json["transactions"] = object(&mut self.transactions.fields());
+        json["tcp"] = json_object(self.tcp.fields());
+        json["ip_fragments"] = json_object(self.defrag.fields());
+        json["transactions"] = json_object(self.transactions.fields());
         json["kpi"] = self.kpis.to_json();
-        json["rejected"] = object(
-            &mut sip::Error::ALL
+        json["rejected"] = json_object(
+            sip::Error::ALL
                 .iter()
                 .map(|e| (e.label(), self.rejected[e.index()])),
         );
@@ -290,6 +283,17 @@ impl Stats {
         );
         out
     }
+}
+
+/// `{"name": value, ...}`: counters as a JSON object, for the JSON log
+/// format.
+pub fn json_object<'a>(counters: impl IntoIterator<Item = (&'a str, u64)>) -> serde_json::Value {
+    serde_json::Value::Object(
+        counters
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.into()))
+            .collect(),
+    )
 }
 
 fn labelled<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {

@@ -181,13 +181,13 @@ impl Kpis {
 
     /// The counters as JSON, for the JSON log format.
     pub fn to_json(&self) -> serde_json::Value {
-        let requests: serde_json::Map<String, serde_json::Value> = self
-            .requests
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, &n)| (method_name(i).to_string(), n.into()))
-            .collect();
+        let requests = crate::stats::json_object(
+            self.requests
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, &n)| (method_name(i), n)),
+        );
         let o = &self.invites;
         serde_json::json!({
             "requests": requests,
