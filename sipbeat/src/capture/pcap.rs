@@ -502,14 +502,8 @@ fn walk_pcap(
         },
     };
     let mut stats = FileStats::default();
-    // Whether the window can grow no more at this position.
-    let mut exhausted = false;
-    loop {
-        if window.rest().is_empty() && !window.more()? {
-            break;
-        }
-        let rest = window.rest();
-        let step = match parse_record(rest) {
+    drive(window, &mut stats, |rest, exhausted, stats| {
+        match parse_record(rest) {
             Ok((next, block)) if block.caplen as usize <= shape.max_caplen => {
                 match link {
                     Some(link) => {
@@ -537,12 +531,31 @@ fn walk_pcap(
                     Step::Damaged(resync(rest, |bytes| shape.plausible(bytes)))
                 }
             }
-        };
-        if !apply(window, step, &mut stats, &mut exhausted)? {
-            break;
+        }
+    })?;
+    Ok(stats)
+}
+
+/// Walks the window record by record: `look` reads the record at the
+/// front of what is there (told whether the window can grow no more) and
+/// says what to do; a record that does not parse is looked at again with
+/// more input before it is judged.
+fn drive<W: Window>(
+    window: &mut W,
+    stats: &mut FileStats,
+    mut look: impl FnMut(&[u8], bool, &mut FileStats) -> Step,
+) -> std::io::Result<()> {
+    // Whether the window can grow no more at this position.
+    let mut exhausted = false;
+    loop {
+        if window.rest().is_empty() && !window.more()? {
+            return Ok(());
+        }
+        let step = look(window.rest(), exhausted, stats);
+        if !apply(window, step, stats, &mut exhausted)? {
+            return Ok(());
         }
     }
-    Ok(stats)
 }
 
 /// Carries out `step`; false when the walk is over. `exhausted` says
@@ -580,18 +593,13 @@ fn walk_pcapng(
     let mut big_endian = false;
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut stats = FileStats::default();
-    let mut exhausted = false;
-    loop {
-        if window.rest().is_empty() && !window.more()? {
-            break;
-        }
-        let rest = window.rest();
+    drive(window, &mut stats, |rest, exhausted, stats| {
         let parsed = if big_endian {
             pcap_parser::pcapng::parse_block_be(rest)
         } else {
             pcap_parser::pcapng::parse_block_le(rest)
         };
-        let step = match parsed {
+        match parsed {
             Ok((next, block)) => {
                 match block {
                     Block::SectionHeader(section) => {
@@ -657,11 +665,8 @@ fn walk_pcapng(
                     })
                 }
             }
-        };
-        if !apply(window, step, &mut stats, &mut exhausted)? {
-            break;
         }
-    }
+    })?;
     Ok(stats)
 }
 
