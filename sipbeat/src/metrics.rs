@@ -67,9 +67,13 @@ impl HttpConfig {
     }
 }
 
-/// One metric family: its help text, its type (`counter` or `gauge`)
-/// and its samples (labels, value).
-type Family = (&'static str, &'static str, Vec<(String, u64)>);
+/// One metric family: its help text, its type (`counter`, `gauge` or
+/// `histogram`) and its samples (name suffix, labels, value).
+type Family = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, String, String)>,
+);
 
 /// Metric families being written, by name.
 #[derive(Default)]
@@ -77,30 +81,83 @@ pub struct Exposition {
     families: BTreeMap<String, Family>,
 }
 
+/// A histogram's samples: cumulative counts at each upper bound (seconds),
+/// then the sum of the observations (seconds) and their count.
+pub struct HistogramSamples<'a> {
+    pub bounds: &'a [f64],
+    /// Observations per bucket, not cumulative; one more than `bounds`
+    /// (the last is above every bound).
+    pub buckets: &'a [u64],
+    pub sum_seconds: f64,
+}
+
 impl Exposition {
     /// One sample of the counter `sipbeat_<name>_total`.
     pub fn counter(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], value: u64) {
         self.sample(
             format!("sipbeat_{name}_total"),
-            "counter",
-            help,
+            ("counter", help),
+            "",
             labels,
-            value,
+            value.to_string(),
         );
     }
 
     /// One sample of the gauge `sipbeat_<name>`.
     pub fn gauge(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], value: u64) {
-        self.sample(format!("sipbeat_{name}"), "gauge", help, labels, value);
+        self.sample(
+            format!("sipbeat_{name}"),
+            ("gauge", help),
+            "",
+            labels,
+            value.to_string(),
+        );
+    }
+
+    /// The histogram `sipbeat_<name>_seconds` with `labels`.
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        samples: &HistogramSamples<'_>,
+    ) {
+        let family = format!("sipbeat_{name}_seconds");
+        let kind = ("histogram", help);
+        let mut cumulative = 0;
+        for (index, count) in samples.buckets.iter().enumerate() {
+            cumulative += count;
+            let le = samples
+                .bounds
+                .get(index)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(
+                family.clone(),
+                kind,
+                "_bucket",
+                &with_le,
+                cumulative.to_string(),
+            );
+        }
+        self.sample(
+            family.clone(),
+            kind,
+            "_sum",
+            labels,
+            samples.sum_seconds.to_string(),
+        );
+        self.sample(family, kind, "_count", labels, cumulative.to_string());
     }
 
     fn sample(
         &mut self,
         name: String,
-        kind: &'static str,
-        help: &'static str,
+        (kind, help): (&'static str, &'static str),
+        suffix: &'static str,
         labels: &[(&str, &str)],
-        value: u64,
+        value: String,
     ) {
         let family = self
             .families
@@ -110,7 +167,7 @@ impl Exposition {
             .iter()
             .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
             .collect();
-        family.2.push((labels.join(","), value));
+        family.2.push((suffix, labels.join(","), value));
     }
 
     /// The text exposition format (version 0.0.4).
@@ -119,11 +176,11 @@ impl Exposition {
         for (name, (help, kind, samples)) in &self.families {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, value) in samples {
+            for (suffix, labels, value) in samples {
                 if labels.is_empty() {
-                    let _ = writeln!(out, "{name} {value}");
+                    let _ = writeln!(out, "{name}{suffix} {value}");
                 } else {
-                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                    let _ = writeln!(out, "{name}{suffix}{{{labels}}} {value}");
                 }
             }
         }

@@ -14,6 +14,7 @@ use crate::reassemble::defrag::Defragmenter;
 use crate::reassemble::tcp::{StreamConsumer, StreamKey, TcpReassembler};
 use crate::sip::{self, Framing, HeaderSlots, Message, StartLine, Status};
 use crate::stats::Stats;
+use crate::track::call::{CallConfig, Calls};
 use crate::track::transaction::{Sighting, TransactionConfig, Transactions};
 
 /// Which transports carry the SIP to decode.
@@ -105,6 +106,8 @@ pub struct PipelineConfig {
     pub internal_networks: Vec<String>,
     /// Limits of transaction tracking.
     pub transactions: TransactionConfig,
+    /// Call records and their limits.
+    pub calls: CallConfig,
     /// Headers that give `sip.correlation_id`, in order of preference.
     pub correlation_headers: Vec<String>,
     pub reassembly: ReassemblyConfig,
@@ -123,6 +126,7 @@ impl PipelineConfig {
             blocks: vec![SipBlock::new(ports, transport, ecs)],
             internal_networks: Vec::new(),
             transactions: TransactionConfig::default(),
+            calls: CallConfig::default(),
             correlation_headers: Vec::new(),
             reassembly: ReassemblyConfig::default(),
             tunnels: TunnelPorts::default(),
@@ -139,6 +143,8 @@ pub struct Pipeline {
     events: Vec<EventBuilder>,
     /// Every block's transactions.
     transactions: Transactions,
+    /// Every block's calls.
+    calls: Calls,
     defrag: Defragmenter,
     tcp: TcpReassembler,
     stats: Stats,
@@ -185,6 +191,7 @@ impl Pipeline {
                 })
                 .collect(),
             transactions: Transactions::new(config.transactions),
+            calls: Calls::new(config.calls),
             defrag: Defragmenter::new(&config.reassembly),
             tcp: TcpReassembler::new(&config.reassembly),
             stats: Stats::default(),
@@ -197,6 +204,7 @@ impl Pipeline {
         let mut stats = self.stats.clone();
         stats.tcp = *self.tcp.stats();
         stats.transactions = *self.transactions.stats();
+        stats.calls = *self.calls.stats();
         stats.defrag = *self.defrag.stats();
         stats
     }
@@ -277,6 +285,7 @@ impl Pipeline {
                 let mut framer = SipFramer {
                     events: &mut self.events,
                     transactions: &mut self.transactions,
+                    calls: &mut self.calls,
                     blocks: &self.tcp_blocks,
                     ingress,
                     stats: &mut self.stats,
@@ -335,8 +344,10 @@ impl Pipeline {
         match Message::parse(payload, &mut slots, Framing::Datagram) {
             Ok(Status::Complete(message)) => {
                 let track = Track {
-                    events: &mut self.events[block],
+                    events: &mut self.events,
+                    block,
                     transactions: &mut self.transactions,
+                    calls: &mut self.calls,
                     stats: &mut self.stats,
                 };
                 publish(track, &message, context, sink)
@@ -358,6 +369,7 @@ impl Pipeline {
         let mut framer = SipFramer {
             events: &mut self.events,
             transactions: &mut self.transactions,
+            calls: &mut self.calls,
             blocks: &self.tcp_blocks,
             // Streams closed at the end of input: no packet brought them.
             ingress: Ingress::default(),
@@ -367,15 +379,26 @@ impl Pipeline {
         };
         self.tcp.finish(self.now_ns, &mut framer);
         self.defrag.finish();
-        framer.failed.map_or(Ok(()), Err)
+        framer.failed.map_or(Ok(()), Err)?;
+        self.calls.finish();
+        write_calls(&mut self.calls, &mut self.events, &mut self.stats, sink)
+    }
+
+    /// Live capture, between frames: calls whose timers ran out by `now_ns`
+    /// (wall clock, as frames are stamped) are recorded.
+    pub fn tick(&mut self, now_ns: u64, sink: &mut dyn Sink) -> Result<(), OutputError> {
+        self.calls.expire(now_ns.max(self.now_ns));
+        write_calls(&mut self.calls, &mut self.events, &mut self.stats, sink)
     }
 }
 
-/// What publishing a message updates: its block's event builder, the
-/// transactions and the counters.
+/// What publishing a message updates: the event builders (its block's, and
+/// those of calls it ends), the transactions, the calls and the counters.
 struct Track<'a> {
-    events: &'a mut EventBuilder,
+    events: &'a mut [EventBuilder],
+    block: usize,
     transactions: &'a mut Transactions,
+    calls: &'a mut Calls,
     stats: &'a mut Stats,
 }
 
@@ -387,23 +410,23 @@ fn publish(
 ) -> Result<(), OutputError> {
     let Track {
         events,
+        block,
         transactions,
+        calls,
         stats,
     } = track;
     stats.counts.messages += 1;
     let flow = &context.flow;
-    let seen = transactions.track(
-        message,
-        &Sighting {
-            src: (flow.src, flow.src_port),
-            dst: (flow.dst, flow.dst_port),
-            now_ns: context.timestamp_ns,
-            udp: flow.protocol == protocol::UDP,
-        },
-    );
+    let sighting = Sighting {
+        src: (flow.src, flow.src_port),
+        dst: (flow.dst, flow.dst_port),
+        now_ns: context.timestamp_ns,
+        udp: flow.protocol == protocol::UDP,
+    };
+    let seen = transactions.track(message, &sighting);
     stats.kpis.record(message, &seen);
     let start = sink.buffer().len();
-    events.build(sink.buffer(), message, context, &seen);
+    events[block].build(sink.buffer(), message, context, &seen);
     let meta = EventMeta {
         call_id: message.call_id,
         method: match message.start {
@@ -416,9 +439,41 @@ fn publish(
             "response"
         },
         timestamp_ns: context.timestamp_ns,
+        dataset: "sip",
     };
     sink.publish(start, &meta)?;
     stats.counts.events += 1;
+    let builder = &events[block];
+    calls.track(message, &sighting, &seen, block, || {
+        builder.correlation_id(message)
+    });
+    if calls.has_ended() {
+        write_calls(calls, events, stats, sink)?;
+    }
+    Ok(())
+}
+
+/// Writes the records of the calls that ended.
+fn write_calls(
+    calls: &mut Calls,
+    events: &mut [EventBuilder],
+    stats: &mut Stats,
+    sink: &mut dyn Sink,
+) -> Result<(), OutputError> {
+    for record in calls.take_ended() {
+        stats.kpis.record_call(&record);
+        let start = sink.buffer().len();
+        events[record.block.min(events.len() - 1)].build_call(sink.buffer(), &record);
+        let meta = EventMeta {
+            call_id: Some(&record.info.call_id),
+            method: Some(b"INVITE"),
+            kind: "",
+            timestamp_ns: record.end_ns,
+            dataset: "sip.call",
+        };
+        sink.publish(start, &meta)?;
+        stats.counts.events += 1;
+    }
     Ok(())
 }
 
@@ -429,6 +484,7 @@ struct SipFramer<'a> {
     /// One per block, picked by the stream's ports.
     events: &'a mut [EventBuilder],
     transactions: &'a mut Transactions,
+    calls: &'a mut Calls,
     blocks: &'a PortBlocks,
     /// Where the segment being fed came in.
     ingress: Ingress<'a>,
@@ -492,8 +548,10 @@ impl StreamConsumer for SipFramer<'_> {
                     // Streams exist only on ports a block owns.
                     let block = self.blocks.either(key.src_port, key.dst_port).unwrap_or(0);
                     let track = Track {
-                        events: &mut self.events[block],
+                        events: self.events,
+                        block,
                         transactions: self.transactions,
+                        calls: self.calls,
                         stats: self.stats,
                     };
                     if let Err(error) = publish(track, &message, &context, self.sink) {

@@ -60,6 +60,7 @@ use crate::decode::DecodeError;
 use crate::reassemble::defrag::DefragStats;
 use crate::reassemble::tcp::TcpStats;
 use crate::sip;
+use crate::track::call::CallStats;
 use crate::track::kpi::Kpis;
 use crate::track::transaction::TransactionStats;
 
@@ -104,6 +105,8 @@ pub struct Stats {
     pub defrag: DefragStats,
     /// Transaction tracking.
     pub transactions: TransactionStats,
+    /// Call tracking.
+    pub calls: CallStats,
     /// Requests, responses and INVITE outcomes (RFC 6076 KPIs).
     pub kpis: Kpis,
     /// Payloads on a SIP port that were not a valid SIP message, by reason.
@@ -118,6 +121,7 @@ impl Default for Stats {
             tcp: TcpStats::default(),
             defrag: DefragStats::default(),
             transactions: TransactionStats::default(),
+            calls: CallStats::default(),
             kpis: Kpis::default(),
             rejected: [0; sip::Error::COUNT],
         }
@@ -133,6 +137,7 @@ impl AddAssign<&Stats> for Stats {
         self.tcp += &other.tcp;
         self.defrag += &other.defrag;
         self.transactions += &other.transactions;
+        self.calls += &other.calls;
         self.kpis += &other.kpis;
         for (mine, theirs) in self.rejected.iter_mut().zip(other.rejected) {
             *mine += theirs;
@@ -205,6 +210,9 @@ impl Stats {
         for (name, help, value) in self.transactions.described() {
             out.counter(&format!("transactions_{name}"), help, labels, value);
         }
+        for (name, help, value) in self.calls.described() {
+            out.counter(&format!("calls_{name}"), help, labels, value);
+        }
         self.kpis.expose(out, labels);
     }
 
@@ -220,6 +228,7 @@ impl Stats {
         json["tcp"] = json_object(self.tcp.fields());
         json["ip_fragments"] = json_object(self.defrag.fields());
         json["transactions"] = json_object(self.transactions.fields());
+        json["calls"] = json_object(self.calls.fields());
         json["kpi"] = self.kpis.to_json();
         json["rejected"] = json_object(
             sip::Error::ALL
@@ -269,6 +278,7 @@ impl Stats {
         );
         let _ = writeln!(out, "sipbeat: ip fragments: {}", self.defrag.line());
         let _ = writeln!(out, "sipbeat: transactions: {}", self.transactions.line());
+        let _ = writeln!(out, "sipbeat: calls: {}", self.calls.line());
         let _ = writeln!(out, "sipbeat: kpi: {}", self.kpis.line());
         let rejected = labelled(
             sip::Error::ALL

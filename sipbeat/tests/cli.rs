@@ -32,14 +32,22 @@ fn read_writes_ndjson_and_a_summary() {
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    assert_eq!(lines.len(), 81);
+    assert_eq!(
+        lines.len(),
+        81 + 6,
+        "a message event each, and 6 call records"
+    );
+    let mut calls = 0;
     for line in &lines {
         let event = sipbeat_testkit::json::parse_event(line).expect("one JSON object per line");
         assert_eq!(event["@metadata"]["beat"], "sipbeat");
+        calls += usize::from(event["event"]["dataset"] == "sip.call");
     }
+    assert_eq!(calls, 6);
     let summary = stderr(&output);
     assert!(summary.contains("691 frames"), "{summary}");
-    assert!(summary.contains("81 SIP messages, 81 events"), "{summary}");
+    assert!(summary.contains("81 SIP messages, 87 events"), "{summary}");
+    assert!(summary.contains("calls: started=6 records=6"), "{summary}");
     assert!(summary.contains("not_sip=21"), "{summary}");
     assert!(summary.contains("messages/s"), "{summary}");
 }
@@ -55,7 +63,8 @@ fn json_log_format_gives_one_object_per_line() {
     assert_eq!(stats["log.level"], "info");
     assert_eq!(stats["message"], "stats");
     assert_eq!(stats["sipbeat.stats"]["frames"], 691);
-    assert_eq!(stats["sipbeat.stats"]["events"], 81);
+    assert_eq!(stats["sipbeat.stats"]["events"], 87);
+    assert_eq!(stats["sipbeat.stats"]["calls"]["records"], 6);
     assert_eq!(stats["sipbeat.stats"]["rejected"]["not_sip"], 21);
     let failed = sipbeat(&["read", "--log-format=json", "/nonexistent.pcap"]);
     assert!(!failed.status.success());
@@ -157,7 +166,7 @@ fn a_packetbeat_yml_is_read_as_is() {
 fn a_bare_boolean_flag_never_takes_the_file_name() {
     let output = sipbeat(&["read", "--keep-original", &bundled()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(output.stdout.split(|&b| b == b'\n').count() - 1, 81);
+    assert_eq!(output.stdout.split(|&b| b == b'\n').count() - 1, 87);
     let usage = sipbeat(&["read", "--keep-original", "false", &bundled()]);
     assert_eq!(usage.status.code(), Some(1), "false is a file name here");
     let usage = sipbeat(&["read", "--no-such-flag", &bundled()]);
@@ -186,7 +195,7 @@ fn switches_and_file_output() {
     assert!(output.stdout.is_empty());
     assert!(output.stderr.is_empty(), "quiet means no summary");
     let text = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(text.lines().count(), 81);
+    assert_eq!(text.lines().count(), 87);
     assert!(
         !text.contains("\"original\":\"INVITE"),
         "event.original is off"
@@ -218,7 +227,7 @@ fn config_file_sets_ports_and_flags_override_it() {
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .count(),
-        81
+        87
     );
 }
 

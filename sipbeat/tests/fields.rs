@@ -67,12 +67,15 @@ fn every_emitted_field_is_declared() {
     }
     let config = common::config_with_ports(&[5060, 5062]);
     let mut emitted = BTreeSet::new();
+    let mut records = 0;
     for capture in &captures {
-        let (events, _) = common::read_events(capture, &config);
-        for event in &events {
+        let (events, calls, _) = common::read_messages_and_calls(capture, &config);
+        records += calls.len();
+        for event in events.iter().chain(&calls) {
             leaves("", event, &mut emitted);
         }
     }
+    assert!(records > 0, "call records' fields are checked too");
     // Beats' metadata, network.direction and an interface name: the
     // repository's packetbeat.yml over a pcapng whose interface is named.
     let dir = common::ScratchDir::new("fields-observer");
@@ -100,11 +103,14 @@ fn every_emitted_field_is_declared() {
         },
     )
     .unwrap();
-    let (events, _) = common::read_events(&named, &beats);
-    assert!(!events.is_empty());
+    let (events, calls, _) = common::read_messages_and_calls(&named, &beats);
+    assert!(!events.is_empty() && !calls.is_empty());
     for event in &events {
         assert_eq!(event["observer"]["ingress"]["interface"]["name"], "eth7");
         leaves("", event, &mut emitted);
+    }
+    for call in &calls {
+        leaves("", call, &mut emitted);
     }
     // Under an object-typed field (Beats' `fields`), any key.
     emitted.retain(|name| !objects.iter().any(|prefix| name.starts_with(prefix)));

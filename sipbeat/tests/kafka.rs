@@ -138,6 +138,7 @@ fn publish(sink: &mut KafkaSink, i: usize) {
         method: Some(b"OPTIONS"),
         kind: "request",
         timestamp_ns: 0,
+        dataset: "sip",
     };
     sink.publish_copy(&json, &meta).unwrap();
 }

@@ -276,8 +276,15 @@ impl Sensor {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    /// SIGTERM, then wait: a clean detach and final flush.
-    fn stop(mut self) -> (Vec<serde_json::Value>, String) {
+    /// SIGTERM, then wait: a clean detach and final flush. The message
+    /// events (call records left out) and the log.
+    fn stop(self) -> (Vec<serde_json::Value>, String) {
+        let (messages, _, log) = self.stop_all();
+        (messages, log)
+    }
+
+    /// [`Sensor::stop`], with the call records apart.
+    fn stop_all(mut self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>, String) {
         sh(&["kill", "-TERM", &self.child.id().to_string()]);
         let status = self.child.wait().unwrap();
         assert!(
@@ -285,12 +292,12 @@ impl Sensor {
             "sipbeat exited with {status}: {}",
             self.log()
         );
-        let events = std::fs::read_to_string(&self.events)
+        let (calls, messages) = std::fs::read_to_string(&self.events)
             .unwrap_or_default()
             .lines()
             .map(|line| sipbeat_testkit::json::parse_event(line.as_bytes()).expect("JSON event"))
-            .collect();
-        (events, self.log())
+            .partition(|event| event["event"]["dataset"] == "sip.call");
+        (messages, calls, self.log())
     }
 }
 
@@ -981,6 +988,8 @@ fn prometheus_scrapes_the_metrics_endpoint_and_counts_every_event() {
     let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
     let messages = sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 10);
     drop(uas);
+    // A record for each call, at its BYE's answer.
+    let events_written = messages + 10;
     // The endpoint itself: health, readiness, a clean exposition.
     assert_eq!(
         http_get(&topology, "s", &format!("http://{target}/healthz")).0,
@@ -1022,16 +1031,17 @@ fn prometheus_scrapes_the_metrics_endpoint_and_counts_every_event() {
                     .map(str::to_string)
             })
             .and_then(|v| v.parse::<u64>().ok());
-        if value == Some(messages) || Instant::now() > deadline {
+        if value == Some(events_written) || Instant::now() > deadline {
             break value;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let (events, log) = sensor.stop();
+    let (events, calls, log) = sensor.stop_all();
     assert_eq!(events.len() as u64, messages, "{log}");
+    assert_eq!(calls.len(), 10, "{log}");
     assert_eq!(
         scraped,
-        Some(events.len() as u64),
+        Some((events.len() + calls.len()) as u64),
         "Prometheus's sipbeat_events_total"
     );
 }

@@ -21,6 +21,7 @@ use crate::output::Output;
 pub use crate::pipeline::TransportProtocol;
 use crate::pipeline::{MAX_BLOCKS, PipelineConfig, SipBlock};
 use crate::reassemble::ReassemblyConfig;
+use crate::track::call::CallConfig;
 use crate::track::transaction::TransactionConfig;
 
 /// The default SIP port set, as in Packetbeat.
@@ -136,6 +137,9 @@ pub struct FileConfig {
     /// Limits of transaction tracking.
     #[serde(default)]
     pub transactions: TransactionConfig,
+    /// Call records (`sip.call`) and their limits.
+    #[serde(default)]
+    pub calls: CallConfig,
     /// Headers whose value is `sip.correlation_id` (B2BUA legs of one call),
     /// in order of preference: `X-CID`, `Session-ID`, `P-Charging-Vector`...
     #[serde(default)]
@@ -231,6 +235,7 @@ pub struct Config {
     pub ignored: Vec<String>,
     pub reassembly: ReassemblyConfig,
     pub transactions: TransactionConfig,
+    pub calls: CallConfig,
     pub correlation_headers: Vec<String>,
     pub capture: CaptureConfig,
     pub http: HttpConfig,
@@ -311,6 +316,7 @@ impl Config {
         check_blocks(&sip)?;
         file.reassembly.validate().map_err(ConfigError::Invalid)?;
         file.transactions.validate().map_err(ConfigError::Invalid)?;
+        file.calls.validate().map_err(ConfigError::Invalid)?;
         if let Some(bad) = file
             .correlation_headers
             .iter()
@@ -342,6 +348,7 @@ impl Config {
             ignored: file.ignored,
             reassembly: file.reassembly,
             transactions: file.transactions,
+            calls: file.calls,
             correlation_headers: file.correlation_headers,
             capture,
             http: overrides.http.unwrap_or(file.http),
@@ -376,6 +383,7 @@ impl Config {
             blocks: self.sip.clone(),
             internal_networks: self.internal_networks.clone(),
             transactions: self.transactions,
+            calls: self.calls,
             correlation_headers: self.correlation_headers.clone(),
             reassembly: self.reassembly,
             tunnels: self.capture.tunnels(),

@@ -94,24 +94,18 @@ pub fn agent_members(agent: &Agent) -> Vec<u8> {
 /// correlation id: P-Charging-Vector's `icid-value`, Session-ID's own UUID
 /// (RFC 7989, before any `;remote=`), any other header's value trimmed.
 /// Header lines are scanned only when names are configured.
-fn correlation_id<'m>(message: &Message<'m>, names: &[Vec<u8>]) -> Option<&'m [u8]> {
+pub(super) fn correlation_id<'m>(message: &Message<'m>, names: &[Vec<u8>]) -> Option<&'m [u8]> {
     if names.is_empty() {
         return None;
     }
-    let head = &message.raw[..message.raw.len() - message.body.len()];
     let mut best: Option<(usize, &'m [u8])> = None;
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
+    for (name, value) in message.raw_headers() {
         let Some(rank) = names.iter().position(|n| name.eq_ignore_ascii_case(n)) else {
             continue;
         };
         if best.is_some_and(|(better, _)| better <= rank) {
             continue;
         }
-        let value = line[colon + 1..].trim_ascii();
         let value = match names[rank].as_slice() {
             b"p-charging-vector" => crate::sip::header::param(value, b"icid-value"),
             b"session-id" => value.split(|&b| b == b';').next().map(<[u8]>::trim_ascii),
@@ -138,7 +132,7 @@ pub fn observer_members(agent: &Agent) -> Vec<u8> {
 }
 
 /// `observer`: the sensor's own members and where the packet came in.
-fn write_observer(w: &mut JsonWriter, env: &Env<'_>, ingress: &Ingress<'_>) {
+pub(super) fn write_observer(w: &mut JsonWriter, env: &Env<'_>, ingress: &Ingress<'_>) {
     if env.observer.is_empty() && ingress.interface.is_none() && ingress.vlan.is_none() {
         return;
     }
@@ -514,7 +508,7 @@ fn write_uri<'m>(
     }
 }
 
-fn write_party<'m>(
+pub(super) fn write_party<'m>(
     w: &mut JsonWriter,
     key: &str,
     party: &'m NameAddr<'m>,
@@ -755,14 +749,14 @@ fn parse_ip(text: &[u8]) -> Option<IpAddr> {
 
 /// `related.*` sets: insertion-ordered, de-duplicated, bounded.
 #[derive(Default)]
-struct Related<'m> {
+pub(super) struct Related<'m> {
     ips: SmallSet<(IpAddr, QuotedIp), 4>,
     hosts: SmallSet<&'m [u8], 8>,
     users: SmallSet<&'m [u8], 8>,
 }
 
 impl<'m> Related<'m> {
-    fn ip(&mut self, ip: IpAddr, quoted: QuotedIp) {
+    pub(super) fn ip(&mut self, ip: IpAddr, quoted: QuotedIp) {
         if !self.ips.items().any(|(seen, _)| *seen == ip) {
             self.ips.push((ip, quoted));
         }
@@ -780,7 +774,7 @@ impl<'m> Related<'m> {
         }
     }
 
-    fn write(&self, w: &mut JsonWriter) {
+    pub(super) fn write(&self, w: &mut JsonWriter) {
         w.open("related");
         w.open_array("ip");
         for (_, quoted) in self.ips.items() {

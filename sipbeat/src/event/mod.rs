@@ -6,6 +6,7 @@
 //! ([`lists`]). [`ecs`] decides which fields an event has and what they
 //! mean; [`json`] only writes them.
 
+pub mod call;
 pub mod community_id;
 pub mod direction;
 pub mod ecs;
@@ -285,6 +286,32 @@ impl EventBuilder {
             message,
             context,
             seen,
+        );
+    }
+}
+
+impl EventBuilder {
+    /// The message's correlation id (`sip.correlation_id`), from the
+    /// configured headers.
+    pub fn correlation_id<'m>(&self, message: &Message<'m>) -> Option<&'m [u8]> {
+        ecs::correlation_id(message, &self.correlation)
+    }
+
+    /// Appends the `sip.call` event for `record` to `out` (one line of
+    /// JSON, no trailing newline).
+    pub fn build_call(&mut self, out: &mut Vec<u8>, record: &crate::track::call::CallRecord) {
+        call::write_call(
+            out,
+            &ecs::Env {
+                config: &self.config,
+                metadata: &self.metadata,
+                agent: &self.agent,
+                observer: &self.observer,
+                correlation: &self.correlation,
+            },
+            &mut self.memo,
+            self.flows.get(&call::flow(record)),
+            record,
         );
     }
 }

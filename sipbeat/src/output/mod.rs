@@ -45,8 +45,10 @@ pub struct EventMeta<'a> {
     pub call_id: Option<&'a [u8]>,
     /// `sip.method` of a request, the CSeq method of a response.
     pub method: Option<&'a [u8]>,
-    /// `sip.type`: `request` or `response`.
+    /// `sip.type`: `request` or `response`; empty for call records.
     pub kind: &'static str,
+    /// `event.dataset`: `sip`, or `sip.call` for call records.
+    pub dataset: &'static str,
     /// `@timestamp`: capture time, nanoseconds since the Unix epoch (the
     /// Kafka record's CreateTime).
     pub timestamp_ns: u64,

@@ -258,6 +258,25 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Every header line after the start line as (name as written, value
+    /// trimmed), read from the raw text: for headers that have no
+    /// [`HeaderName`] of their own (a folded value gives its first line).
+    pub fn raw_headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
+        let head = &self.raw[..self.raw.len() - self.body.len()];
+        head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some((line[..colon].trim_ascii(), line[colon + 1..].trim_ascii()))
+        })
+    }
+
+    /// The first value of the header `name` (any case) that has no
+    /// [`HeaderName`] of its own, read as [`Message::raw_headers`] does.
+    pub fn other_header(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.raw_headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
     /// Reads and checks the headers sipbeat interprets, in header order, so
     /// the first offending header names the error.
     fn interpret_headers(&mut self) -> Result<(), Error> {

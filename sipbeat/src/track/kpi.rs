@@ -7,11 +7,17 @@
 //! - ISA  = INVITEs answered 408, 500, 503 or 504 / INVITEs
 //!
 //! follow (in the summary, or as PromQL over `/metrics`). Retransmissions
-//! are not counted again. SCR, SRD and SDD need call records (to come).
+//! are not counted again. From call records come
+//!
+//! - calls by how they ended (`sip.call.state`),
+//! - SCR = calls answered and hung up normally / calls,
+//! - SRD: INVITE → its first 180/183 or final response, a histogram,
+//! - SDD: BYE → its final response, a histogram.
 
 use std::fmt::Write as _;
 
 use crate::sip::{Message, StartLine};
+use crate::track::call::{CallRecord, CallState};
 use crate::track::transaction::Seen;
 
 /// Methods counted by name; any other is `other`.
@@ -50,6 +56,54 @@ pub struct InviteOutcomes {
     pub ineffective: u64,
 }
 
+/// Upper bounds of the delay histograms' buckets, in seconds.
+pub const DELAY_BOUNDS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+/// Delays observed: a count per bucket of [`DELAY_BOUNDS`] (the last above
+/// them all) and their sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delays {
+    pub buckets: [u64; DELAY_BOUNDS.len() + 1],
+    pub sum_ns: u64,
+}
+
+impl Delays {
+    fn observe(&mut self, ns: u64) {
+        let seconds = ns as f64 / 1e9;
+        let bucket = DELAY_BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(DELAY_BOUNDS.len());
+        self.buckets[bucket] += 1;
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The mean, in milliseconds, where there were observations.
+    fn mean_ms(&self) -> Option<f64> {
+        let count = self.count();
+        (count > 0).then(|| self.sum_ns as f64 / 1e6 / count as f64)
+    }
+
+    fn add(&mut self, other: &Delays) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_ns = self.sum_ns.saturating_add(other.sum_ns);
+    }
+
+    fn samples(&self) -> crate::metrics::HistogramSamples<'_> {
+        crate::metrics::HistogramSamples {
+            bounds: &DELAY_BOUNDS,
+            buckets: &self.buckets,
+            sum_seconds: self.sum_ns as f64 / 1e9,
+        }
+    }
+}
+
 /// The counters; plain integers summed over workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kpis {
@@ -58,6 +112,14 @@ pub struct Kpis {
     /// Responses (not retransmitted), by CSeq method and class.
     pub responses: [[u64; CLASSES.len()]; LABELS],
     pub invites: InviteOutcomes,
+    /// Call records by `sip.call.state` (in [`CallState::ALL`]'s order).
+    pub calls: [u64; CallState::ALL.len()],
+    /// Calls answered and ended by an answered BYE (SCR's numerator).
+    pub completed: u64,
+    /// SRD of calls.
+    pub request_delays: Delays,
+    /// SDD of calls.
+    pub disconnect_delays: Delays,
 }
 
 impl Default for Kpis {
@@ -66,6 +128,10 @@ impl Default for Kpis {
             requests: [0; LABELS],
             responses: [[0; CLASSES.len()]; LABELS],
             invites: InviteOutcomes::default(),
+            calls: [0; CallState::ALL.len()],
+            completed: 0,
+            request_delays: Delays::default(),
+            disconnect_delays: Delays::default(),
         }
     }
 }
@@ -104,6 +170,24 @@ impl Kpis {
         }
     }
 
+    /// Counts a call record.
+    pub fn record_call(&mut self, call: &CallRecord) {
+        self.calls[call.state as usize] += 1;
+        if let Some(delay) = call.request_delay {
+            self.request_delays.observe(delay);
+        }
+        if let Some(delay) = call.disconnect_delay {
+            self.disconnect_delays.observe(delay);
+            self.completed += 1;
+        }
+    }
+
+    /// SCR in percent, where calls were recorded.
+    pub fn completion_ratio(&self) -> Option<f64> {
+        let calls: u64 = self.calls.iter().sum();
+        (calls > 0).then(|| 100.0 * self.completed as f64 / calls as f64)
+    }
+
     /// SER, SEER and ISA in percent, where INVITEs were seen.
     pub fn ratios(&self) -> Option<(f64, f64, f64)> {
         let invites = self.requests[0];
@@ -134,6 +218,21 @@ impl Kpis {
         );
         if let Some((ser, seer, isa)) = self.ratios() {
             let _ = write!(out, " SER={ser:.1}% SEER={seer:.1}% ISA={isa:.1}%");
+        }
+        if let Some(scr) = self.completion_ratio() {
+            let _ = write!(out, " calls:");
+            for (state, count) in CallState::ALL.iter().zip(self.calls) {
+                let _ = write!(out, " {}={count}", state.as_str());
+            }
+            let _ = write!(out, " SCR={scr:.1}%");
+        }
+        for (name, delays) in [
+            ("SRD", &self.request_delays),
+            ("SDD", &self.disconnect_delays),
+        ] {
+            if let Some(mean) = delays.mean_ms() {
+                let _ = write!(out, " {name}_mean={mean:.1}ms");
+            }
         }
         out
     }
@@ -177,6 +276,32 @@ impl Kpis {
                 count,
             );
         }
+        for (state, &count) in CallState::ALL.iter().zip(&self.calls) {
+            out.counter(
+                "calls",
+                "Call records by how the call ended (sip.call.state).",
+                &with(&[("state", state.as_str())]),
+                count,
+            );
+        }
+        out.counter(
+            "calls_completed",
+            "Calls answered and ended by an answered BYE (RFC 6076 SCR = this / sum of sipbeat_calls_total).",
+            labels,
+            self.completed,
+        );
+        out.histogram(
+            "session_request_delay",
+            "RFC 6076 SRD: INVITE to its first 180/183 or final response, per call.",
+            labels,
+            &self.request_delays.samples(),
+        );
+        out.histogram(
+            "session_disconnect_delay",
+            "RFC 6076 SDD: BYE to its final response, per call.",
+            labels,
+            &self.disconnect_delays.samples(),
+        );
     }
 
     /// The counters as JSON, for the JSON log format.
@@ -189,6 +314,12 @@ impl Kpis {
                 .map(|(i, &n)| (method_name(i), n)),
         );
         let o = &self.invites;
+        let calls = crate::stats::json_object(
+            CallState::ALL
+                .iter()
+                .zip(self.calls)
+                .map(|(state, n)| (state.as_str(), n)),
+        );
         serde_json::json!({
             "requests": requests,
             "invite_outcomes": {
@@ -196,7 +327,13 @@ impl Kpis {
                 "redirected": o.redirected,
                 "effective": o.effective,
                 "ineffective": o.ineffective,
-            }
+            },
+            "calls": calls,
+            "calls_completed": self.completed,
+            "srd_count": self.request_delays.count(),
+            "srd_sum_ns": self.request_delays.sum_ns,
+            "sdd_count": self.disconnect_delays.count(),
+            "sdd_sum_ns": self.disconnect_delays.sum_ns,
         })
     }
 }
@@ -215,6 +352,12 @@ impl std::ops::AddAssign<&Kpis> for Kpis {
         self.invites.redirected += other.invites.redirected;
         self.invites.effective += other.invites.effective;
         self.invites.ineffective += other.invites.ineffective;
+        for (mine, theirs) in self.calls.iter_mut().zip(other.calls) {
+            *mine += theirs;
+        }
+        self.completed += other.completed;
+        self.request_delays.add(&other.request_delays);
+        self.disconnect_delays.add(&other.disconnect_delays);
     }
 }
 

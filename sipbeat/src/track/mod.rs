@@ -4,5 +4,6 @@
 //! KPIs that follow from them ([`kpi`]). Everything here is bounded and every
 //! entry forgotten early is counted.
 
+pub mod call;
 pub mod kpi;
 pub mod transaction;

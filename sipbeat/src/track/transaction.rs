@@ -308,7 +308,7 @@ impl Transactions {
 
 /// Passes a `u64` key through: the table's keys are keyed hashes already.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {

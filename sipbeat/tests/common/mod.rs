@@ -106,16 +106,24 @@ pub fn config_with_ports(ports: &[u16]) -> Config {
     .expect("valid config")
 }
 
-/// Runs `file` through the pipeline; returns the parsed events and stats.
+/// Runs `file` through the pipeline; returns the parsed message events
+/// (call records left out) and stats.
 pub fn read_events(file: &Path, config: &Config) -> (Vec<Value>, Stats) {
+    let (messages, _, stats) = read_messages_and_calls(file, config);
+    (messages, stats)
+}
+
+/// Runs `file` through the pipeline; returns its message events and its
+/// call records (`event.dataset: sip.call`) apart, and the stats.
+pub fn read_messages_and_calls(file: &Path, config: &Config) -> (Vec<Value>, Vec<Value>, Stats) {
     let mut sink = Collected::default();
     let stats = sipbeat::read::read_files(&[file], config, &mut sink).expect("read");
-    let events = sink
+    let (calls, messages) = sink
         .events
         .iter()
         .map(|json| sipbeat_testkit::json::parse_event(json).expect("every event is valid JSON"))
-        .collect();
-    (events, stats)
+        .partition(|event| event["event"]["dataset"] == "sip.call");
+    (messages, calls, stats)
 }
 
 /// Nested JSON to `a.b.c` keys, arrays kept whole (as Packetbeat's goldens).

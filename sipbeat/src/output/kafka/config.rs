@@ -12,7 +12,8 @@ use serde::Deserialize;
 pub struct KafkaConfig {
     /// `host:port` of one or more brokers to bootstrap from.
     pub brokers: Vec<String>,
-    /// Topic name; may hold `%{[sip.method]}`, `%{[sip.type]}` or `%{[sip.call_id]}`.
+    /// Topic name; may hold `%{[sip.method]}`, `%{[sip.type]}`, `%{[event.dataset]}`
+    /// or `%{[sip.call_id]}`.
     pub topic: String,
     /// Message key template; empty for no key. Default: the Call-ID.
     #[serde(default = "default_key")]

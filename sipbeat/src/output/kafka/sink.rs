@@ -42,6 +42,7 @@ enum Part {
     CallId,
     Method,
     Kind,
+    Dataset,
 }
 
 impl Template {
@@ -61,9 +62,10 @@ impl Template {
                 "sip.call_id" => Part::CallId,
                 "sip.method" => Part::Method,
                 "sip.type" => Part::Kind,
+                "event.dataset" => Part::Dataset,
                 other => {
                     return Err(format!(
-                        "unknown field {other:?} in {text:?} (sip.call_id, sip.method or sip.type)"
+                        "unknown field {other:?} in {text:?} (sip.call_id, sip.method, sip.type or event.dataset)"
                     ));
                 }
             });
@@ -90,6 +92,7 @@ impl Template {
                         .map(u8::to_ascii_uppercase),
                 ),
                 Part::Kind => out.extend_from_slice(meta.kind.as_bytes()),
+                Part::Dataset => out.extend_from_slice(meta.dataset.as_bytes()),
             }
         }
     }
@@ -557,12 +560,17 @@ mod tests {
             method: Some(b"invite"),
             kind: "request",
             timestamp_ns: 0,
+            dataset: "sip",
         };
         let mut out = Vec::new();
         Template::parse("sip-%{[sip.method]}-%{[sip.type]}")
             .unwrap()
             .render(&meta, &mut out);
         assert_eq!(out, b"sip-INVITE-request");
+        Template::parse("%{[event.dataset]}")
+            .unwrap()
+            .render(&meta, &mut out);
+        assert_eq!(out, b"sip");
         Template::parse("%{[sip.call_id]}")
             .unwrap()
             .render(&meta, &mut out);
