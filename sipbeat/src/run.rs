@@ -184,6 +184,8 @@ fn worker(
             return Err(error);
         }
         if last_report.elapsed() >= REPORT_EVERY {
+            // Calls whose timers ran out while no packet came.
+            pipeline.tick(now_ns(), sink.as_mut())?;
             sink.flush()?;
             publish(&report, &pipeline, &source, sink.as_ref());
             last_report = Instant::now();

@@ -60,6 +60,7 @@ fn runnable() -> bool {
         "tc",
         "sipp",
         "ping",
+        "iptables",
         "setpriv",
         "tcpreplay",
         "prometheus",
@@ -1358,5 +1359,341 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
     assert_eq!(records.len() as u64, events, "{log}");
     eprintln!(
         "{frozen} messages while the broker was frozen, {events} events in all, drained in {drained_in:?}"
+    );
+}
+
+/// The call scenarios of `testdata/sipp/calls`, each a UAS and a UAC.
+const CALL_CASES: [&str; 5] = ["answer", "busy", "cancel", "auth", "callee_bye"];
+
+/// One SIP message as tshark shows it.
+struct Shown {
+    ns: i128,
+    src: String,
+    call_id: String,
+    method: String,
+    status: u16,
+    cseq_method: String,
+    resend: bool,
+    reason: String,
+}
+
+/// What a call's record must say, worked out from tshark's fields alone:
+/// the first INVITE starts it; it ends at the first answer to the BYE
+/// once answered, else at the first final response to an INVITE other
+/// than a challenge; messages and resends are counted up to that end.
+fn expected_call(rows: &[&Shown]) -> serde_json::Value {
+    let first = rows
+        .iter()
+        .position(|r| r.method == "INVITE")
+        .expect("an INVITE");
+    let rows = &rows[first..];
+    let start = rows[0].ns;
+    let caller = &rows[0].src;
+    let invite_final = |r: &&&Shown| r.cseq_method == "INVITE" && r.status >= 200 && !r.resend;
+    let answer = rows
+        .iter()
+        .find(|r| invite_final(r) && r.status < 300)
+        .copied();
+    let ringing = rows
+        .iter()
+        .find(|r| r.cseq_method == "INVITE" && (r.status == 180 || r.status == 183))
+        .map(|r| r.ns - start);
+    let bye = rows.iter().position(|r| r.method == "BYE" && !r.resend);
+    let end = match (answer, bye) {
+        (Some(_), Some(bye)) => rows[bye..]
+            .iter()
+            .position(|r| r.cseq_method == "BYE" && r.status >= 200 && !r.resend)
+            .map(|i| bye + i),
+        (Some(_), None) => None,
+        (None, _) => rows
+            .iter()
+            .position(|r| invite_final(&r) && r.status != 401 && r.status != 407),
+    };
+    let mut call = serde_json::json!({});
+    let Some(end) = end else {
+        // Cut short by the capture's end: that much is certain.
+        call["state"] = if answer.is_some() {
+            "answered"
+        } else {
+            "incomplete"
+        }
+        .into();
+        call["incomplete"] = true.into();
+        return call;
+    };
+    let seen = &rows[..=end];
+    let cancelled = seen.iter().any(|r| r.method == "CANCEL");
+    call["state"] = match answer {
+        Some(_) => "answered",
+        None if cancelled => "cancelled",
+        None => "rejected",
+    }
+    .into();
+    call["code"] = answer.map_or(rows[end].status, |a| a.status).into();
+    call["messages"] = seen.len().into();
+    call["retransmissions"] = seen.iter().filter(|r| r.resend).count().into();
+    call["incomplete"] = false.into();
+    call["duration"] = ((rows[end].ns - start) as u64).into();
+    if let Some(ringing) = ringing {
+        call["ringing_delay"] = (ringing as u64).into();
+    }
+    if let Some(answer) = answer {
+        call["answer_delay"] = ((answer.ns - start) as u64).into();
+        let bye = rows[bye.expect("answered calls end by a BYE")];
+        call["talk_duration"] = ((bye.ns - answer.ns) as u64).into();
+        call["ended_by"] = if &bye.src == caller {
+            "caller"
+        } else {
+            "callee"
+        }
+        .into();
+    }
+    // The Reason of the BYE, else of the CANCEL, else of the failure.
+    let reason = seen
+        .iter()
+        .filter(|r| !r.reason.is_empty())
+        .find(|r| r.method == "BYE")
+        .or_else(|| {
+            seen.iter()
+                .find(|r| r.method == "CANCEL" && !r.reason.is_empty())
+        })
+        .or_else(|| (!rows[end].reason.is_empty()).then_some(&rows[end]));
+    if let Some(reason) = reason {
+        call["reason"] = reason.reason.clone().into();
+    }
+    call
+}
+
+/// The same fields of a `sip.call` event, as [`expected_call`] gives them.
+fn recorded_call(event: &serde_json::Value, complete: bool) -> serde_json::Value {
+    let call = &event["sip"]["call"];
+    let mut out = serde_json::json!({
+        "state": call["state"],
+        "incomplete": call["incomplete"],
+    });
+    if complete {
+        for key in [
+            "code",
+            "messages",
+            "retransmissions",
+            "ringing_delay",
+            "answer_delay",
+            "talk_duration",
+            "ended_by",
+            "reason",
+        ] {
+            if !call[key].is_null() {
+                out[key] = call[key].clone();
+            }
+        }
+        out["duration"] = event["event"]["duration"].clone();
+    }
+    out
+}
+
+#[test]
+fn calls_over_a_lossy_link_match_what_the_capture_shows() {
+    if !runnable() {
+        return;
+    }
+    let topology = Topology::new(9);
+    let dir = temp_dir("calls");
+    // 20 % of what reaches the caller is lost: answers, challenges and the
+    // callee's BYEs are resent for real (sipp's UDP timers).
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &topology.ns("u"),
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "udp",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.2",
+        "-j",
+        "DROP",
+    ]);
+    let interface = topology.link("b");
+    let sensor = Sensor::start(&topology, "s", &interface, &dir);
+    let truth = dir.join("calls.pcap");
+    let tcpdump = Background(
+        topology
+            .in_ns("s", "tcpdump")
+            .args(["-i", &interface, "-U", "-n", "-w"])
+            .arg(&truth)
+            .arg("udp port 5060")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for case in CALL_CASES {
+        let uas = sipp_uas(
+            &topology,
+            &dir,
+            &["-sf", &scenario(&format!("calls/{case}_uas.xml"))],
+            5060,
+        );
+        // Calls that loss breaks are still calls: sipp's verdict is not
+        // the test's, the capture is.
+        let _ = topology
+            .in_ns("u", "sipp")
+            .current_dir(&*dir)
+            .args(["-sf", &scenario(&format!("calls/{case}_uac.xml"))])
+            .arg(format!("{}:5060", topology.uas_ip()))
+            .args([
+                "-i",
+                &topology.uac_ip(),
+                "-p",
+                "5060",
+                "-m",
+                "8",
+                "-r",
+                "20",
+            ])
+            .args(["-nostdin", "-recv_timeout", "4000", "-timeout", "15"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        drop(uas);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    sh(&["kill", "-INT", &tcpdump.0.id().to_string()]);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(tcpdump);
+    let (_, live_calls, log) = sensor.stop_all();
+
+    // What tshark shows of each call.
+    let Some(text) = common::tshark(&[
+        "-r",
+        &truth.display().to_string(),
+        "-Y",
+        "sip",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "frame.time_epoch",
+        "-e",
+        "ip.src",
+        "-e",
+        "sip.Call-ID",
+        "-e",
+        "sip.Method",
+        "-e",
+        "sip.Status-Code",
+        "-e",
+        "sip.CSeq.method",
+        "-e",
+        "sip.resend",
+        "-e",
+        "sip.Reason",
+    ]) else {
+        return common::missing("tshark");
+    };
+    let shown: Vec<Shown> = text
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            let (secs, frac) = f[0].split_once('.').unwrap();
+            let frac = format!("{frac:0<9}");
+            Shown {
+                ns: secs.parse::<i128>().unwrap() * 1_000_000_000
+                    + frac[..9].parse::<i128>().unwrap(),
+                src: f[1].to_string(),
+                call_id: f[2].to_string(),
+                method: f[3].to_string(),
+                status: f[4].parse().unwrap_or(0),
+                cseq_method: f[5].to_string(),
+                resend: f[6] == "1",
+                reason: f[7].to_string(),
+            }
+        })
+        .collect();
+    let mut by_call: BTreeMap<&str, Vec<&Shown>> = BTreeMap::new();
+    for row in &shown {
+        by_call.entry(&row.call_id).or_default().push(row);
+    }
+
+    let (_, calls, stats) =
+        common::read_messages_and_calls(&truth, &common::config_with_ports(&[5060]));
+    assert_eq!(
+        calls.len(),
+        by_call.len(),
+        "one record per Call-ID in the capture"
+    );
+    let mut states = BTreeMap::<String, usize>::new();
+    let mut ended_by = BTreeMap::<String, usize>::new();
+    let mut complete = 0;
+    for call in &calls {
+        let id = call["sip"]["call_id"].as_str().unwrap();
+        let want = expected_call(&by_call[id]);
+        let whole = !want["incomplete"].as_bool().unwrap();
+        complete += usize::from(whole);
+        assert_eq!(recorded_call(call, whole), want, "call {id}");
+        *states
+            .entry(want["state"].as_str().unwrap().into())
+            .or_default() += 1;
+        if let Some(party) = want["ended_by"].as_str() {
+            *ended_by.entry(party.into()).or_default() += 1;
+        }
+    }
+    let retransmissions: u64 = calls
+        .iter()
+        .map(|c| c["sip"]["call"]["retransmissions"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "{} calls ({complete} complete in the capture): {states:?}, ended by {ended_by:?}, {retransmissions} retransmissions",
+        calls.len()
+    );
+    assert!(
+        complete >= calls.len() * 3 / 4,
+        "most calls end in the capture"
+    );
+    for state in ["answered", "rejected", "cancelled"] {
+        assert!(
+            states.get(state).is_some_and(|&n| n > 0),
+            "{state}: {states:?}"
+        );
+    }
+    assert!(ended_by.contains_key("caller") && ended_by.contains_key("callee"));
+    assert!(retransmissions > 0, "the loss made retransmissions");
+    assert_eq!(stats.calls.records, calls.len() as u64);
+
+    // Live, the sensor on the callee's link wrote the same records (its
+    // clock is the kernel's, so only what does not depend on it).
+    let discrete = |events: &[serde_json::Value]| -> BTreeMap<String, serde_json::Value> {
+        events
+            .iter()
+            .map(|e| {
+                let c = &e["sip"]["call"];
+                (
+                    e["sip"]["call_id"].as_str().unwrap().to_string(),
+                    serde_json::json!([
+                        c["state"],
+                        c["code"],
+                        c["ended_by"],
+                        c["messages"],
+                        c["retransmissions"],
+                        c["incomplete"],
+                        c["reason"]
+                    ]),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        discrete(&live_calls),
+        discrete(&calls),
+        "live vs read\n{log}"
     );
 }

@@ -16,6 +16,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("tc", "iproute2"),
     ("ping", "iputils-ping"),
+    // Loss injected into a namespace (this kernel has no netem).
+    ("iptables", "iptables"),
     // The AF_PACKET baseline of `cargo xtask bench-live`.
     ("tcpdump", "tcpdump"),
     // Captures replayed live onto a veth (the tunnel tests).
