@@ -5,8 +5,9 @@
 //! them or TCP split them ([`reassemble`]), parsed as SIP in place ([`sip`]), matched to
 //! their transactions ([`track`]), turned into Packetbeat-compatible ECS
 //! events ([`event`]) and handed to an
-//! [`output`]. [`pipeline`] strings these together for one thread; [`stats`]
-//! counts every frame that does not make it, by reason.
+//! [`output`]. [`pipeline`] strings these together for one thread, and [`shard`] gives
+//! each Call-ID one owner among several; [`stats`] counts every frame that
+//! does not make it, by reason.
 
 #[cfg(feature = "xdp")]
 pub mod caps;
@@ -26,6 +27,7 @@ pub mod reason;
 pub mod reassemble;
 #[cfg(feature = "xdp")]
 pub mod run;
+pub mod shard;
 pub mod simd;
 pub mod sip;
 pub mod stats;

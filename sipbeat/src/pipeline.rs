@@ -12,6 +12,7 @@ use crate::output::{EventMeta, OutputError, Sink};
 use crate::reassemble::ReassemblyConfig;
 use crate::reassemble::defrag::Defragmenter;
 use crate::reassemble::tcp::{StreamConsumer, StreamKey, TcpReassembler};
+use crate::shard::{Handoff, Kept, Shard};
 use crate::sip::{self, Framing, HeaderSlots, Message, StartLine, Status};
 use crate::stats::Stats;
 use crate::track::call::{CallConfig, Calls};
@@ -145,6 +146,8 @@ pub struct Pipeline {
     transactions: Transactions,
     /// Every block's calls.
     calls: Calls,
+    /// Live, with several workers: which Call-IDs are this one's.
+    shard: Option<Shard>,
     defrag: Defragmenter,
     tcp: TcpReassembler,
     stats: Stats,
@@ -192,11 +195,87 @@ impl Pipeline {
                 .collect(),
             transactions: Transactions::new(config.transactions),
             calls: Calls::new(config.calls),
+            shard: None,
             defrag: Defragmenter::new(&config.reassembly),
             tcp: TcpReassembler::new(&config.reassembly),
             stats: Stats::default(),
             now_ns: 0,
         }
+    }
+
+    /// This pipeline as one of several workers: messages whose Call-ID
+    /// another owns are handed to it (see [`crate::shard`]).
+    pub fn sharded(mut self, shard: Shard) -> Pipeline {
+        self.shard = Some(shard);
+        self
+    }
+
+    /// Tracks and publishes the messages other workers handed over.
+    pub fn receive_handoffs(&mut self, sink: &mut dyn Sink) -> Result<(), OutputError> {
+        let Some(shard) = &self.shard else {
+            return Ok(());
+        };
+        while let Some(handoff) = shard.receive() {
+            let framing = if handoff.flow.protocol == protocol::TCP {
+                Framing::Stream
+            } else {
+                Framing::Datagram
+            };
+            let mut slots = HeaderSlots::new();
+            let Ok(Status::Complete(message)) =
+                Message::parse(handoff.message(), &mut slots, framing)
+            else {
+                // It parsed in the worker that sent it.
+                self.stats.rejected(sip::Error::HeadersUnterminated);
+                continue;
+            };
+            let context = Context {
+                timestamp_ns: handoff.timestamp_ns,
+                flow: handoff.flow,
+                ingress: Ingress {
+                    interface: handoff.interface(),
+                    vlan: handoff.vlan,
+                },
+            };
+            self.now_ns = self.now_ns.max(handoff.timestamp_ns);
+            let block = handoff.block.min(self.events.len() - 1);
+            let track = Track {
+                events: &mut self.events,
+                block,
+                transactions: &mut self.transactions,
+                calls: &mut self.calls,
+                shard: None,
+                stats: &mut self.stats,
+            };
+            publish(track, &message, &context, sink)?;
+        }
+        Ok(())
+    }
+
+    /// End of a sharded run: hands nothing over from now on, and takes in
+    /// what other workers still hand over until every one has stopped
+    /// handing over (at most `patience`).
+    pub fn close_shard(
+        &mut self,
+        sink: &mut dyn Sink,
+        patience: std::time::Duration,
+    ) -> Result<(), OutputError> {
+        let deadline = std::time::Instant::now() + patience;
+        while let Some(shard) = self.shard.as_mut() {
+            let all_closed = shard.close();
+            self.receive_handoffs(sink)?;
+            let empty = self.shard.as_ref().is_none_or(Shard::is_empty);
+            if (all_closed && empty) || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Whether this pipeline shares Call-IDs with other workers.
+    pub fn is_sharded(&self) -> bool {
+        self.shard.is_some()
     }
 
     /// Counters so far, reassembly's included.
@@ -286,6 +365,7 @@ impl Pipeline {
                     events: &mut self.events,
                     transactions: &mut self.transactions,
                     calls: &mut self.calls,
+                    shard: self.shard.as_ref(),
                     blocks: &self.tcp_blocks,
                     ingress,
                     stats: &mut self.stats,
@@ -348,6 +428,7 @@ impl Pipeline {
                     block,
                     transactions: &mut self.transactions,
                     calls: &mut self.calls,
+                    shard: self.shard.as_ref(),
                     stats: &mut self.stats,
                 };
                 publish(track, &message, context, sink)
@@ -366,10 +447,12 @@ impl Pipeline {
 
     /// End of input: open TCP streams close, unfinished datagrams are dropped.
     pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), OutputError> {
+        // Streams closed at the end are tracked here, whoever owns them.
         let mut framer = SipFramer {
             events: &mut self.events,
             transactions: &mut self.transactions,
             calls: &mut self.calls,
+            shard: None,
             blocks: &self.tcp_blocks,
             // Streams closed at the end of input: no packet brought them.
             ingress: Ingress::default(),
@@ -399,6 +482,8 @@ struct Track<'a> {
     block: usize,
     transactions: &'a mut Transactions,
     calls: &'a mut Calls,
+    /// Where messages another worker owns go.
+    shard: Option<&'a Shard>,
     stats: &'a mut Stats,
 }
 
@@ -413,8 +498,19 @@ fn publish(
         block,
         transactions,
         calls,
+        shard,
         stats,
     } = track;
+    if let (Some(shard), Some(call_id)) = (shard, message.call_id) {
+        match shard.hand_over(call_id, || Handoff::new(message.raw, block, context)) {
+            Ok(()) => {
+                stats.counts.handed_over += 1;
+                return Ok(());
+            }
+            Err(Kept::InboxFull) => stats.counts.kept_inbox_full += 1,
+            Err(Kept::Owned) => {}
+        }
+    }
     stats.counts.messages += 1;
     let flow = &context.flow;
     let sighting = Sighting {
@@ -485,6 +581,7 @@ struct SipFramer<'a> {
     events: &'a mut [EventBuilder],
     transactions: &'a mut Transactions,
     calls: &'a mut Calls,
+    shard: Option<&'a Shard>,
     blocks: &'a PortBlocks,
     /// Where the segment being fed came in.
     ingress: Ingress<'a>,
@@ -552,6 +649,7 @@ impl StreamConsumer for SipFramer<'_> {
                         block,
                         transactions: self.transactions,
                         calls: self.calls,
+                        shard: self.shard,
                         stats: self.stats,
                     };
                     if let Err(error) = publish(track, &message, &context, self.sink) {

@@ -55,6 +55,10 @@ const STALLED_AFTER: Duration = Duration::from_secs(5);
 const BATCH: u32 = 256;
 /// The longest an idle worker sleeps before it checks for a stop.
 const IDLE_WAIT_MS: i32 = 100;
+/// The longest an idle worker sleeps when other workers hand it messages.
+const SHARDED_IDLE_WAIT_MS: i32 = 1;
+/// How long a stopping worker waits for the others to stop handing over.
+const SHARD_CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 /// How often a worker publishes its counters and flushes its output.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 
@@ -75,8 +79,8 @@ fn pin_to_core(core: usize) {
 
 /// Where a worker's frames come from.
 trait Source: Send + 'static {
-    /// Sleeps a while (at most [`IDLE_WAIT_MS`]) for frames.
-    fn wait(&mut self) -> std::io::Result<()>;
+    /// Sleeps a while (at most `ms`) for frames.
+    fn wait(&mut self, ms: i32) -> std::io::Result<()>;
     /// Hands up to `max` frames to `on_frame`; returns how many.
     fn receive(&mut self, max: u32, on_frame: impl FnMut(Frame<'_>)) -> usize;
     /// The source's own counters.
@@ -94,8 +98,8 @@ struct Mirror {
 }
 
 impl Source for Mirror {
-    fn wait(&mut self) -> std::io::Result<()> {
-        self.socket.wait(IDLE_WAIT_MS)
+    fn wait(&mut self, ms: i32) -> std::io::Result<()> {
+        self.socket.wait(ms)
     }
 
     fn receive(&mut self, max: u32, mut on_frame: impl FnMut(Frame<'_>)) -> usize {
@@ -125,9 +129,9 @@ struct Host {
 }
 
 impl Source for Host {
-    fn wait(&mut self) -> std::io::Result<()> {
+    fn wait(&mut self, ms: i32) -> std::io::Result<()> {
         // The programs wake the reader only once a batch is waiting.
-        self.ring.wait(sipbeat_common::HOST_RING_POLL_MS)
+        self.ring.wait(ms.min(sipbeat_common::HOST_RING_POLL_MS))
     }
 
     fn receive(&mut self, max: u32, mut on_frame: impl FnMut(Frame<'_>)) -> usize {
@@ -168,10 +172,17 @@ fn worker(
     let mut last_report = Instant::now();
     let mut failed = None;
     let mut idle = true;
+    // Sharded, messages handed over wait in the inbox while this worker
+    // sleeps: sleep briefly.
+    let idle_wait = if pipeline.is_sharded() {
+        SHARDED_IDLE_WAIT_MS
+    } else {
+        IDLE_WAIT_MS
+    };
     while !stop.load(Ordering::Relaxed) {
         // Sleep in poll only when the ring ran dry: under load the next
         // batch is already there, and a system call per batch is waste.
-        if idle && let Err(error) = source.wait() {
+        if idle && let Err(error) = source.wait(idle_wait) {
             crate::log::warn(&format!("poll: {error}"));
         }
         let received = source.receive(BATCH, |frame| {
@@ -183,6 +194,7 @@ fn worker(
         if let Some(error) = failed.take() {
             return Err(error);
         }
+        pipeline.receive_handoffs(sink.as_mut())?;
         if last_report.elapsed() >= REPORT_EVERY {
             // Calls whose timers ran out while no packet came.
             pipeline.tick(now_ns(), sink.as_mut())?;
@@ -191,6 +203,7 @@ fn worker(
             last_report = Instant::now();
         }
     }
+    pipeline.close_shard(sink.as_mut(), SHARD_CLOSE_PATIENCE)?;
     pipeline.finish(sink.as_mut())?;
     sink.drain()?;
     publish(&report, &pipeline, &source, sink.as_ref());
@@ -453,6 +466,7 @@ fn spawn_worker(
     agent: &Agent,
     stop: &Arc<AtomicBool>,
     pin: Option<usize>,
+    shard: Option<crate::shard::Shard>,
 ) -> anyhow::Result<(Worker, Arc<Mutex<WorkerReport>>)> {
     let sink = config.output.open()?;
     // The node's own addresses give `network.direction` ingress/egress.
@@ -462,7 +476,10 @@ fn spawn_worker(
         .iter()
         .flat_map(|interface| ebpf::node_addresses(interface))
         .collect();
-    let pipeline = Pipeline::with_local(config.pipeline(), agent.clone(), local);
+    let mut pipeline = Pipeline::with_local(config.pipeline(), agent.clone(), local);
+    if let Some(shard) = shard {
+        pipeline = pipeline.sharded(shard);
+    }
     let report = Arc::new(Mutex::new(WorkerReport {
         interface: labels.0.to_string(),
         queue: labels.1.to_string(),
@@ -548,6 +565,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                 &agent,
                 &stop,
                 None,
+                None,
             )?;
             workers.push(handle);
             reports.push(report);
@@ -571,12 +589,20 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let xsk = XskConfig::from_capture(capture);
             let mut attached = Vec::new();
-            for interface in &capture.interfaces {
+            // One worker per queue of every interface; each Call-ID has one
+            // owner among them.
+            let queue_counts: Vec<u32> = capture
+                .interfaces
+                .iter()
+                .map(|interface| capture.queues.unwrap_or_else(|| ebpf::rx_queues(interface)))
+                .collect();
+            let mut shards =
+                crate::shard::shards(queue_counts.iter().sum::<u32>() as usize).into_iter();
+            for (interface, &queues) in capture.interfaces.iter().zip(&queue_counts) {
                 let mut program =
                     Programs::load(&filter, sipbeat_common::filter::link::ETHERNET, None)?;
                 let mode = program.attach_mirror(interface, capture.xdp_mode)?;
                 let ifindex = ebpf::if_index(interface)?;
-                let queues = capture.queues.unwrap_or_else(|| ebpf::rx_queues(interface));
                 for queue in 0..queues {
                     let socket = XskSocket::bind(ifindex, queue, &xsk)
                         .with_context(|| format!("AF_XDP socket for {interface} queue {queue}"))?;
@@ -592,6 +618,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                         &agent,
                         &stop,
                         Some(queue as usize % cores),
+                        shards.next(),
                     )?;
                     workers.push(handle);
                     reports.push(report);

@@ -86,8 +86,14 @@ crate::counters! {
         /// Stream bytes skipped looking for a SIP start line (after a gap, a
         /// broken message, or a capture that began mid-stream).
         stream_bytes_skipped,
-        /// Valid SIP messages.
+        /// Valid SIP messages (counted by the worker that tracks them).
         messages,
+        /// Messages handed to the worker that owns their Call-ID (live,
+        /// several queues).
+        handed_over,
+        /// Messages kept by the worker that parsed them because the owner's
+        /// inbox was full: tracked apart from the rest of their call.
+        kept_inbox_full,
         /// Events handed to the output.
         events,
     }
@@ -277,6 +283,13 @@ impl Stats {
             c.stream_bytes_skipped
         );
         let _ = writeln!(out, "sipbeat: ip fragments: {}", self.defrag.line());
+        if c.handed_over + c.kept_inbox_full > 0 {
+            let _ = writeln!(
+                out,
+                "sipbeat: workers: handed_over={} kept_inbox_full={}",
+                c.handed_over, c.kept_inbox_full
+            );
+        }
         let _ = writeln!(out, "sipbeat: transactions: {}", self.transactions.line());
         let _ = writeln!(out, "sipbeat: calls: {}", self.calls.line());
         let _ = writeln!(out, "sipbeat: kpi: {}", self.kpis.line());

@@ -422,8 +422,40 @@ fn mirrored_sipp_calls_and_registrations_give_one_event_per_message() {
     let register_uac_file = scenario("register_uac.xml");
     let register_messages = sipp_uac(&topology, &dir, &["-sf", &register_uac_file], 5062, 20);
     std::thread::sleep(Duration::from_secs(2));
-    let (events, log) = sensor.stop();
+    let (events, calls, log) = sensor.stop_all();
     drop((uas, register_uas));
+
+    // Four queues, four workers: whichever queue a message came in on, the
+    // worker owning its Call-ID paired it (every response is timed) and
+    // recorded its call.
+    assert_eq!(calls.len(), 40, "{log}");
+    for call in &calls {
+        assert_eq!(call["sip"]["call"]["state"], "answered", "{call}");
+        assert_eq!(call["sip"]["call"]["incomplete"], false, "{call}");
+        // sipp's own UAC and UAS: INVITE 180 200 ACK BYE 200.
+        assert_eq!(call["sip"]["call"]["messages"], 6, "{call}");
+    }
+    let last = |name: &str| -> u64 {
+        let key = format!("{name}=");
+        log.lines()
+            .rev()
+            .find_map(|line| {
+                let at = line.find(&key)? + key.len();
+                line[at..].split_whitespace().next()?.parse().ok()
+            })
+            // The workers line is there only when something was handed over.
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        last("unmatched"),
+        0,
+        "every response met its request\n{log}"
+    );
+    assert_eq!(last("kept_inbox_full"), 0, "{log}");
+    eprintln!(
+        "mirror: {} messages handed to their Call-ID's worker",
+        last("handed_over")
+    );
 
     let mut methods: BTreeMap<String, usize> = BTreeMap::new();
     for event in &events {
