@@ -453,6 +453,15 @@ fn filter_settings(config: &Config) -> FilterSettings {
     }
 }
 
+/// Where a worker sits among the others.
+#[derive(Default)]
+struct Seat {
+    /// The core it is pinned to.
+    pin: Option<usize>,
+    /// Its share of the Call-IDs, when there are several workers.
+    shard: Option<crate::shard::Shard>,
+}
+
 /// A worker thread; it ends with its output's error, if any.
 type Worker = std::thread::JoinHandle<Result<(), OutputError>>;
 
@@ -465,9 +474,9 @@ fn spawn_worker(
     config: &Config,
     agent: &Agent,
     stop: &Arc<AtomicBool>,
-    pin: Option<usize>,
-    shard: Option<crate::shard::Shard>,
+    seat: Seat,
 ) -> anyhow::Result<(Worker, Arc<Mutex<WorkerReport>>)> {
+    let Seat { pin, shard } = seat;
     let sink = config.output.open()?;
     // The node's own addresses give `network.direction` ingress/egress.
     let local = config
@@ -564,8 +573,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                 config,
                 &agent,
                 &stop,
-                None,
-                None,
+                Seat::default(),
             )?;
             workers.push(handle);
             reports.push(report);
@@ -617,8 +625,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                         config,
                         &agent,
                         &stop,
-                        Some(queue as usize % cores),
-                        shards.next(),
+                        Seat {
+                            pin: Some(queue as usize % cores),
+                            shard: shards.next(),
+                        },
                     )?;
                     workers.push(handle);
                     reports.push(report);
