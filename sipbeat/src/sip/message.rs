@@ -272,9 +272,17 @@ impl<'a> Message<'a> {
     /// The first value of the header `name` (any case) that has no
     /// [`HeaderName`] of its own, read as [`Message::raw_headers`] does.
     pub fn other_header(&self, name: &[u8]) -> Option<&'a [u8]> {
-        self.raw_headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
+        let head = &self.raw[..self.raw.len() - self.body.len()];
+        // Only lines that start with the name are split at their colon.
+        memchr::memchr_iter(b'\n', head).find_map(|nl| {
+            let line = &head[nl + 1..];
+            let line = &line[..memchr(b'\n', line).unwrap_or(line.len())];
+            let rest = line
+                .get(..name.len())
+                .filter(|start| start.eq_ignore_ascii_case(name))
+                .map(|_| line[name.len()..].trim_ascii_start())?;
+            rest.strip_prefix(b":").map(<[u8]>::trim_ascii)
+        })
     }
 
     /// Reads and checks the headers sipbeat interprets, in header order, so
@@ -614,6 +622,18 @@ mod tests {
             );
             assert_eq!(m.content_length, Some(4));
             assert!(m.raw.ends_with(b"body"));
+        });
+    }
+
+    #[test]
+    fn other_headers_are_found_by_name_in_any_case() {
+        let text = b"BYE sip:b@h SIP/2.0\r\nReasons: no\r\nCall-ID: a@b\r\nCSeq: 2 BYE\r\nreason : Q.850;cause=16 \r\nReason: SIP;cause=200\r\nContent-Length: 9\r\n\r\nReason: x";
+        check_datagram(text, |m| {
+            assert_eq!(m.other_header(b"reason"), Some(&b"Q.850;cause=16"[..]));
+            assert_eq!(m.other_header(b"REASONS"), Some(&b"no"[..]));
+            assert_eq!(m.other_header(b"x-cid"), None);
+            let lines: Vec<_> = m.raw_headers().map(|(name, _)| name).collect();
+            assert_eq!(lines.len(), 6, "the body is not a header: {lines:?}");
         });
     }
 
