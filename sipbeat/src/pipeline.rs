@@ -561,7 +561,7 @@ fn write_calls(
         let start = sink.buffer().len();
         events[record.block.min(events.len() - 1)].build_call(sink.buffer(), &record);
         let meta = EventMeta {
-            call_id: Some(&record.info.call_id),
+            call_id: Some(record.info.call_id()),
             method: Some(b"INVITE"),
             kind: "",
             timestamp_ns: record.end_ns,

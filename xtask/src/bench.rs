@@ -263,6 +263,10 @@ fn generate_flood_pattern(pattern: callgen::Flood, count: usize) -> Result<PathB
 
 /// The byte caps the hostile patterns run under.
 const FLOOD_CAP: usize = 8 << 20;
+/// Transaction legs and calls of the hostile patterns' config: about
+/// 8 MiB together at ~170 and ~450 bytes each (the INVITE flood).
+const FLOOD_TRANSACTIONS: usize = 16_384;
+const FLOOD_CALLS: usize = 12_288;
 /// Resident memory of a run beyond its caps: the binary, the allocator,
 /// stream and datagram entries (measured for the defaults, with room).
 const FLOOD_BASELINE_MIB: u64 = 48;
@@ -275,7 +279,8 @@ fn flood_patterns(sipbeat: &str) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "reassembly:\n  tcp_max_buffered_bytes: {FLOOD_CAP}\n  fragment_max_bytes: {FLOOD_CAP}\n"
+            "reassembly:\n  tcp_max_buffered_bytes: {FLOOD_CAP}\n  fragment_max_bytes: {FLOOD_CAP}\n\
+             transactions:\n  max_transactions: {FLOOD_TRANSACTIONS}\ncalls:\n  max_calls: {FLOOD_CALLS}\n"
         ),
     )?;
     let config = config.to_str().context("UTF-8 path")?;
@@ -303,6 +308,7 @@ fn flood_patterns(sipbeat: &str) -> Result<()> {
                     "sipbeat: tcp:",
                     "sipbeat: ip fragments:",
                     "sipbeat: transactions:",
+                    "sipbeat: calls:",
                 ]
                 .iter()
                 .any(|group| l.starts_with(group))

@@ -37,8 +37,8 @@ pub fn write_call(
     record: &CallRecord,
 ) {
     let info = &record.info;
-    let from = NameAddr::parse(&info.from);
-    let to = NameAddr::parse(&info.to);
+    let from = NameAddr::parse(info.from());
+    let to = NameAddr::parse(info.to());
     let mut related = Related::default();
     related.ip(record.caller.0, flow_fields.src);
     related.ip(record.callee.0, flow_fields.dst);
@@ -50,7 +50,7 @@ pub fn write_call(
     w.members(env.metadata);
 
     w.open("sip");
-    w.str("call_id", &info.call_id);
+    w.str("call_id", info.call_id());
     if let Some(from) = &from {
         ecs::write_party(w, "from", from, &mut related);
     }

@@ -74,7 +74,7 @@ impl Default for CallConfig {
     fn default() -> Self {
         CallConfig {
             enabled: true,
-            max_calls: 131_072,
+            max_calls: 65_536,
             idle_timeout_secs: 3600,
         }
     }
@@ -138,19 +138,66 @@ impl Party {
     }
 }
 
-/// What a record copies of the call's messages.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a record copies of the call's messages: one allocation per call
+/// for the Call-ID, From, To and From tag, and where the call ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallInfo {
-    pub call_id: Box<[u8]>,
-    /// The From and To header values (To with the answer's tag once
-    /// answered).
-    pub from: Box<[u8]>,
-    pub to: Box<[u8]>,
-    /// The From tag, which tells the caller's requests from the callee's.
-    from_tag: Box<[u8]>,
+    /// Call-ID, From and To header values (To with the answer's tag once
+    /// answered) and the From tag, one after the other.
+    text: Box<[u8]>,
+    /// Where each of the four ends in `text`.
+    ends: [u16; 4],
     /// The Reason header of the BYE, CANCEL or failure that ended it.
     pub reason: Option<Box<[u8]>>,
     pub correlation_id: Option<Box<[u8]>>,
+    /// Who sent the first INVITE, and to whom.
+    caller: (IpAddr, u16),
+    callee: (IpAddr, u16),
+}
+
+impl CallInfo {
+    fn new(parts: [&[u8]; 4], caller: (IpAddr, u16), callee: (IpAddr, u16)) -> CallInfo {
+        let (text, ends) = join(parts);
+        CallInfo {
+            text,
+            ends,
+            reason: None,
+            correlation_id: None,
+            caller,
+            callee,
+        }
+    }
+
+    fn part(&self, index: usize) -> &[u8] {
+        let start = if index == 0 {
+            0
+        } else {
+            usize::from(self.ends[index - 1])
+        };
+        &self.text[start..usize::from(self.ends[index])]
+    }
+
+    pub fn call_id(&self) -> &[u8] {
+        self.part(0)
+    }
+
+    pub fn from(&self) -> &[u8] {
+        self.part(1)
+    }
+
+    pub fn to(&self) -> &[u8] {
+        self.part(2)
+    }
+
+    fn from_tag(&self) -> &[u8] {
+        self.part(3)
+    }
+
+    /// The answer's To (with its tag) in place of the INVITE's.
+    fn set_to(&mut self, to: &[u8]) {
+        let (text, ends) = join([self.call_id(), self.from(), to, self.from_tag()]);
+        (self.text, self.ends) = (text, ends);
+    }
 }
 
 /// One call, ended: what its `sip.call` event says.
@@ -181,45 +228,71 @@ pub struct CallRecord {
     pub disconnect_delay: Option<u64>,
 }
 
-/// One call in progress (or recorded, and waiting out late messages).
+/// No time: for the optional instants of [`Call`].
+const NEVER: u64 = u64::MAX;
+
+/// One call in progress (or recorded, and waiting out late messages): what
+/// every message of the call may change, in 72 bytes; the rest is in its
+/// [`CallInfo`].
 #[derive(Debug)]
 struct Call {
     /// `None` once recorded.
     info: Option<Box<CallInfo>>,
     start_ns: u64,
     last_ns: u64,
-    ringing_ns: Option<u64>,
+    /// The first 180/183, or [`NEVER`].
+    ringing_ns: u64,
     /// The first 180/183 or final response to an initial INVITE.
-    first_response_ns: Option<u64>,
-    answer_ns: Option<u64>,
-    bye_ns: Option<u64>,
-    caller: (IpAddr, u16),
-    callee: (IpAddr, u16),
+    first_response_ns: u64,
+    answer_ns: u64,
+    bye_ns: u64,
     code: u16,
     /// Initial INVITE transactions (legs) without a final response.
     pending: u16,
     messages: u32,
     retransmissions: u32,
     block: u8,
-    udp: bool,
-    /// A 2xx answered it (or a BYE showed that one did).
-    answered: bool,
-    /// Any provisional response: Timer C, not Timer B.
-    provisional: bool,
-    cancelled: bool,
-    incomplete: bool,
+    flags: Flags,
     ended_by: Option<Party>,
+}
+
+const _: () = assert!(size_of::<Call>() <= 72);
+
+/// A call's yes-or-no facts, as bits.
+#[derive(Clone, Copy, Debug, Default)]
+struct Flags(u8);
+
+impl Flags {
+    const UDP: u8 = 1;
+    /// A 2xx answered it (or a BYE showed that one did).
+    const ANSWERED: u8 = 2;
+    /// Any provisional response: Timer C, not Timer B.
+    const PROVISIONAL: u8 = 4;
+    const CANCELLED: u8 = 8;
+    const INCOMPLETE: u8 = 16;
+
+    fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    fn set(&mut self, flag: u8) {
+        self.0 |= flag;
+    }
+}
+
+fn at(ns: u64) -> Option<u64> {
+    (ns != NEVER).then_some(ns)
 }
 
 impl Call {
     /// How long the call waits after its last message before a timer
     /// ends it.
     fn patience_ns(&self, idle_ns: u64) -> u64 {
-        if self.info.is_none() || self.bye_ns.is_some() {
+        if self.info.is_none() || self.bye_ns != NEVER {
             TIMER_B_NS
-        } else if self.answered {
+        } else if self.flags.has(Flags::ANSWERED) {
             idle_ns
-        } else if self.pending > 0 && self.provisional {
+        } else if self.pending > 0 && self.flags.has(Flags::PROVISIONAL) {
             TIMER_C_NS
         } else {
             TIMER_B_NS
@@ -229,17 +302,18 @@ impl Call {
     /// The state of a call ended by a timer or cut short (`cut`: at the end
     /// of the input, or evicted), and whether it is incomplete.
     fn unfinished_state(&self, cut: bool) -> (CallState, bool) {
-        if self.answered {
+        let incomplete = self.flags.has(Flags::INCOMPLETE);
+        if self.flags.has(Flags::ANSWERED) {
             return (CallState::Answered, true);
         }
         if self.pending == 0 && self.code >= 300 {
             // Challenged, and never tried again.
-            return (CallState::Rejected, self.incomplete);
+            return (CallState::Rejected, incomplete);
         }
-        if self.cancelled {
+        if self.flags.has(Flags::CANCELLED) {
             return (CallState::Cancelled, true);
         }
-        if cut || self.incomplete {
+        if cut || incomplete {
             (CallState::Incomplete, true)
         } else {
             (CallState::Timeout, false)
@@ -260,13 +334,30 @@ pub struct Calls {
     stats: CallStats,
 }
 
-fn copy(value: &[u8]) -> Box<[u8]> {
+/// `parts`, each cut to [`MAX_VALUE`], one after the other, and where each
+/// ends.
+fn join(parts: [&[u8]; 4]) -> (Box<[u8]>, [u16; 4]) {
+    let mut text = Vec::with_capacity(parts.iter().map(|p| cut(p).len()).sum());
+    let mut ends = [0u16; 4];
+    for (end, part) in ends.iter_mut().zip(parts) {
+        text.extend_from_slice(cut(part));
+        *end = text.len() as u16;
+    }
+    (text.into_boxed_slice(), ends)
+}
+
+/// `value`, at most [`MAX_VALUE`] bytes of it (cut on a character
+/// boundary).
+fn cut(value: &[u8]) -> &[u8] {
     let mut end = value.len().min(MAX_VALUE);
-    // Cut on a character boundary.
     while end < value.len() && end > 0 && (value[end] & 0xc0) == 0x80 {
         end -= 1;
     }
-    value[..end].into()
+    &value[..end]
+}
+
+fn copy(value: &[u8]) -> Box<[u8]> {
+    cut(value).into()
 }
 
 impl Calls {
@@ -352,15 +443,17 @@ impl Calls {
                     return;
                 }
                 match method {
-                    b"INVITE" if !to_tag && !call.answered => call.pending += 1,
-                    b"CANCEL" if !call.answered => {
-                        call.cancelled = true;
+                    b"INVITE" if !to_tag && !call.flags.has(Flags::ANSWERED) => {
+                        call.pending = call.pending.saturating_add(1);
+                    }
+                    b"CANCEL" if !call.flags.has(Flags::ANSWERED) => {
+                        call.flags.set(Flags::CANCELLED);
                         info.reason = reason(message).map(copy);
                     }
-                    b"BYE" if call.bye_ns.is_none() => {
-                        call.bye_ns = Some(now);
+                    b"BYE" if call.bye_ns == NEVER => {
+                        call.bye_ns = now;
                         let from_tag = message.from.as_ref().and_then(|f| f.tag);
-                        call.ended_by = Some(if from_tag == Some(&info.from_tag[..]) {
+                        call.ended_by = Some(if from_tag == Some(info.from_tag()) {
                             Party::Caller
                         } else {
                             Party::Callee
@@ -368,10 +461,9 @@ impl Calls {
                         if let Some(reason) = reason(message) {
                             info.reason = Some(copy(reason));
                         }
-                        if !call.answered && !call.cancelled {
+                        if !call.flags.has(Flags::ANSWERED) && !call.flags.has(Flags::CANCELLED) {
                             // A dialog without its 2xx seen: it was answered.
-                            call.answered = true;
-                            call.incomplete = true;
+                            call.flags.set(Flags::ANSWERED | Flags::INCOMPLETE);
                         }
                     }
                     _ => {}
@@ -382,47 +474,48 @@ impl Calls {
                 let first_final = code >= 200
                     && (seen.first_final || (seen.request_ns.is_none() && !seen.retransmission));
                 match cseq.method {
-                    b"INVITE" if !call.answered => {
+                    b"INVITE" if !call.flags.has(Flags::ANSWERED) => {
                         if code < 200 {
-                            call.provisional = true;
-                            if (code == 180 || code == 183) && call.ringing_ns.is_none() {
-                                call.ringing_ns = Some(now);
-                                call.first_response_ns.get_or_insert(now);
+                            call.flags.set(Flags::PROVISIONAL);
+                            if (code == 180 || code == 183) && call.ringing_ns == NEVER {
+                                call.ringing_ns = now;
+                                call.first_response_ns = call.first_response_ns.min(now);
                             }
                             return;
                         }
                         if !first_final {
                             return;
                         }
-                        call.first_response_ns.get_or_insert(now);
+                        call.first_response_ns = call.first_response_ns.min(now);
                         call.pending = call.pending.saturating_sub(1);
                         call.code = code;
                         if code < 300 {
-                            call.answered = true;
-                            call.answer_ns = Some(now);
+                            call.flags.set(Flags::ANSWERED);
+                            call.answer_ns = now;
                             if let Some(to) = message.first_value(HeaderName::To) {
-                                info.to = copy(to);
+                                info.set_to(to);
                             }
                         } else if call.pending == 0 && code != 401 && code != 407 {
                             if let Some(reason) = reason(message) {
                                 info.reason = Some(copy(reason));
                             }
-                            let state = if call.cancelled {
+                            let state = if call.flags.has(Flags::CANCELLED) {
                                 CallState::Cancelled
                             } else {
                                 CallState::Rejected
                             };
-                            let incomplete = call.incomplete;
+                            let incomplete = call.flags.has(Flags::INCOMPLETE);
                             self.end(key, state, incomplete, now);
                         }
                     }
-                    b"BYE" if first_final && call.bye_ns.is_some() => {
-                        let state = if call.answered {
+                    b"BYE" if first_final && call.bye_ns != NEVER => {
+                        let answered = call.flags.has(Flags::ANSWERED);
+                        let state = if answered {
                             CallState::Answered
                         } else {
                             CallState::Incomplete
                         };
-                        let incomplete = call.incomplete || !call.answered;
+                        let incomplete = call.flags.has(Flags::INCOMPLETE) || !answered;
                         self.end(key, state, incomplete, now);
                     }
                     _ => {}
@@ -468,38 +561,35 @@ impl Calls {
                 ..
             }
         );
+        let call_id = message.call_id.unwrap_or_default();
+        let mut info = Box::new(CallInfo::new([call_id, from, to, from_tag], at.src, at.dst));
+        info.correlation_id = correlation.map(copy);
+        let mut flags = Flags::default();
+        if at.udp {
+            flags.set(Flags::UDP);
+        }
+        if in_dialog {
+            flags.set(Flags::ANSWERED | Flags::INCOMPLETE);
+        }
         let mut call = Call {
-            info: Some(Box::new(CallInfo {
-                call_id: copy(message.call_id.unwrap_or_default()),
-                from: copy(from),
-                to: copy(to),
-                from_tag: copy(from_tag),
-                reason: None,
-                correlation_id: correlation.map(copy),
-            })),
+            info: Some(info),
             start_ns: at.now_ns,
             last_ns: at.now_ns,
-            ringing_ns: None,
-            first_response_ns: None,
-            answer_ns: None,
-            bye_ns: None,
-            caller: at.src,
-            callee: at.dst,
+            ringing_ns: NEVER,
+            first_response_ns: NEVER,
+            answer_ns: NEVER,
+            bye_ns: NEVER,
             code: 0,
             pending: u16::from(invite && !in_dialog),
             messages: 1,
             retransmissions: 0,
             block: block.min(usize::from(u8::MAX)) as u8,
-            udp: at.udp,
-            answered: in_dialog,
-            provisional: false,
-            cancelled: false,
-            incomplete: in_dialog,
+            flags,
             ended_by: None,
         };
         if !invite {
             // A BYE of a call not seen: who hangs up is all it tells.
-            call.bye_ns = Some(at.now_ns);
+            call.bye_ns = at.now_ns;
             if let Some(info) = call.info.as_mut() {
                 info.reason = reason(message).map(copy);
             }
@@ -518,26 +608,25 @@ impl Calls {
         let Some(info) = call.info.take() else {
             return;
         };
-        let since_start = |t: Option<u64>| t.map(|t| t.saturating_sub(call.start_ns));
+        let since_start = |t: u64| at(t).map(|t| t.saturating_sub(call.start_ns));
         let answered = state == CallState::Answered;
-        let in_dialog_bye = call.bye_ns.filter(|_| answered);
+        let in_dialog_bye = at(call.bye_ns).filter(|_| answered);
         self.ended.push(CallRecord {
+            caller: info.caller,
+            callee: info.callee,
             info,
             block: usize::from(call.block),
-            caller: call.caller,
-            callee: call.callee,
-            udp: call.udp,
+            udp: call.flags.has(Flags::UDP),
             start_ns: call.start_ns,
             end_ns,
             code: (call.code >= 200).then_some(call.code),
             state,
             ringing_delay: since_start(call.ringing_ns),
             answer_delay: since_start(call.answer_ns),
-            talk_duration: call
-                .answer_ns
+            talk_duration: at(call.answer_ns)
                 .zip(in_dialog_bye)
                 .map(|(answer, bye)| bye.saturating_sub(answer)),
-            ended_by: call.ended_by.filter(|_| call.bye_ns.is_some()),
+            ended_by: call.ended_by.filter(|_| call.bye_ns != NEVER),
             messages: call.messages,
             retransmissions: call.retransmissions,
             incomplete,
@@ -708,7 +797,7 @@ mod tests {
         assert_eq!(r.end_ns - r.start_ns, 63_020_000_000);
         assert_eq!(r.disconnect_delay, Some(20_000_000));
         assert_eq!(r.request_delay, Some(700_000_000));
-        assert_eq!(&*r.info.to, b"<sip:bob@h>;tag=b", "the answer's To");
+        assert_eq!(r.info.to(), b"<sip:bob@h>;tag=b", "the answer's To");
         assert_eq!(
             r.info.reason.as_deref(),
             Some(&b"Q.850;cause=16;text=\"Normal call clearing\""[..])
@@ -821,7 +910,7 @@ mod tests {
                 .iter()
                 .all(|r| r.incomplete && r.state == CallState::Incomplete)
         );
-        assert_eq!(&*evicted[0].info.call_id, b"call-0@h");
+        assert_eq!(evicted[0].info.call_id(), b"call-0@h");
         calls.finish();
         assert_eq!(calls.take_ended().count(), 10);
         assert!(calls.is_empty());
