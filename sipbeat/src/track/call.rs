@@ -189,13 +189,13 @@ impl CallInfo {
         self.part(2)
     }
 
-    fn from_tag(&self) -> &[u8] {
+    fn caller_tag(&self) -> &[u8] {
         self.part(3)
     }
 
     /// The answer's To (with its tag) in place of the INVITE's.
     fn set_to(&mut self, to: &[u8]) {
-        let (text, ends) = join([self.call_id(), self.from(), to, self.from_tag()]);
+        let (text, ends) = join([self.call_id(), self.from(), to, self.caller_tag()]);
         (self.text, self.ends) = (text, ends);
     }
 }
@@ -453,7 +453,7 @@ impl Calls {
                     b"BYE" if call.bye_ns == NEVER => {
                         call.bye_ns = now;
                         let from_tag = message.from.as_ref().and_then(|f| f.tag);
-                        call.ended_by = Some(if from_tag == Some(info.from_tag()) {
+                        call.ended_by = Some(if from_tag == Some(info.caller_tag()) {
                             Party::Caller
                         } else {
                             Party::Callee
