@@ -163,6 +163,15 @@ pub struct SipArgs {
     /// kafka://HOST:PORT[,HOST:PORT...]/TOPIC [default: stdout].
     #[arg(long, short, value_name = "OUTPUT", value_parser = Output::parse)]
     pub output: Option<Output>,
+
+    /// Keep events on disk here until Kafka has them (each worker in its
+    /// own subdirectory) [config: queue.disk.path].
+    #[arg(long, value_name = "DIR")]
+    pub disk_queue: Option<PathBuf>,
+
+    /// The disk queue's size, e.g. 256MiB or 10GB [config: queue.disk.max_size; default: 10GB].
+    #[arg(long, value_name = "SIZE", value_parser = crate::output::queue::ByteSize::parse)]
+    pub disk_queue_max_size: Option<crate::output::queue::ByteSize>,
 }
 
 impl SipArgs {
@@ -175,6 +184,8 @@ impl SipArgs {
             parse_body: self.parse_body,
             keep_original: self.keep_original,
             output: self.output.clone(),
+            disk_queue: self.disk_queue.clone(),
+            disk_queue_max_size: self.disk_queue_max_size,
             capture: CaptureOverrides::default(),
             http: None,
         }

@@ -42,6 +42,8 @@ struct WorkerReport {
     output: Option<String>,
     /// The output's own counters (Kafka's), by name.
     output_counters: Vec<(&'static str, u64)>,
+    /// The output's gauges ([`Sink::gauges`](crate::output::Sink::gauges)).
+    output_gauges: Vec<(&'static str, u64)>,
     /// Whether the output can deliver now ([`Sink::ready`](crate::output::Sink::ready)).
     output_ready: bool,
     /// When the worker last published: its heartbeat.
@@ -222,6 +224,7 @@ fn publish(
     shared.rings = source.rings();
     shared.output = sink.summary();
     shared.output_counters = sink.counters();
+    shared.output_gauges = sink.gauges();
     shared.output_ready = sink.ready();
     shared.updated = Some(Instant::now());
 }
@@ -358,6 +361,14 @@ fn expose_worker(out: &mut crate::metrics::Exposition, report: &WorkerReport) {
             *value,
         );
     }
+    for (name, value) in &report.output_gauges {
+        out.gauge(
+            &format!("output_{name}"),
+            "The output's gauge of this name (the disk queue's depth and oldest event's age).",
+            &labels,
+            *value,
+        );
+    }
     if report.queue != HOST_QUEUE {
         for (name, value) in report.rings.fields() {
             out.counter(
@@ -477,7 +488,7 @@ fn spawn_worker(
     seat: Seat,
 ) -> anyhow::Result<(Worker, Arc<Mutex<WorkerReport>>)> {
     let Seat { pin, shard } = seat;
-    let sink = config.output.open()?;
+    let sink = config.output.open_for(&name)?;
     // The node's own addresses give `network.direction` ingress/egress.
     let local = config
         .capture

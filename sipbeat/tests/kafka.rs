@@ -257,3 +257,104 @@ fn fatal_producer_error_recreates_the_producer_and_resends() {
     assert_eq!(got.len(), 200, "nothing lost across the restart");
     assert_eq!(KafkaCounters::get(&counters.failed), 0);
 }
+
+/// `sipbeat read` into a frozen broker with a disk queue and a 20-event
+/// memory queue, killed with SIGKILL while it waits: a second run replays
+/// the disk queue once the broker is back, and every event of the first
+/// arrives (those delivered twice counted). With a disk queue too small
+/// for the outage, exactly the events it counts as dropped are missing.
+#[test]
+fn a_disk_queue_outlives_a_frozen_broker_and_sigkill() {
+    let Some(broker) = broker_or_skip("queue", "sip-queue") else {
+        return;
+    };
+    let dir = common::ScratchDir::new("disk-queue");
+    let capture = common::testdata().join("pcaps/suricata-verify/sip-method--sip.pcap");
+    let empty = dir.join("empty.pcap");
+    sipbeat_testkit::capture::write_pcap(&empty, &[]).unwrap();
+    let expected = {
+        let config = Config::build(FileConfig::default(), Overrides::default()).unwrap();
+        let mut sink = common::Collected::default();
+        sipbeat::read::read_files(&[&capture], &config, &mut sink).unwrap();
+        sink.events
+    };
+    let run = |topic: &str, queue: &std::path::Path, max_size: &str, pcap: &std::path::Path| {
+        let config = dir.join(format!("{topic}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "output:\n  kafka:\n    brokers: [\"{}\"]\n    topic: {topic}\n    queue_max_messages: 20\n    max_block_ms: 100\n    flush_timeout_secs: 3\nqueue:\n  disk:\n    path: {}\n    max_size: {max_size}\n",
+                broker.address(),
+                queue.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_sipbeat"))
+            .args(["read", "-c"])
+            .arg(&config)
+            .arg(pcap)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let last = |log: &str, name: &str| -> u64 {
+        let key = format!(" {name}=");
+        log.lines()
+            .rev()
+            .find_map(|line| {
+                let at = line.find(&key)? + key.len();
+                line[at..].split_whitespace().next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in: {log}"))
+    };
+    for (topic, max_size) in [("sip-queue", "64MiB"), ("sip-queue-small", "64KiB")] {
+        if topic != "sip-queue" {
+            broker.create_topic(topic, 3).unwrap();
+        }
+        let queue = dir.join(topic);
+        broker.signal("-STOP").unwrap();
+        let mut first = run(topic, &queue, max_size, &capture);
+        let mut dropped = 0;
+        if max_size == "64MiB" {
+            // Read, written to disk, waiting for the frozen broker: kill it.
+            std::thread::sleep(Duration::from_millis(1500));
+            first.kill().unwrap();
+            let _ = first.wait();
+        } else {
+            // It gives up waiting, says what it dropped, leaves the rest.
+            let output = first.wait_with_output().unwrap();
+            let log = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "{log}");
+            dropped = last(&log, "queue_dropped_full");
+        }
+        broker.signal("-CONT").unwrap();
+        let second = run(topic, &queue, max_size, &empty)
+            .wait_with_output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&second.stderr).into_owned();
+        assert!(second.status.success(), "{log}");
+        let recovered = last(&log, "queue_recovered");
+        let records = consume(&broker, topic, recovered as usize, Duration::from_secs(10));
+        let distinct: HashSet<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+        let wanted: HashSet<&[u8]> = expected.iter().map(Vec::as_slice).collect();
+        assert!(distinct.is_subset(&wanted), "only events of the capture");
+        eprintln!(
+            "{topic}: {} events, {recovered} recovered after SIGKILL, {} delivered, {} twice",
+            expected.len(),
+            distinct.len(),
+            records.len() - distinct.len()
+        );
+        if max_size == "64MiB" {
+            assert_eq!(distinct.len(), expected.len(), "nothing lost\n{log}");
+            assert_eq!(recovered, expected.len() as u64, "{log}");
+        } else {
+            assert!(dropped > 0, "64 KiB is too small for the outage");
+            assert_eq!(
+                distinct.len() as u64,
+                expected.len() as u64 - dropped,
+                "missing exactly what the first run counted as dropped\n{log}"
+            );
+        }
+    }
+}

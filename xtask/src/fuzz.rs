@@ -22,6 +22,7 @@ const TARGETS: &[&str] = &[
     "json_escape",
     "capture_file",
     "config",
+    "disk_segment",
 ];
 
 /// Config seeds: the shapes of the README's and the DaemonSet's configs.
@@ -175,6 +176,32 @@ fn seed() -> Result<()> {
         fragments.extend_from_slice(chunk);
     }
     write_seed(&corpus.join("defrag"), "two-fragments", &fragments)?;
+    // Disk-queue segments as the queue writes them: whole, torn, flipped.
+    let mut segment = sipbeat::output::queue::MAGIC.to_vec();
+    for seq in 0..8u64 {
+        let payload = format!("{{\"@timestamp\":\"2026-12-06T00:00:00.000Z\",\"n\":{seq}}}");
+        sipbeat::output::queue::Record {
+            seq,
+            meta: sipbeat::output::EventMeta {
+                call_id: Some(b"seed@example.com"),
+                method: Some(b"INVITE"),
+                kind: "request",
+                timestamp_ns: 1_765_000_000_000_000_000 + seq,
+                dataset: "sip",
+            },
+            payload: payload.as_bytes(),
+        }
+        .encode(&mut segment);
+    }
+    write_seed(&corpus.join("disk_segment"), "whole", &segment)?;
+    write_seed(
+        &corpus.join("disk_segment"),
+        "torn",
+        &segment[..segment.len() - 5],
+    )?;
+    let mut flipped = segment.clone();
+    flipped[segment.len() / 2] ^= 0x10;
+    write_seed(&corpus.join("disk_segment"), "flipped", &flipped)?;
     for (name, yaml) in CONFIG_SEEDS {
         write_seed(&corpus.join("config"), name, yaml.as_bytes())?;
     }

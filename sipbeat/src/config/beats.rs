@@ -36,7 +36,6 @@ const BEATS_ONLY: &[&str] = &[
     "setup",
     "path",
     "seccomp",
-    "queue",
     "max_procs",
     "cloud",
     "xpack",
@@ -82,6 +81,40 @@ const BEATS_KAFKA_ONLY: &[&str] = &[
     "loadbalance",
 ];
 
+/// Beats' `queue`: `queue.disk` is sipbeat's too (its path, max_size and
+/// segment_size); the memory queue and the disk queue's tuning are
+/// librdkafka's and the disk queue's own business.
+fn queue(root: &mut Mapping, ignored: &mut Vec<String>) {
+    let Some(Value::Mapping(queue)) = root.get_mut("queue") else {
+        return;
+    };
+    let keys: Vec<String> = queue
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    for key in keys {
+        if key != "disk" {
+            queue.remove(key.as_str());
+            ignored.push(format!("queue.{key}"));
+        }
+    }
+    if let Some(Value::Mapping(disk)) = queue.get_mut("disk") {
+        for key in [
+            "read_ahead",
+            "write_ahead",
+            "retry_interval",
+            "max_retry_interval",
+        ] {
+            if disk.remove(key).is_some() {
+                ignored.push(format!("queue.disk.{key}"));
+            }
+        }
+    }
+    if queue.is_empty() {
+        root.remove("queue");
+    }
+}
+
 /// Normalizes a parsed config document.
 pub fn normalize(document: Value) -> Result<Normalized, String> {
     let mut root = match expand(document, &mut Vec::new())? {
@@ -112,6 +145,7 @@ pub fn normalize(document: Value) -> Result<Normalized, String> {
             ignored.push((*key).to_string());
         }
     }
+    queue(&mut root, &mut ignored);
     if let Some(Value::Sequence(blocks)) = root.get_mut("protocols") {
         protocols(blocks, &mut ignored)?;
     }

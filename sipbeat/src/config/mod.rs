@@ -10,7 +10,7 @@
 
 mod beats;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -18,6 +18,7 @@ use crate::capture::{AttachMode, CaptureConfig, CaptureMode};
 use crate::event::{Agent, EcsConfig, Labels};
 use crate::metrics::HttpConfig;
 use crate::output::Output;
+use crate::output::queue::{ByteSize, DiskQueueConfig};
 pub use crate::pipeline::TransportProtocol;
 use crate::pipeline::{MAX_BLOCKS, PipelineConfig, SipBlock};
 use crate::reassemble::ReassemblyConfig;
@@ -140,6 +141,9 @@ pub struct FileConfig {
     /// Call records (`sip.call`) and their limits.
     #[serde(default)]
     pub calls: CallConfig,
+    /// `queue.disk`: events wait on disk until Kafka has them.
+    #[serde(default)]
+    pub queue: QueueConfig,
     /// Headers whose value is `sip.correlation_id` (B2BUA legs of one call),
     /// in order of preference: `X-CID`, `Session-ID`, `P-Charging-Vector`...
     #[serde(default)]
@@ -182,9 +186,19 @@ pub struct Overrides {
     pub parse_body: Option<bool>,
     pub keep_original: Option<bool>,
     pub output: Option<Output>,
+    /// `--disk-queue DIR` and `--disk-queue-max-size SIZE`.
+    pub disk_queue: Option<PathBuf>,
+    pub disk_queue_max_size: Option<ByteSize>,
     pub capture: CaptureOverrides,
     /// `--http HOST:PORT`.
     pub http: Option<HttpConfig>,
+}
+
+/// `queue:` (Beats' key); only its `disk` is sipbeat's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub disk: Option<DiskQueueConfig>,
 }
 
 /// `sipbeat run`'s flags, each overriding its key of the `capture:` block.
@@ -333,7 +347,7 @@ impl Config {
         }
         // The file's output is looked at only when no flag replaces it: an
         // output the flag overrides cannot fail the run.
-        let output = match (overrides.output, file.output) {
+        let mut output = match (overrides.output, file.output) {
             (Some(output), _) => output,
             (None, file) => {
                 let output = file.unwrap_or(Output::Stdout {});
@@ -341,6 +355,36 @@ impl Config {
                 output
             }
         };
+        let mut disk = file.queue.disk;
+        if let Some(path) = overrides.disk_queue {
+            disk = Some(match disk {
+                Some(disk) => DiskQueueConfig { path, ..disk },
+                None => DiskQueueConfig::new(path, DiskQueueConfig::DEFAULT_MAX_SIZE),
+            });
+        }
+        if let Some(size) = overrides.disk_queue_max_size {
+            match &mut disk {
+                Some(disk) => disk.max_size = size,
+                None => {
+                    return invalid(
+                        "--disk-queue-max-size needs --disk-queue DIR (or queue.disk.path)".into(),
+                    );
+                }
+            }
+        }
+        if let Some(disk) = disk {
+            disk.validate().map_err(ConfigError::Invalid)?;
+            match &mut output {
+                #[cfg(feature = "kafka")]
+                Output::Kafka(kafka) => kafka.disk_queue = Some(disk),
+                _ => {
+                    return invalid(
+                        "queue.disk keeps events until Kafka has them: it needs the kafka output"
+                            .into(),
+                    );
+                }
+            }
+        }
         Ok(Config {
             sip,
             name: file.name,

@@ -5,6 +5,7 @@
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod ndjson;
+pub mod queue;
 
 use std::path::PathBuf;
 
@@ -102,6 +103,11 @@ pub trait Sink: Send {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// The output's own gauges by name (the disk queue's depth and age).
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Which sink a run writes to: the config's `output:` block (exactly one
@@ -153,11 +159,18 @@ impl Output {
 
     /// Opens the sink.
     pub fn open(&self) -> Result<Box<dyn Sink>, OutputError> {
+        self.open_for("main")
+    }
+
+    /// Opens the sink of the worker called `worker` (its own disk queue,
+    /// when there is one, is in a subdirectory of that name).
+    pub fn open_for(&self, worker: &str) -> Result<Box<dyn Sink>, OutputError> {
+        let _ = worker;
         Ok(match self {
             Output::Stdout {} => Box::new(ndjson::NdjsonSink::new(std::io::stdout())),
             Output::File(file) => Box::new(ndjson::NdjsonSink::new(file.open()?)),
             #[cfg(feature = "kafka")]
-            Output::Kafka(config) => Box::new(kafka::KafkaSink::new(config)?),
+            Output::Kafka(config) => Box::new(kafka::KafkaSink::for_worker(config, worker)?),
         })
     }
 }

@@ -48,6 +48,10 @@ pub struct KafkaConfig {
     /// Any other librdkafka property, verbatim.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// The config's `queue.disk` (a top-level key, as in Beats), set when
+    /// the config is built.
+    #[serde(skip)]
+    pub disk_queue: Option<crate::output::queue::DiskQueueConfig>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -140,6 +144,7 @@ impl KafkaConfig {
             queue_max_messages: default_queue_messages(),
             queue_max_kbytes: default_queue_kbytes(),
             max_block_ms: None,
+            disk_queue: None,
             flush_timeout_secs: default_flush_secs(),
             options: BTreeMap::new(),
         }

@@ -28,6 +28,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 
 use super::KafkaConfig;
+use crate::output::queue::{DiskQueue, Refused};
 use crate::output::{EventMeta, OutputError, Sink};
 
 /// A topic or key template: literal text and `%{[field]}` references.
@@ -177,7 +178,12 @@ struct Unsent {
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     timestamp_ms: Option<i64>,
+    opaque: usize,
 }
+
+/// What a delivery report carries: the event's disk-queue seq plus one, or
+/// 0 for an event not in a disk queue.
+type Opaque = usize;
 
 /// librdkafka's callbacks.
 struct Callbacks {
@@ -188,8 +194,21 @@ struct Callbacks {
     started: Instant,
     fatal: Arc<AtomicBool>,
     unsent: Arc<Mutex<Vec<Unsent>>>,
+    /// Disk-queue seqs whose fate is settled (delivered, or failed for good).
+    settled: Arc<Mutex<Vec<u64>>>,
     /// Repeated errors said once, then once a period with a count.
     log: crate::log::Limiter,
+}
+
+impl Callbacks {
+    fn settle(&self, opaque: Opaque) {
+        if opaque > 0 {
+            self.settled
+                .lock()
+                .expect("not poisoned")
+                .push(opaque as u64 - 1);
+        }
+    }
 }
 
 impl ClientContext for Callbacks {
@@ -220,11 +239,14 @@ impl ClientContext for Callbacks {
 }
 
 impl ProducerContext for Callbacks {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Opaque;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Opaque) {
         match result {
-            Ok(_) => self.counters.delivered_at(self.started.elapsed()),
+            Ok(_) => {
+                self.counters.delivered_at(self.started.elapsed());
+                self.settle(opaque);
+            }
             Err((error, message)) => {
                 let fatal = self.fatal.load(Ordering::SeqCst)
                     || matches!(
@@ -242,10 +264,12 @@ impl ProducerContext for Callbacks {
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         timestamp_ms: message.timestamp().to_millis(),
+                        opaque,
                     };
                     self.unsent.lock().expect("not poisoned").push(unsent);
                 } else {
                     KafkaCounters::bump(&self.counters.failed);
+                    self.settle(opaque);
                     self.log
                         .warn(&format!("kafka: event not delivered: {error}"));
                 }
@@ -263,6 +287,9 @@ pub struct KafkaSink {
     counters: Arc<KafkaCounters>,
     fatal: Arc<AtomicBool>,
     unsent: Arc<Mutex<Vec<Unsent>>>,
+    settled: Arc<Mutex<Vec<u64>>>,
+    /// `queue.disk`: events wait here until delivered.
+    queue: Option<DiskQueue>,
     topic: Template,
     key: Template,
     topic_buf: Vec<u8>,
@@ -280,6 +307,7 @@ fn producer(
     counters: &Arc<KafkaCounters>,
     fatal: &Arc<AtomicBool>,
     unsent: &Arc<Mutex<Vec<Unsent>>>,
+    settled: &Arc<Mutex<Vec<u64>>>,
 ) -> Result<ThreadedProducer<Callbacks>, OutputError> {
     let callbacks = Callbacks {
         counters: Arc::clone(counters),
@@ -287,6 +315,7 @@ fn producer(
         started,
         fatal: Arc::clone(fatal),
         unsent: Arc::clone(unsent),
+        settled: Arc::clone(settled),
         log: crate::log::Limiter::default(),
     };
     config
@@ -299,13 +328,39 @@ impl KafkaSink {
     /// Creates the producer; brokers are contacted in the background, so a
     /// broker that is down now only delays delivery.
     pub fn new(config: &KafkaConfig) -> Result<KafkaSink, OutputError> {
+        KafkaSink::for_worker(config, "main")
+    }
+
+    /// [`KafkaSink::new`] for the worker called `worker`: its disk queue,
+    /// when the config has one, is `queue.disk.path/worker`.
+    pub fn for_worker(config: &KafkaConfig, worker: &str) -> Result<KafkaSink, OutputError> {
         config.validate().map_err(OutputError::Kafka)?;
         let counters = Arc::new(KafkaCounters::default());
         let fatal = Arc::new(AtomicBool::new(false));
         let unsent = Arc::new(Mutex::new(Vec::new()));
+        let settled = Arc::new(Mutex::new(Vec::new()));
         let started = Instant::now();
+        let queue = match &config.disk_queue {
+            None => None,
+            Some(disk) => {
+                let dir = disk.path.join(worker);
+                let queue = DiskQueue::open(disk, &dir).map_err(|e| {
+                    OutputError::Kafka(format!("disk queue {}: {e}", dir.display()))
+                })?;
+                if queue.depth() > 0 {
+                    crate::log::info(&format!(
+                        "disk queue {}: {} events from an earlier run to send first",
+                        dir.display(),
+                        queue.depth()
+                    ));
+                }
+                Some(queue)
+            }
+        };
         Ok(KafkaSink {
-            producer: producer(config, started, &counters, &fatal, &unsent)?,
+            producer: producer(config, started, &counters, &fatal, &unsent, &settled)?,
+            settled,
+            queue,
             started,
             topic: Template::parse(&config.topic).map_err(OutputError::Kafka)?,
             key: Template::parse(&config.key).map_err(OutputError::Kafka)?,
@@ -361,6 +416,7 @@ impl KafkaSink {
             &self.counters,
             &self.fatal,
             &self.unsent,
+            &self.settled,
         )?;
         KafkaCounters::bump(&self.counters.producer_restarts);
         let unsent = std::mem::take(&mut *self.unsent.lock().expect("not poisoned"));
@@ -376,7 +432,7 @@ impl KafkaSink {
                 event.key.as_deref(),
                 &event.payload,
                 event.timestamp_ms,
-                false,
+                (false, event.opaque),
             );
         }
         Ok(())
@@ -390,9 +446,9 @@ impl KafkaSink {
         key: Option<&[u8]>,
         payload: &[u8],
         timestamp_ms: Option<i64>,
-        first_time: bool,
+        (first_time, opaque): (bool, Opaque),
     ) {
-        let mut record = BaseRecord::to(topic).payload(payload);
+        let mut record = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
         if let Some(ms) = timestamp_ms {
             record = record.timestamp(ms);
         }
@@ -431,6 +487,63 @@ impl KafkaSink {
         }
     }
 
+    /// Delivery reports in since the last look: their events leave the
+    /// disk queue.
+    fn settle(&mut self) {
+        let settled = std::mem::take(&mut *self.settled.lock().expect("not poisoned"));
+        if let Some(queue) = &mut self.queue {
+            for seq in settled {
+                queue.acknowledge(seq);
+            }
+        }
+    }
+
+    /// Produces what waits on disk, in order, while librdkafka takes it.
+    fn replay(&mut self) {
+        let KafkaSink {
+            queue: Some(queue),
+            producer,
+            topic,
+            key,
+            topic_buf,
+            key_buf,
+            counters,
+            refusals,
+            ..
+        } = self
+        else {
+            return;
+        };
+        while let Some((stored, len)) = queue.next_unsent() {
+            let (seq, meta) = (stored.seq, stored.meta);
+            topic.render(&meta, topic_buf);
+            key.render(&meta, key_buf);
+            let topic = String::from_utf8_lossy(topic_buf);
+            let record = Record {
+                topic: &topic,
+                key: (!key_buf.is_empty()).then_some(key_buf.as_slice()),
+                payload: stored.payload,
+                timestamp_ms: (meta.timestamp_ns > 0)
+                    .then_some((meta.timestamp_ns / 1_000_000) as i64),
+                opaque: seq as usize + 1,
+            };
+            let sent = try_send(producer, &record);
+            match sent {
+                Sent::Yes => {
+                    queue.replayed(seq, len);
+                    KafkaCounters::bump(&counters.enqueued);
+                }
+                Sent::Full => break,
+                Sent::Refused(error) => {
+                    queue.replayed(seq, len);
+                    queue.acknowledge(seq);
+                    KafkaCounters::bump(&counters.failed);
+                    refusals.warn(&format!("kafka: event refused: {error}"));
+                }
+            }
+        }
+    }
+
     /// One line per second at most while drops go on.
     fn report_drop(&mut self) {
         let now = Instant::now();
@@ -444,6 +557,40 @@ impl KafkaSink {
                 KafkaCounters::get(&self.counters.dropped_queue_full)
             ));
         }
+    }
+}
+
+/// One event for librdkafka.
+struct Record<'a> {
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    timestamp_ms: Option<i64>,
+    opaque: Opaque,
+}
+
+/// What became of one attempt to enqueue.
+enum Sent {
+    Yes,
+    /// librdkafka's queue is full.
+    Full,
+    /// The event itself is unsendable (too large, bad topic).
+    Refused(KafkaError),
+}
+
+/// Enqueues `record` once, without waiting.
+fn try_send(producer: &ThreadedProducer<Callbacks>, record: &Record<'_>) -> Sent {
+    let mut base = BaseRecord::with_opaque_to(record.topic, record.opaque).payload(record.payload);
+    if let Some(ms) = record.timestamp_ms {
+        base = base.timestamp(ms);
+    }
+    if let Some(key) = record.key {
+        base = base.key(key);
+    }
+    match producer.send(base) {
+        Ok(()) => Sent::Yes,
+        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Sent::Full,
+        Err((error, _)) => Sent::Refused(error),
     }
 }
 
@@ -467,7 +614,44 @@ impl Sink for KafkaSink {
             // stay in their time); 0 (unknown) leaves it to librdkafka.
             let timestamp_ms =
                 (meta.timestamp_ns > 0).then_some((meta.timestamp_ns / 1_000_000) as i64);
-            self.send(&topic, key, &event[start..], timestamp_ms, true);
+            match self.queue.as_mut().map(|q| q.append(meta, &event[start..])) {
+                // No disk queue, or it could not take the event: straight to
+                // librdkafka under the queue-full policy.
+                None | Some(Err(Refused::Io)) => {
+                    self.send(&topic, key, &event[start..], timestamp_ms, (true, 0));
+                }
+                Some(Err(Refused::Full)) => {}
+                Some(Ok(seq)) => {
+                    let queue = self.queue.as_mut().expect("a queue");
+                    if queue.is_next(seq) {
+                        // Nothing waits before it: produce it from memory.
+                        let record = Record {
+                            topic: &topic,
+                            key,
+                            payload: &event[start..],
+                            timestamp_ms,
+                            opaque: seq as usize + 1,
+                        };
+                        match try_send(&self.producer, &record) {
+                            Sent::Yes => {
+                                queue.produced(seq);
+                                KafkaCounters::bump(&self.counters.enqueued);
+                            }
+                            // It waits on disk.
+                            Sent::Full => {}
+                            Sent::Refused(error) => {
+                                queue.produced(seq);
+                                queue.acknowledge(seq);
+                                KafkaCounters::bump(&self.counters.failed);
+                                self.refusals
+                                    .warn(&format!("kafka: event refused: {error}"));
+                            }
+                        }
+                    } else {
+                        self.replay();
+                    }
+                }
+            }
         }
         event.clear();
         self.event_buf = event;
@@ -478,12 +662,45 @@ impl Sink for KafkaSink {
 
     fn flush(&mut self) -> Result<(), OutputError> {
         // librdkafka's own thread sends batches as they fill (linger_ms).
-        self.recover()
+        self.recover()?;
+        self.settle();
+        self.replay();
+        if let Some(queue) = &mut self.queue {
+            queue.commit();
+        }
+        Ok(())
     }
 
     fn drain(&mut self) -> Result<(), OutputError> {
         let timeout = Duration::from_secs(self.config.flush_timeout_secs);
         let deadline = Instant::now() + timeout;
+        if let Some(queue) = &mut self.queue {
+            // On disk first, whatever happens next; what is not delivered
+            // by the deadline stays there for the next start.
+            queue.write_pending();
+            loop {
+                self.recover()?;
+                self.settle();
+                self.replay();
+                let left = self.queue.as_ref().map_or(0, DiskQueue::depth);
+                if left == 0 || Instant::now() >= deadline {
+                    if let Some(queue) = &mut self.queue {
+                        queue.commit();
+                    }
+                    if left > 0 {
+                        crate::log::warn(&format!(
+                            "kafka: {left} events undelivered after {}s stay in the disk queue for the next start",
+                            timeout.as_secs()
+                        ));
+                    }
+                    return Ok(());
+                }
+                self.producer.poll(Duration::from_millis(10));
+                let _ = self
+                    .producer
+                    .flush(Timeout::After(Duration::from_millis(100)));
+            }
+        }
         loop {
             self.recover()?;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -516,11 +733,37 @@ impl Sink for KafkaSink {
             .iter()
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
-        Some(format!("sipbeat: kafka: {}{timing}", counts.join(" ")))
+        let queue = self.queue.as_ref().map_or(String::new(), |q| {
+            format!(
+                "\nsipbeat: disk queue: depth={} bytes={} oldest_age_secs={} {}",
+                q.depth(),
+                q.bytes(),
+                q.oldest_age_secs(),
+                q.stats().line()
+            )
+        });
+        Some(format!(
+            "sipbeat: kafka: {}{timing}{queue}",
+            counts.join(" ")
+        ))
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.counters.values().to_vec()
+        let mut counters = self.counters.values().to_vec();
+        if let Some(queue) = &self.queue {
+            counters.extend(queue.stats().fields());
+        }
+        counters
+    }
+
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        self.queue.as_ref().map_or(Vec::new(), |q| {
+            vec![
+                ("queue_depth_events", q.depth()),
+                ("queue_depth_bytes", q.bytes()),
+                ("queue_oldest_age_seconds", q.oldest_age_secs()),
+            ]
+        })
     }
 
     fn ready(&self) -> bool {
