@@ -388,17 +388,31 @@ pub fn kafka(messages: usize) -> Result<()> {
         stdout_time.as_secs_f64(),
         messages as f64 / stdout_time.as_secs_f64()
     );
-    for compression in ["lz4", "zstd"] {
+    let queue_dir = root().join("bench-data/kafka-disk-queue");
+    for (compression, disk_queue) in [("lz4", false), ("zstd", false), ("lz4", true)] {
         // A fresh broker per run: tansu's memory storage grows with every event.
         let broker = sipbeat_testkit::Tansu::start(&tansu_binary, "bench")?;
         broker.create_topic("sipbeat-bench", 3)?;
-        let config = root()
-            .join("bench-data")
-            .join(format!("kafka-{compression}.yml"));
+        let name = if disk_queue {
+            format!("{compression}-disk-queue")
+        } else {
+            compression.to_string()
+        };
+        let config = root().join("bench-data").join(format!("kafka-{name}.yml"));
+        // Every event through the disk queue on its way to the broker.
+        let queue = if disk_queue {
+            let _ = std::fs::remove_dir_all(&queue_dir);
+            format!(
+                "queue:\n  disk:\n    path: {}\n    max_size: 10GB\n",
+                queue_dir.display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!(
-                "output:\n  kafka:\n    brokers: [\"{}\"]\n    topic: sipbeat-bench\n    compression: {compression}\n",
+                "output:\n  kafka:\n    brokers: [\"{}\"]\n    topic: sipbeat-bench\n    compression: {compression}\n{queue}",
                 broker.address()
             ),
         )?;
@@ -428,9 +442,61 @@ pub fn kafka(messages: usize) -> Result<()> {
             .find_map(|field| field.strip_prefix("sustained="))
             .context("the kafka summary has a sustained rate")?;
         println!(
-            "sipbeat read → tansu ({compression}):  {:.3} s, {:.0} events/s delivered overall, {sustained} sustained (acks=all, idempotent)\n  {kafka_line}",
+            "sipbeat read → tansu ({name}):  {:.3} s, {:.0} events/s delivered overall, {sustained} sustained (acks=all, idempotent)\n  {kafka_line}",
             elapsed.as_secs_f64(),
             messages as f64 / elapsed.as_secs_f64()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&queue_dir);
+    disk_queue_rates(messages)
+}
+
+/// The disk queue's own rates: `events` events of 2,600 bytes (a typical
+/// event) written, then read back as after a restart.
+pub fn disk_queue_rates(events: usize) -> Result<()> {
+    use sipbeat::output::queue::{ByteSize, DiskQueue, DiskQueueConfig};
+    let dir = root().join("bench-data/disk-queue-rates");
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = DiskQueueConfig::new(&dir, ByteSize(1 << 40));
+    let payload = vec![b'x'; 2600];
+    let meta = sipbeat::output::EventMeta {
+        call_id: Some(b"1-2345@192.0.2.1"),
+        method: Some(b"INVITE"),
+        kind: "request",
+        timestamp_ns: 1,
+        dataset: "sip",
+    };
+    let mut queue = DiskQueue::open(&config, &dir)?;
+    let started = Instant::now();
+    for _ in 0..events {
+        queue
+            .append(&meta, &payload)
+            .map_err(|refused| anyhow::anyhow!("disk queue refused an event: {refused:?}"))?;
+    }
+    queue.commit();
+    let write = started.elapsed();
+    let bytes = queue.bytes() as f64;
+    drop(queue);
+    let mut queue = DiskQueue::open(&config, &dir)?;
+    let started = Instant::now();
+    let mut read = 0;
+    while let Some((record, len)) = queue.next_unsent() {
+        let seq = record.seq;
+        queue.replayed(seq, len);
+        read += 1;
+    }
+    let replay = started.elapsed();
+    drop(queue);
+    std::fs::remove_dir_all(&dir)?;
+    if read != events {
+        bail!("the disk queue gave back {read} of {events} events");
+    }
+    for (what, elapsed) in [("write", write), ("replay", replay)] {
+        println!(
+            "disk queue {what}: {events} events of 2,600 bytes in {:.3} s: {:.0} events/s, {:.0} MB/s",
+            elapsed.as_secs_f64(),
+            events as f64 / elapsed.as_secs_f64(),
+            bytes / 1e6 / elapsed.as_secs_f64()
         );
     }
     Ok(())

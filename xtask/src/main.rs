@@ -8,7 +8,9 @@
 //! - `build-pgo`: the profile-guided release build the benchmarks measure;
 //!   `check-pgo`: it publishes the same events as the plain build.
 //! - `bench`: sipbeat (plain and PGO builds) vs tshark on that pcap, one core each.
-//! - `bench-kafka [MESSAGES]`: the benchmark capture into a tansu broker.
+//! - `bench-kafka [MESSAGES]`: the benchmark capture into a tansu broker,
+//!   without and with the disk queue, then `bench-queue`.
+//! - `bench-queue [EVENTS]`: the disk queue's own write and replay rates.
 //! - `bench-live`: loss-free rate of `sipbeat run` (mirror and host modes) vs tcpdump on a veth.
 //! - `bench-flood [N]`: peak memory under N half-open streams and fragment chains.
 //! - `fuzz [SECONDS]`: every fuzz target for SECONDS (default 60) each.
@@ -27,7 +29,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <run|test|setup|build-pgo [--cpu LEVEL]|check-pgo|gen-bench-data [MESSAGES]|bench [MESSAGES]|bench-kafka [MESSAGES]|bench-live|bench-flood [N]|fuzz [SECONDS]|image [--plain]>";
+const USAGE: &str = "usage: cargo xtask <run|test|setup|build-pgo [--cpu LEVEL]|check-pgo|gen-bench-data [MESSAGES]|bench [MESSAGES]|bench-kafka [MESSAGES]|bench-queue [EVENTS]|bench-live|bench-flood [N]|fuzz [SECONDS]|image [--plain]>";
 
 /// Seconds each fuzz target runs within `cargo xtask test`.
 const TEST_FUZZ_SECONDS: u64 = 15;
@@ -58,6 +60,7 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench::run(count(1, bench::DEFAULT_MESSAGES)?),
         Some("bench-kafka") => bench::kafka(count(1, bench::DEFAULT_MESSAGES)?),
+        Some("bench-queue") => bench::disk_queue_rates(count(1, bench::DEFAULT_MESSAGES)?),
         Some("bench-live") => live::run(),
         // Internal: the traffic generator bench-live runs inside a namespace.
         Some("gen-traffic") => match &args[1..] {

@@ -398,6 +398,8 @@ pub struct DiskQueue {
     max_size: u64,
     segment_size: u64,
     segments: VecDeque<Segment>,
+    /// Their bytes together.
+    total_bytes: u64,
     /// The last segment, open for writing at its end.
     file: Option<File>,
     /// Encoded records not yet written to the file, and the first one's seq.
@@ -423,7 +425,7 @@ pub struct DiskQueue {
 
 /// Bytes of encoded records kept before they are written (they are also
 /// written at every flush, twice a second).
-const WRITE_BATCH: usize = 64 << 10;
+const WRITE_BATCH: usize = 256 << 10;
 /// Bytes read from a segment at a time when replaying.
 const READ_CHUNK: u64 = 4 << 20;
 
@@ -438,6 +440,7 @@ impl DiskQueue {
             max_size: config.max_size.0,
             segment_size: config.segment_bytes(),
             segments: VecDeque::new(),
+            total_bytes: 0,
             file: None,
             pending: Vec::new(),
             pending_first: 0,
@@ -492,6 +495,7 @@ impl DiskQueue {
                 continue;
             }
             queue.stats.queue_recovered += left;
+            queue.total_bytes += walked.whole as u64;
             queue.segments.push_back(Segment {
                 path,
                 first,
@@ -521,7 +525,7 @@ impl DiskQueue {
 
     /// Bytes of segment files on disk (and about to be).
     pub fn bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.bytes).sum()
+        self.total_bytes
     }
 
     /// Seconds since the oldest segment holding undelivered events began.
@@ -543,14 +547,10 @@ impl DiskQueue {
     /// also logged).
     pub fn append(&mut self, meta: &EventMeta<'_>, payload: &[u8]) -> Result<u64, Refused> {
         let seq = self.head;
-        let mut record = Vec::new();
-        Record {
-            seq,
-            meta: *meta,
-            payload,
-        }
-        .encode(&mut record);
-        let len = record.len() as u64;
+        let len = (HEADER
+            + meta.call_id.map_or(0, |k| k.len().min(u16::MAX as usize))
+            + meta.method.map_or(0, |m| m.len().min(u8::MAX as usize))
+            + payload.len()) as u64;
         if self.bytes() + len + MAGIC.len() as u64 > self.max_size {
             self.stats.queue_dropped_full += 1;
             return Err(Refused::Full);
@@ -567,10 +567,18 @@ impl DiskQueue {
         let last = self.segments.back_mut().expect("a segment");
         last.end = seq + 1;
         last.bytes += len;
+        self.total_bytes += len;
         if self.pending.is_empty() {
             self.pending_first = seq;
         }
-        self.pending.extend_from_slice(&record);
+        let before = self.pending.len();
+        Record {
+            seq,
+            meta: *meta,
+            payload,
+        }
+        .encode(&mut self.pending);
+        debug_assert_eq!((self.pending.len() - before) as u64, len);
         self.head += 1;
         self.stats.queue_written += 1;
         self.stats.queue_written_bytes += len;
@@ -597,6 +605,7 @@ impl DiskQueue {
             .open(&path)?;
         file.write_all(MAGIC)?;
         self.file = Some(file);
+        self.total_bytes += MAGIC.len() as u64;
         self.segments.push_back(Segment {
             path,
             first: self.head,
@@ -767,6 +776,7 @@ impl DiskQueue {
         // The last segment stays open for appending, delivered or not.
         while self.segments.len() > 1 && self.segments[0].end <= self.acked {
             let segment = self.segments.pop_front().expect("a segment");
+            self.total_bytes -= segment.bytes;
             if let Err(error) = fs::remove_file(&segment.path) {
                 self.io_error("remove", &error);
             }

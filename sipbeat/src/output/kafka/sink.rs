@@ -181,6 +181,10 @@ struct Unsent {
     opaque: usize,
 }
 
+/// Events between looks at delivery reports and the removal of delivered
+/// segments, besides every flush.
+const COMMIT_EVERY: u64 = 4096;
+
 /// What a delivery report carries: the event's disk-queue seq plus one, or
 /// 0 for an event not in a disk queue.
 type Opaque = usize;
@@ -622,6 +626,15 @@ impl Sink for KafkaSink {
                 }
                 Some(Err(Refused::Full)) => {}
                 Some(Ok(seq)) => {
+                    if seq % COMMIT_EVERY == 0 {
+                        // Delivered segments go before the kernel writes
+                        // them back: in steady state the queue costs page
+                        // cache, not disk bandwidth.
+                        self.settle();
+                        if let Some(queue) = &mut self.queue {
+                            queue.commit();
+                        }
+                    }
                     let queue = self.queue.as_mut().expect("a queue");
                     if queue.is_next(seq) {
                         // Nothing waits before it: produce it from memory.
