@@ -299,14 +299,7 @@ fn a_disk_queue_outlives_a_frozen_broker_and_sigkill() {
             .unwrap()
     };
     let last = |log: &str, name: &str| -> u64 {
-        let key = format!(" {name}=");
-        log.lines()
-            .rev()
-            .find_map(|line| {
-                let at = line.find(&key)? + key.len();
-                line[at..].split_whitespace().next()?.parse().ok()
-            })
-            .unwrap_or_else(|| panic!("no {name} in: {log}"))
+        common::counter_in(log, name).unwrap_or_else(|| panic!("no {name} in: {log}"))
     };
     for (topic, max_size) in [("sip-queue", "64MiB"), ("sip-queue-small", "64KiB")] {
         if topic != "sip-queue" {

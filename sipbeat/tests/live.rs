@@ -435,17 +435,8 @@ fn mirrored_sipp_calls_and_registrations_give_one_event_per_message() {
         // sipp's own UAC and UAS: INVITE 180 200 ACK BYE 200.
         assert_eq!(call["sip"]["call"]["messages"], 6, "{call}");
     }
-    let last = |name: &str| -> u64 {
-        let key = format!("{name}=");
-        log.lines()
-            .rev()
-            .find_map(|line| {
-                let at = line.find(&key)? + key.len();
-                line[at..].split_whitespace().next()?.parse().ok()
-            })
-            // The workers line is there only when something was handed over.
-            .unwrap_or(0)
-    };
+    // The workers line is there only when something was handed over.
+    let last = |name: &str| common::counter_in(&log, name).unwrap_or(0);
     assert_eq!(
         last("unmatched"),
         0,
@@ -1359,14 +1350,7 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
 
     // What the final stats line says was captured and delivered.
     let last = |name: &str| -> u64 {
-        let key = format!(" {name}=");
-        log.lines()
-            .rev()
-            .find_map(|line| {
-                let at = line.find(&key)? + key.len();
-                line[at..].split_whitespace().next()?.parse().ok()
-            })
-            .unwrap_or_else(|| panic!("no {name} in the log: {log}"))
+        common::counter_in(&log, name).unwrap_or_else(|| panic!("no {name} in the log: {log}"))
     };
     let events = log
         .lines()
@@ -1846,12 +1830,7 @@ fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
         burst,
         "tcpdump saw what sipp counted"
     );
-    let recovered: u64 = log
-        .lines()
-        .find_map(|line| {
-            let at = line.find("queue_recovered=")? + "queue_recovered=".len();
-            line[at..].split_whitespace().next()?.parse().ok()
-        })
+    let recovered = common::counter_in(&log, "queue_recovered")
         .unwrap_or_else(|| panic!("no queue_recovered in {log}"));
     let records = common::kafka::consume(
         &broker,

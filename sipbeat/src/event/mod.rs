@@ -206,9 +206,9 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..len]).into_owned()
 }
 
-/// Turns messages into JSON events.
+/// What every event of a builder repeats, fixed when it is made.
 #[derive(Debug)]
-pub struct EventBuilder {
+struct Fixed {
     config: EcsConfig,
     /// Members every event repeats, written once (see [`ecs::metadata_members`]).
     metadata: Vec<u8>,
@@ -217,6 +217,24 @@ pub struct EventBuilder {
     /// Headers whose value is `sip.correlation_id`, in order of preference
     /// (lower case).
     correlation: Vec<Vec<u8>>,
+}
+
+impl Fixed {
+    fn env(&self) -> ecs::Env<'_> {
+        ecs::Env {
+            config: &self.config,
+            metadata: &self.metadata,
+            agent: &self.agent,
+            observer: &self.observer,
+            correlation: &self.correlation,
+        }
+    }
+}
+
+/// Turns messages into JSON events.
+#[derive(Debug)]
+pub struct EventBuilder {
+    fixed: Fixed,
     memo: ecs::Memo,
     flows: FlowCache,
 }
@@ -224,11 +242,13 @@ pub struct EventBuilder {
 impl EventBuilder {
     pub fn new(config: EcsConfig, agent: Agent) -> EventBuilder {
         EventBuilder {
-            config,
-            metadata: ecs::metadata_members(&agent),
-            agent: ecs::agent_members(&agent),
-            observer: ecs::observer_members(&agent),
-            correlation: Vec::new(),
+            fixed: Fixed {
+                config,
+                metadata: ecs::metadata_members(&agent),
+                agent: ecs::agent_members(&agent),
+                observer: ecs::observer_members(&agent),
+                correlation: Vec::new(),
+            },
             memo: ecs::Memo::default(),
             flows: FlowCache::default(),
         }
@@ -238,7 +258,7 @@ impl EventBuilder {
     /// a message has (X-CID, RFC 7989 Session-ID, P-Charging-Vector's icid,
     /// or any other header's value).
     pub fn correlated(mut self, headers: &[String]) -> EventBuilder {
-        self.correlation = headers
+        self.fixed.correlation = headers
             .iter()
             .map(|h| h.to_ascii_lowercase().into_bytes())
             .collect();
@@ -256,8 +276,8 @@ impl EventBuilder {
         let members = labels.members();
         if !members.is_empty() {
             // Two runs of members joined into one.
-            self.agent.push(b',');
-            self.agent.extend_from_slice(&members);
+            self.fixed.agent.push(b',');
+            self.fixed.agent.extend_from_slice(&members);
         }
         self
     }
@@ -274,13 +294,7 @@ impl EventBuilder {
     ) {
         ecs::write_event(
             out,
-            &ecs::Env {
-                config: &self.config,
-                metadata: &self.metadata,
-                agent: &self.agent,
-                observer: &self.observer,
-                correlation: &self.correlation,
-            },
+            &self.fixed.env(),
             &mut self.memo,
             self.flows.get(&context.flow),
             message,
@@ -294,7 +308,7 @@ impl EventBuilder {
     /// The message's correlation id (`sip.correlation_id`), from the
     /// configured headers.
     pub fn correlation_id<'m>(&self, message: &Message<'m>) -> Option<&'m [u8]> {
-        ecs::correlation_id(message, &self.correlation)
+        ecs::correlation_id(message, &self.fixed.correlation)
     }
 
     /// Appends the `sip.call` event for `record` to `out` (one line of
@@ -302,13 +316,7 @@ impl EventBuilder {
     pub fn build_call(&mut self, out: &mut Vec<u8>, record: &crate::track::call::CallRecord) {
         call::write_call(
             out,
-            &ecs::Env {
-                config: &self.config,
-                metadata: &self.metadata,
-                agent: &self.agent,
-                observer: &self.observer,
-                correlation: &self.correlation,
-            },
+            &self.fixed.env(),
             &mut self.memo,
             self.flows.get(&call::flow(record)),
             record,
