@@ -140,14 +140,7 @@ pub struct Pipeline {
     udp: PortBlocks,
     tcp_blocks: PortBlocks,
     tunnels: TunnelPorts,
-    /// One per block.
-    events: Vec<EventBuilder>,
-    /// Every block's transactions.
-    transactions: Transactions,
-    /// Every block's calls.
-    calls: Calls,
-    /// Live, with several workers: which Call-IDs are this one's.
-    shard: Option<Shard>,
+    tracking: Tracking,
     defrag: Defragmenter,
     tcp: TcpReassembler,
     stats: Stats,
@@ -183,19 +176,21 @@ impl Pipeline {
             udp: PortBlocks::new(&config.blocks, TransportProtocol::Udp),
             tcp_blocks: PortBlocks::new(&config.blocks, TransportProtocol::Tcp),
             tunnels: config.tunnels,
-            events: config
-                .blocks
-                .iter()
-                .map(|block| {
-                    EventBuilder::new(block.ecs, agent.clone())
-                        .labelled(&block.labels)
-                        .correlated(&config.correlation_headers)
-                        .with_direction(networks.clone())
-                })
-                .collect(),
-            transactions: Transactions::new(config.transactions),
-            calls: Calls::new(config.calls),
-            shard: None,
+            tracking: Tracking {
+                events: config
+                    .blocks
+                    .iter()
+                    .map(|block| {
+                        EventBuilder::new(block.ecs, agent.clone())
+                            .labelled(&block.labels)
+                            .correlated(&config.correlation_headers)
+                            .with_direction(networks.clone())
+                    })
+                    .collect(),
+                transactions: Transactions::new(config.transactions),
+                calls: Calls::new(config.calls),
+                shard: None,
+            },
             defrag: Defragmenter::new(&config.reassembly),
             tcp: TcpReassembler::new(&config.reassembly),
             stats: Stats::default(),
@@ -206,16 +201,13 @@ impl Pipeline {
     /// This pipeline as one of several workers: messages whose Call-ID
     /// another owns are handed to it (see [`crate::shard`]).
     pub fn sharded(mut self, shard: Shard) -> Pipeline {
-        self.shard = Some(shard);
+        self.tracking.shard = Some(shard);
         self
     }
 
     /// Tracks and publishes the messages other workers handed over.
     pub fn receive_handoffs(&mut self, sink: &mut dyn Sink) -> Result<(), OutputError> {
-        let Some(shard) = &self.shard else {
-            return Ok(());
-        };
-        while let Some(handoff) = shard.receive() {
+        while let Some(handoff) = self.tracking.shard.as_ref().and_then(Shard::receive) {
             let framing = if handoff.flow.protocol == protocol::TCP {
                 Framing::Stream
             } else {
@@ -238,16 +230,10 @@ impl Pipeline {
                 },
             };
             self.now_ns = self.now_ns.max(handoff.timestamp_ns);
-            let block = handoff.block.min(self.events.len() - 1);
-            let track = Track {
-                events: &mut self.events,
-                block,
-                transactions: &mut self.transactions,
-                calls: &mut self.calls,
-                shard: None,
-                stats: &mut self.stats,
-            };
-            publish(track, &message, &context, sink)?;
+            let block = handoff.block.min(self.tracking.events.len() - 1);
+            // Its owner is here: tracked, never handed on.
+            self.tracking
+                .publish(&mut self.stats, (block, false), &message, &context, sink)?;
         }
         Ok(())
     }
@@ -261,10 +247,10 @@ impl Pipeline {
         patience: std::time::Duration,
     ) -> Result<(), OutputError> {
         let deadline = std::time::Instant::now() + patience;
-        while let Some(shard) = self.shard.as_mut() {
+        while let Some(shard) = self.tracking.shard.as_mut() {
             let all_closed = shard.close();
             self.receive_handoffs(sink)?;
-            let empty = self.shard.as_ref().is_none_or(Shard::is_empty);
+            let empty = self.tracking.shard.as_ref().is_none_or(Shard::is_empty);
             if (all_closed && empty) || std::time::Instant::now() > deadline {
                 break;
             }
@@ -275,15 +261,15 @@ impl Pipeline {
 
     /// Whether this pipeline shares Call-IDs with other workers.
     pub fn is_sharded(&self) -> bool {
-        self.shard.is_some()
+        self.tracking.shard.is_some()
     }
 
     /// Counters so far, reassembly's included.
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.tcp = *self.tcp.stats();
-        stats.transactions = *self.transactions.stats();
-        stats.calls = *self.calls.stats();
+        stats.transactions = *self.tracking.transactions.stats();
+        stats.calls = *self.tracking.calls.stats();
         stats.defrag = *self.defrag.stats();
         stats
     }
@@ -362,10 +348,8 @@ impl Pipeline {
                     dst_port: segment.dst_port,
                 };
                 let mut framer = SipFramer {
-                    events: &mut self.events,
-                    transactions: &mut self.transactions,
-                    calls: &mut self.calls,
-                    shard: self.shard.as_ref(),
+                    tracking: &mut self.tracking,
+                    hand_over: true,
                     blocks: &self.tcp_blocks,
                     ingress,
                     stats: &mut self.stats,
@@ -423,15 +407,8 @@ impl Pipeline {
         let mut slots = HeaderSlots::new();
         match Message::parse(payload, &mut slots, Framing::Datagram) {
             Ok(Status::Complete(message)) => {
-                let track = Track {
-                    events: &mut self.events,
-                    block,
-                    transactions: &mut self.transactions,
-                    calls: &mut self.calls,
-                    shard: self.shard.as_ref(),
-                    stats: &mut self.stats,
-                };
-                publish(track, &message, context, sink)
+                self.tracking
+                    .publish(&mut self.stats, (block, true), &message, context, sink)
             }
             // A datagram parse never waits for more bytes.
             Ok(Status::Partial) => {
@@ -449,10 +426,8 @@ impl Pipeline {
     pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), OutputError> {
         // Streams closed at the end are tracked here, whoever owns them.
         let mut framer = SipFramer {
-            events: &mut self.events,
-            transactions: &mut self.transactions,
-            calls: &mut self.calls,
-            shard: None,
+            tracking: &mut self.tracking,
+            hand_over: false,
             blocks: &self.tcp_blocks,
             // Streams closed at the end of input: no packet brought them.
             ingress: Ingress::default(),
@@ -463,125 +438,122 @@ impl Pipeline {
         self.tcp.finish(self.now_ns, &mut framer);
         self.defrag.finish();
         framer.failed.map_or(Ok(()), Err)?;
-        self.calls.finish();
-        write_calls(&mut self.calls, &mut self.events, &mut self.stats, sink)
+        self.tracking.calls.finish();
+        self.tracking.write_calls(&mut self.stats, sink)
     }
 
     /// Live capture, between frames: calls whose timers ran out by `now_ns`
     /// (wall clock, as frames are stamped) are recorded.
     pub fn tick(&mut self, now_ns: u64, sink: &mut dyn Sink) -> Result<(), OutputError> {
-        self.calls.expire(now_ns.max(self.now_ns));
-        write_calls(&mut self.calls, &mut self.events, &mut self.stats, sink)
+        self.tracking.calls.expire(now_ns.max(self.now_ns));
+        self.tracking.write_calls(&mut self.stats, sink)
     }
 }
 
-/// What publishing a message updates: the event builders (its block's, and
-/// those of calls it ends), the transactions, the calls and the counters.
-struct Track<'a> {
-    events: &'a mut [EventBuilder],
-    block: usize,
-    transactions: &'a mut Transactions,
-    calls: &'a mut Calls,
-    /// Where messages another worker owns go.
-    shard: Option<&'a Shard>,
-    stats: &'a mut Stats,
+/// What publishing a message updates besides the counters: the event
+/// builders (its block's, and those of calls it ends), the transactions,
+/// the calls, and the other workers' share of Call-IDs.
+struct Tracking {
+    /// One per block.
+    events: Vec<EventBuilder>,
+    /// Every block's transactions.
+    transactions: Transactions,
+    /// Every block's calls.
+    calls: Calls,
+    /// Live, with several workers: which Call-IDs are this one's.
+    shard: Option<Shard>,
 }
 
-fn publish(
-    track: Track<'_>,
-    message: &Message<'_>,
-    context: &Context,
-    sink: &mut dyn Sink,
-) -> Result<(), OutputError> {
-    let Track {
-        events,
-        block,
-        transactions,
-        calls,
-        shard,
-        stats,
-    } = track;
-    if let (Some(shard), Some(call_id)) = (shard, message.call_id) {
-        match shard.hand_over(call_id, || Handoff::new(message.raw, block, context)) {
-            Ok(()) => {
-                stats.counts.handed_over += 1;
-                return Ok(());
+impl Tracking {
+    /// Tracks `message`, which came in on `block`, and publishes its event
+    /// and the records of the calls that ended; with `hand_over`, a message
+    /// whose Call-ID another worker owns goes to that worker instead.
+    fn publish(
+        &mut self,
+        stats: &mut Stats,
+        (block, hand_over): (usize, bool),
+        message: &Message<'_>,
+        context: &Context,
+        sink: &mut dyn Sink,
+    ) -> Result<(), OutputError> {
+        let shard = self.shard.as_ref().filter(|_| hand_over);
+        if let (Some(shard), Some(call_id)) = (shard, message.call_id) {
+            match shard.hand_over(call_id, || Handoff::new(message.raw, block, context)) {
+                Ok(()) => {
+                    stats.counts.handed_over += 1;
+                    return Ok(());
+                }
+                Err(Kept::InboxFull) => stats.counts.kept_inbox_full += 1,
+                Err(Kept::Owned) => {}
             }
-            Err(Kept::InboxFull) => stats.counts.kept_inbox_full += 1,
-            Err(Kept::Owned) => {}
         }
-    }
-    stats.counts.messages += 1;
-    let flow = &context.flow;
-    let sighting = Sighting {
-        src: (flow.src, flow.src_port),
-        dst: (flow.dst, flow.dst_port),
-        now_ns: context.timestamp_ns,
-        udp: flow.protocol == protocol::UDP,
-    };
-    let seen = transactions.track(message, &sighting);
-    stats.kpis.record(message, &seen);
-    let start = sink.buffer().len();
-    events[block].build(sink.buffer(), message, context, &seen);
-    let meta = EventMeta {
-        call_id: message.call_id,
-        method: match message.start {
-            StartLine::Request { method, .. } => Some(method),
-            StartLine::Response { .. } => message.cseq.map(|c| c.method),
-        },
-        kind: if message.is_request() {
-            "request"
-        } else {
-            "response"
-        },
-        timestamp_ns: context.timestamp_ns,
-        dataset: "sip",
-    };
-    sink.publish(start, &meta)?;
-    stats.counts.events += 1;
-    let builder = &events[block];
-    calls.track(message, &sighting, &seen, block, || {
-        builder.correlation_id(message)
-    });
-    if calls.has_ended() {
-        write_calls(calls, events, stats, sink)?;
-    }
-    Ok(())
-}
-
-/// Writes the records of the calls that ended.
-fn write_calls(
-    calls: &mut Calls,
-    events: &mut [EventBuilder],
-    stats: &mut Stats,
-    sink: &mut dyn Sink,
-) -> Result<(), OutputError> {
-    for record in calls.take_ended() {
-        stats.kpis.record_call(&record);
+        stats.counts.messages += 1;
+        let flow = &context.flow;
+        let sighting = Sighting {
+            src: (flow.src, flow.src_port),
+            dst: (flow.dst, flow.dst_port),
+            now_ns: context.timestamp_ns,
+            udp: flow.protocol == protocol::UDP,
+        };
+        let seen = self.transactions.track(message, &sighting);
+        stats.kpis.record(message, &seen);
         let start = sink.buffer().len();
-        events[record.block.min(events.len() - 1)].build_call(sink.buffer(), &record);
+        self.events[block].build(sink.buffer(), message, context, &seen);
         let meta = EventMeta {
-            call_id: Some(record.info.call_id()),
-            method: Some(b"INVITE"),
-            kind: "",
-            timestamp_ns: record.end_ns,
-            dataset: "sip.call",
+            call_id: message.call_id,
+            method: match message.start {
+                StartLine::Request { method, .. } => Some(method),
+                StartLine::Response { .. } => message.cseq.map(|c| c.method),
+            },
+            kind: if message.is_request() {
+                "request"
+            } else {
+                "response"
+            },
+            timestamp_ns: context.timestamp_ns,
+            dataset: "sip",
         };
         sink.publish(start, &meta)?;
         stats.counts.events += 1;
+        let builder = &self.events[block];
+        self.calls.track(message, &sighting, &seen, block, || {
+            builder.correlation_id(message)
+        });
+        if self.calls.has_ended() {
+            self.write_calls(stats, sink)?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Writes the records of the calls that ended.
+    fn write_calls(&mut self, stats: &mut Stats, sink: &mut dyn Sink) -> Result<(), OutputError> {
+        for record in self.calls.take_ended() {
+            stats.kpis.record_call(&record);
+            let start = sink.buffer().len();
+            let block = record.block.min(self.events.len() - 1);
+            self.events[block].build_call(sink.buffer(), &record);
+            let meta = EventMeta {
+                call_id: Some(record.info.call_id()),
+                method: Some(b"INVITE"),
+                kind: "",
+                timestamp_ns: record.end_ns,
+                dataset: "sip.call",
+            };
+            sink.publish(start, &meta)?;
+            stats.counts.events += 1;
+        }
+        Ok(())
+    }
 }
 
 /// SIP framing over a TCP byte stream (RFC 3261 §18.3): messages end at
 /// Content-Length (at the headers' end without one). After a gap or a
 /// broken message it skips to the next line that is a SIP start line.
 struct SipFramer<'a> {
-    /// One per block, picked by the stream's ports.
-    events: &'a mut [EventBuilder],
-    transactions: &'a mut Transactions,
-    calls: &'a mut Calls,
-    shard: Option<&'a Shard>,
+    tracking: &'a mut Tracking,
+    /// Whether messages another worker owns go to it.
+    hand_over: bool,
+    /// Which block a stream's ports belong to.
     blocks: &'a PortBlocks,
     /// Where the segment being fed came in.
     ingress: Ingress<'a>,
@@ -644,15 +616,14 @@ impl StreamConsumer for SipFramer<'_> {
                     used += message.consumed;
                     // Streams exist only on ports a block owns.
                     let block = self.blocks.either(key.src_port, key.dst_port).unwrap_or(0);
-                    let track = Track {
-                        events: self.events,
-                        block,
-                        transactions: self.transactions,
-                        calls: self.calls,
-                        shard: self.shard,
-                        stats: self.stats,
-                    };
-                    if let Err(error) = publish(track, &message, &context, self.sink) {
+                    let published = self.tracking.publish(
+                        self.stats,
+                        (block, self.hand_over),
+                        &message,
+                        &context,
+                        self.sink,
+                    );
+                    if let Err(error) = published {
                         self.failed.get_or_insert(error);
                     }
                 }
