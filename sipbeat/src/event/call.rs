@@ -15,11 +15,12 @@ use crate::track::call::{CallRecord, CallState};
 
 /// The flow from the caller to the callee, for the record's network fields.
 pub fn flow(record: &CallRecord) -> FlowKey {
+    let (caller, callee) = (record.info.caller(), record.info.callee());
     FlowKey {
-        src: record.caller.0,
-        dst: record.callee.0,
-        src_port: record.caller.1,
-        dst_port: record.callee.1,
+        src: caller.0,
+        dst: callee.0,
+        src_port: caller.1,
+        dst_port: callee.1,
         protocol: if record.udp {
             protocol::UDP
         } else {
@@ -40,8 +41,8 @@ pub fn write_call(
     let from = NameAddr::parse(info.from());
     let to = NameAddr::parse(info.to());
     let mut related = Related::default();
-    related.ip(record.caller.0, flow_fields.src);
-    related.ip(record.callee.0, flow_fields.dst);
+    related.ip(info.caller().0, flow_fields.src);
+    related.ip(info.callee().0, flow_fields.dst);
 
     let mut writer = JsonWriter::new(out);
     let w = &mut writer;

@@ -189,6 +189,15 @@ impl CallInfo {
         self.part(2)
     }
 
+    /// Who sent the first INVITE, and to whom.
+    pub fn caller(&self) -> (IpAddr, u16) {
+        self.caller
+    }
+
+    pub fn callee(&self) -> (IpAddr, u16) {
+        self.callee
+    }
+
     fn caller_tag(&self) -> &[u8] {
         self.part(3)
     }
@@ -206,9 +215,6 @@ pub struct CallRecord {
     pub info: Box<CallInfo>,
     /// The SIP block whose port the call began on.
     pub block: usize,
-    /// Who sent the first INVITE, and to whom.
-    pub caller: (IpAddr, u16),
-    pub callee: (IpAddr, u16),
     pub udp: bool,
     pub start_ns: u64,
     pub end_ns: u64,
@@ -612,8 +618,6 @@ impl Calls {
         let answered = state == CallState::Answered;
         let in_dialog_bye = at(call.bye_ns).filter(|_| answered);
         self.ended.push(CallRecord {
-            caller: info.caller,
-            callee: info.callee,
             info,
             block: usize::from(call.block),
             udp: call.flags.has(Flags::UDP),
@@ -626,7 +630,7 @@ impl Calls {
             talk_duration: at(call.answer_ns)
                 .zip(in_dialog_bye)
                 .map(|(answer, bye)| bye.saturating_sub(answer)),
-            ended_by: call.ended_by.filter(|_| call.bye_ns != NEVER),
+            ended_by: call.ended_by,
             messages: call.messages,
             retransmissions: call.retransmissions,
             incomplete,
