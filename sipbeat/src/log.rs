@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::event::timestamp::now_ns;
+
 /// How often one message is repeated at most.
 pub const PERIOD: Duration = Duration::from_secs(10);
 
@@ -168,12 +170,6 @@ fn json_line(level: Level, message: &str, stats: Option<serde_json::Value>, ns: 
         object["sipbeat.stats"] = stats;
     }
     object.to_string()
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Writes to stderr; a closed or failing stderr is ignored, never a panic

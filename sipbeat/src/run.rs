@@ -27,6 +27,7 @@ use crate::capture::xsk::{XskConfig, XskSocket, XskStats};
 use crate::capture::{CaptureMode, Frame, LinkType};
 use crate::config::Config;
 use crate::event::Agent;
+use crate::event::timestamp::now_ns;
 use crate::output::OutputError;
 use crate::pipeline::{Pipeline, TransportProtocol};
 use crate::stats::Stats;
@@ -63,12 +64,6 @@ const SHARDED_IDLE_WAIT_MS: i32 = 1;
 const SHARD_CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 /// How often a worker publishes its counters and flushes its output.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
 
 fn pin_to_core(core: usize) {
     // SAFETY: a zeroed cpu_set_t with one bit set, for the calling thread.

@@ -2,6 +2,14 @@
 
 use super::json::eight_digits;
 
+/// The wall clock, nanoseconds since the Unix epoch (how live frames are
+/// stamped, and log lines and the disk queue's segments too).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Formats nanoseconds since the Unix epoch, caching the date and time of
 /// the last second seen (consecutive packets nearly always share it).
 #[derive(Debug, Default)]

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::EventMeta;
+use crate::event::timestamp::now_ns;
 
 /// Every segment file starts with this.
 pub const MAGIC: &[u8; 8] = b"SBQUEUE1";
@@ -385,12 +386,6 @@ fn segment_name(first: u64) -> String {
     format!("seg-{first:016x}.sbq")
 }
 
-fn wall_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The queue of one worker.
 #[derive(Debug)]
 pub struct DiskQueue {
@@ -426,8 +421,9 @@ pub struct DiskQueue {
 /// Bytes of encoded records kept before they are written (they are also
 /// written at every flush, twice a second).
 const WRITE_BATCH: usize = 256 << 10;
-/// Bytes read from a segment at a time when replaying.
-const READ_CHUNK: u64 = 4 << 20;
+/// Bytes read from a segment at a time when replaying: at least one whole
+/// record.
+const READ_CHUNK: u64 = MAX_RECORD as u64;
 
 impl DiskQueue {
     /// Opens (or creates) the queue in `dir`; what an earlier run left
@@ -501,7 +497,7 @@ impl DiskQueue {
                 first,
                 end,
                 bytes: walked.whole as u64,
-                opened_ns: wall_ns(),
+                opened_ns: now_ns(),
             });
         }
         queue.head = queue.segments.back().map_or(acked, |s| s.end).max(acked);
@@ -535,7 +531,7 @@ impl DiskQueue {
         }
         self.segments
             .front()
-            .map_or(0, |s| wall_ns().saturating_sub(s.opened_ns) / 1_000_000_000)
+            .map_or(0, |s| now_ns().saturating_sub(s.opened_ns) / 1_000_000_000)
     }
 
     /// Whether every queued event has been handed to librdkafka.
@@ -611,7 +607,7 @@ impl DiskQueue {
             first: self.head,
             end: self.head,
             bytes: MAGIC.len() as u64,
-            opened_ns: wall_ns(),
+            opened_ns: now_ns(),
         });
         Ok(())
     }
@@ -701,7 +697,7 @@ impl DiskQueue {
                 self.cursor_offset = None;
                 continue;
             }
-            let asked = (size - offset).min(READ_CHUNK.max(MAX_RECORD as u64));
+            let asked = (size - offset).min(READ_CHUNK);
             let mut chunk = vec![0; asked as usize];
             let read = File::open(&path).and_then(|file| {
                 let mut got = 0;
@@ -868,6 +864,17 @@ mod tests {
         .into_bytes()
     }
 
+    /// A queue in `dir` holding events 0..`count`, written and closed; the
+    /// path of its last segment.
+    fn written(cfg: &DiskQueueConfig, dir: &Dir, count: u64) -> PathBuf {
+        let mut queue = DiskQueue::open(cfg, &dir.0).unwrap();
+        for i in 0..count {
+            queue.append(&meta(i), &payload(i)).unwrap();
+        }
+        queue.commit();
+        queue.segments.back().unwrap().path.clone()
+    }
+
     /// Every record from the cursor on, as (seq, meta matches, payload).
     fn drain(queue: &mut DiskQueue) -> Vec<u64> {
         let mut seqs = Vec::new();
@@ -942,13 +949,7 @@ mod tests {
     fn a_torn_tail_is_cut_and_counted() {
         let dir = Dir::new("torn");
         let cfg = config(64 << 20, 1 << 20);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
-        for i in 0..50 {
-            queue.append(&meta(i), &payload(i)).unwrap();
-        }
-        queue.commit();
-        let path = queue.segments.back().unwrap().path.clone();
-        drop(queue);
+        let path = written(&cfg, &dir, 50);
         // A crash in the middle of the last record's write.
         let len = fs::metadata(&path).unwrap().len();
         OpenOptions::new()
@@ -969,13 +970,7 @@ mod tests {
     fn a_flipped_bit_costs_its_record_only() {
         let dir = Dir::new("flip");
         let cfg = config(64 << 20, 1 << 20);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
-        for i in 0..20 {
-            queue.append(&meta(i), &payload(i)).unwrap();
-        }
-        queue.commit();
-        let path = queue.segments.back().unwrap().path.clone();
-        drop(queue);
+        let path = written(&cfg, &dir, 20);
         let mut bytes = fs::read(&path).unwrap();
         // Somewhere in the payload of record 10.
         let mut offsets = Vec::new();
