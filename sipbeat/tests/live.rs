@@ -157,6 +157,25 @@ impl Topology {
         t
     }
 
+    /// The SPAN port's far end, moved into this test's own namespace beside
+    /// a broker the test runs (deleting the test's namespaces still deletes
+    /// the pair); its name.
+    fn span_beside_the_broker(&self) -> String {
+        let span = self.link("y");
+        sh(&[
+            "ip",
+            "-n",
+            &self.ns("m"),
+            "link",
+            "set",
+            &span,
+            "netns",
+            "1",
+        ]);
+        sh(&["ip", "link", "set", &span, "up"]);
+        span
+    }
+
     fn ns(&self, role: &str) -> String {
         format!("sb{role}{}", self.tag)
     }
@@ -1267,20 +1286,7 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
     };
     let topology = Topology::new(8);
     let dir = temp_dir("drain");
-    // The SPAN port's far end, moved into this namespace beside the broker
-    // (deleting the test's namespaces still deletes the pair).
-    let span = topology.link("y");
-    sh(&[
-        "ip",
-        "-n",
-        &topology.ns("m"),
-        "link",
-        "set",
-        &span,
-        "netns",
-        "1",
-    ]);
-    sh(&["ip", "link", "set", &span, "up"]);
+    let span = topology.span_beside_the_broker();
     let port = 21_000 + (std::process::id() % 1000) as u16;
     let http = format!("127.0.0.1:{port}");
     let topic = "sip-drain";
@@ -1739,18 +1745,7 @@ fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
     };
     let topology = Topology::new(10);
     let dir = temp_dir("disk-queue");
-    let span = topology.link("y");
-    sh(&[
-        "ip",
-        "-n",
-        &topology.ns("m"),
-        "link",
-        "set",
-        &span,
-        "netns",
-        "1",
-    ]);
-    sh(&["ip", "link", "set", &span, "up"]);
+    let span = topology.span_beside_the_broker();
     let topic = "sip-disk-queue";
     let broker = sipbeat_testkit::Tansu::start(&binary, "disk-queue").expect("tansu starts");
     broker.create_topic(topic, 3).expect("topic created");
