@@ -619,9 +619,9 @@ impl Sink for KafkaSink {
             let timestamp_ms =
                 (meta.timestamp_ns > 0).then_some((meta.timestamp_ns / 1_000_000) as i64);
             match self.queue.as_mut().map(|q| q.append(meta, &event[start..])) {
-                // No disk queue, or it could not take the event: straight to
+                // No disk queue, or the disk is behind: straight to
                 // librdkafka under the queue-full policy.
-                None | Some(Err(Refused::Io)) => {
+                None | Some(Err(Refused::SlowDisk)) => {
                     self.send(&topic, key, &event[start..], timestamp_ms, (true, 0));
                 }
                 Some(Err(Refused::Full)) => {}
@@ -708,10 +708,15 @@ impl Sink for KafkaSink {
                     }
                     return Ok(());
                 }
-                self.producer.poll(Duration::from_millis(10));
-                let _ = self
-                    .producer
-                    .flush(Timeout::After(Duration::from_millis(100)));
+                let queue = self.queue.as_mut().expect("a queue");
+                if queue.caught_up() {
+                    let _ = self
+                        .producer
+                        .flush(Timeout::After(Duration::from_millis(100)));
+                } else if !queue.wait_io(Instant::now() + Duration::from_millis(10)) {
+                    // librdkafka is full.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
         }
         loop {

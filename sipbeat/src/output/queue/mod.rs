@@ -9,45 +9,36 @@
 //! is at least once, and events delivered but not yet recorded as such at a
 //! crash come twice (counted as `recovered`).
 //!
-//! On disk: `seg-<first seq, 16 hex digits>.sbq` files, each a magic header
-//! then records
-//!
-//! ```text
-//! u32 len (of what follows)  u32 crc32 (of what follows it)
-//! u64 seq  u64 timestamp_ns  u8 flags  u16 key_len  u8 method_len
-//! key  method  payload
-//! ```
-//!
-//! little-endian; and `acked`, the first seq not yet delivered (8 bytes and
-//! their CRC, replaced by rename). A record cut short by a crash (a torn
-//! tail) fails its length or checksum: the reader stops there, and the
-//! writer cuts the file back to its last whole record. A damaged record in
-//! the middle is skipped to the next one whose checksum holds. Neither is
-//! ever a panic (`fuzz/fuzz_targets/disk_segment.rs`).
+//! The worker never waits for the disk: it encodes records into batches
+//! (`segment`) and hands them, with reads, removals and the `acked` value,
+//! to the queue's own I/O thread (`io`). A batch is handed over once it
+//! holds 256 KiB, at every commit (every 4,096 events) and at every flush
+//! (twice a second): from then on a SIGKILL loses none of it. A disk that
+//! falls behind by more than 16 MiB of batches makes later events skip the
+//! disk (counted `queue_skipped_slow_disk`): they go straight to librdkafka,
+//! as without a disk queue, rather than stall capture.
 //!
 //! Bounded: the segment files together stay within `max_size`; an event
 //! that does not fit is dropped (the newest are dropped, the queued ones
-//! kept) and counted. An I/O error is logged once a period and counted, and
-//! the event goes straight to librdkafka as without a disk queue.
+//! kept) and counted. An I/O error is logged once a period and counted;
+//! events whose write failed before they were produced are lost, counted.
+//! At start, a torn tail is cut back to the last whole record.
 
-use std::collections::{BTreeSet, VecDeque};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::FileExt as _;
+mod io;
+mod segment;
+
+use std::collections::VecDeque;
+use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use self::io::{Batch, Done, Io, Job};
+use self::segment::{Bad, decode, read_acked};
+pub use self::segment::{MAGIC, MAX_RECORD, Record, Walked, read_segment, walk};
 use super::EventMeta;
 use crate::event::timestamp::now_ns;
-
-/// Every segment file starts with this.
-pub const MAGIC: &[u8; 8] = b"SBQUEUE1";
-/// Bytes of a record before its key.
-const HEADER: usize = 4 + 4 + 8 + 8 + 1 + 2 + 1;
-/// The largest record written or believed (a Kafka message is at most a
-/// few MiB).
-pub const MAX_RECORD: usize = 16 << 20;
 
 crate::counters! {
     /// What the disk queue did.
@@ -76,6 +67,12 @@ crate::counters! {
         queue_corrupt_bytes,
         /// Failed reads and writes (a full disk, a removed directory).
         queue_io_errors,
+        /// Events lost because their write failed before librdkafka had
+        /// them.
+        queue_dropped_io,
+        /// Events sent to librdkafka without a copy on disk because the
+        /// disk was more than 16 MiB behind.
+        queue_skipped_slow_disk,
     }
 }
 
@@ -179,211 +176,47 @@ impl DiskQueueConfig {
     }
 }
 
-/// One event as the queue keeps it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Record<'a> {
-    pub seq: u64,
-    pub meta: EventMeta<'a>,
-    pub payload: &'a [u8],
-}
-
-const HAS_KEY: u8 = 1;
-const HAS_METHOD: u8 = 2;
-const DATASET_CALL: u8 = 4;
-const KIND_SHIFT: u8 = 3;
-const KINDS: [&str; 3] = ["", "request", "response"];
-
-impl Record<'_> {
-    /// Appends the record's bytes to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let key = self
-            .meta
-            .call_id
-            .map(|k| &k[..k.len().min(u16::MAX as usize)]);
-        let method = self
-            .meta
-            .method
-            .map(|m| &m[..m.len().min(u8::MAX as usize)]);
-        let kind = KINDS.iter().position(|k| *k == self.meta.kind).unwrap_or(0) as u8;
-        let mut flags = kind << KIND_SHIFT;
-        if key.is_some() {
-            flags |= HAS_KEY;
-        }
-        if method.is_some() {
-            flags |= HAS_METHOD;
-        }
-        if self.meta.dataset == "sip.call" {
-            flags |= DATASET_CALL;
-        }
-        let (key, method) = (key.unwrap_or_default(), method.unwrap_or_default());
-        let start = out.len();
-        out.extend_from_slice(&[0; 8]);
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        out.extend_from_slice(&self.meta.timestamp_ns.to_le_bytes());
-        out.push(flags);
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.push(method.len() as u8);
-        out.extend_from_slice(key);
-        out.extend_from_slice(method);
-        out.extend_from_slice(self.payload);
-        let len = (out.len() - start - 4) as u32;
-        let crc = crc32fast::hash(&out[start + 8..]);
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    }
-}
-
-/// Why a record could not be read at some offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Bad {
-    /// Not enough bytes for what its length says.
-    Short,
-    /// A length or checksum that does not hold.
-    Damaged,
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
-}
-
-/// The record at the start of `bytes`, and its length.
-fn decode(bytes: &[u8]) -> Result<(Record<'_>, usize), Bad> {
-    if bytes.len() < 4 {
-        return Err(Bad::Short);
-    }
-    let len = u32_at(bytes, 0) as usize;
-    if !(HEADER - 4..=MAX_RECORD).contains(&len) {
-        return Err(Bad::Damaged);
-    }
-    let Some(record) = bytes.get(..4 + len) else {
-        return Err(Bad::Short);
-    };
-    if crc32fast::hash(&record[8..]) != u32_at(record, 4) {
-        return Err(Bad::Damaged);
-    }
-    let flags = record[24];
-    let key_len = usize::from(u16_at(record, 25));
-    let method_len = usize::from(record[27]);
-    let payload_at = HEADER + key_len + method_len;
-    if payload_at > record.len() {
-        return Err(Bad::Damaged);
-    }
-    let key = &record[HEADER..HEADER + key_len];
-    let method = &record[HEADER + key_len..payload_at];
-    let meta = EventMeta {
-        call_id: (flags & HAS_KEY != 0).then_some(key),
-        method: (flags & HAS_METHOD != 0).then_some(method),
-        kind: KINDS
-            .get(usize::from(flags >> KIND_SHIFT))
-            .copied()
-            .unwrap_or_default(),
-        timestamp_ns: u64_at(record, 16),
-        dataset: if flags & DATASET_CALL != 0 {
-            "sip.call"
-        } else {
-            "sip"
-        },
-    };
-    Ok((
-        Record {
-            seq: u64_at(record, 8),
-            meta,
-            payload: &record[payload_at..],
-        },
-        4 + len,
-    ))
-}
-
-/// What reading a run of segment bytes found besides its records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Walked {
-    /// Bytes up to the end of the last whole record (where reading can
-    /// go on once more bytes are there).
-    pub whole: usize,
-    /// A record cut short at the end.
-    pub torn: bool,
-    /// Bytes of damaged records skipped.
-    pub corrupt_bytes: usize,
-}
-
-/// Reads the records in `bytes` (segment bytes after the magic), in
-/// order, to `on_record`; damaged ones are skipped to the next record
-/// whose checksum holds. Never panics, whatever the bytes.
-pub fn walk(bytes: &[u8], mut on_record: impl FnMut(Record<'_>)) -> Walked {
-    let mut walked = Walked::default();
-    let mut at = 0;
-    while at < bytes.len() {
-        match decode(&bytes[at..]) {
-            Ok((record, len)) => {
-                on_record(record);
-                at += len;
-                walked.whole = at;
-            }
-            Err(Bad::Short) => {
-                walked.torn = true;
-                break;
-            }
-            Err(Bad::Damaged) => {
-                // The next offset where a whole record checks out.
-                match (at + 1..bytes.len()).find(|&next| decode(&bytes[next..]).is_ok()) {
-                    Some(next) => {
-                        walked.corrupt_bytes += next - at;
-                        at = next;
-                    }
-                    None => {
-                        walked.torn = true;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    walked
-}
-
-/// A whole segment file's bytes: its records after the magic, or `None`
-/// when it is not a segment.
-pub fn read_segment(file: &[u8], on_record: impl FnMut(Record<'_>)) -> Option<Walked> {
-    let body = file.strip_prefix(MAGIC.as_slice())?;
-    let mut walked = walk(body, on_record);
-    walked.whole += MAGIC.len();
-    Some(walked)
-}
-
 /// Why an event was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
     /// The queue is at `max_size`: the event is dropped.
     Full,
-    /// A segment could not be made: the event goes on without the queue.
-    Io,
+    /// The disk is behind: the event goes on without the queue.
+    SlowDisk,
 }
 
 /// One segment file.
 #[derive(Debug)]
 struct Segment {
-    path: PathBuf,
     /// The first seq it holds (its name).
     first: u64,
     /// One past the last seq it holds.
     end: u64,
     /// Its length, the records not yet written included.
     bytes: u64,
+    /// Its length as far as handed to the I/O thread (what a read asked
+    /// now finds).
+    handed: u64,
     /// When its first record was written (wall clock, ns): the oldest
     /// queued event is at most this old.
     opened_ns: u64,
 }
 
-fn segment_name(first: u64) -> String {
-    format!("seg-{first:016x}.sbq")
+/// Delivered seqs from `acked` on, one bit each; word 0 holds `acked`'s
+/// 64-seq block.
+#[derive(Debug, Default)]
+struct Delivered {
+    words: VecDeque<u64>,
+}
+
+/// A read asked of the I/O thread for the replay, and what it asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ask {
+    segment: u64,
+    offset: u64,
+    len: u64,
+    /// The segment's length (as handed over) when asked.
+    size: u64,
 }
 
 /// The queue of one worker.
@@ -395,18 +228,23 @@ pub struct DiskQueue {
     segments: VecDeque<Segment>,
     /// Their bytes together.
     total_bytes: u64,
-    /// The last segment, open for writing at its end.
-    file: Option<File>,
-    /// Encoded records not yet written to the file, and the first one's seq.
-    pending: Vec<u8>,
-    pending_first: u64,
+    /// A write to the last segment failed: the next event starts another.
+    broken: bool,
+    /// Batches not yet handed to the I/O thread (the last one is being
+    /// filled), and their bytes together.
+    batches: VecDeque<Batch>,
+    batched_bytes: usize,
+    /// Emptied batch buffers back from the I/O thread.
+    spare: Vec<Vec<u8>>,
+    /// Every seq below this is handed to the I/O thread.
+    handed: u64,
     /// The seq the next event gets.
     head: u64,
     /// Every seq below this is delivered.
     acked: u64,
+    /// The value last given to be saved in `acked`.
     acked_saved: u64,
-    /// Delivered seqs above `acked`.
-    delivered: BTreeSet<u64>,
+    delivered: Delivered,
     /// The next seq to produce, and where its record starts on disk when
     /// known (it is not after events were produced straight from memory).
     cursor: u64,
@@ -414,21 +252,36 @@ pub struct DiskQueue {
     /// Records read from disk waiting for room in librdkafka.
     replay: Vec<u8>,
     replay_at: usize,
+    /// A buffer for the next read.
+    read_spare: Vec<u8>,
+    /// Bytes the next read asks for at least: the record at its offset
+    /// is longer than [`READ_CHUNK`].
+    read_at_least: u64,
+    /// The read out for the replay, and one come back.
+    asked: Option<Ask>,
+    answered: Option<(Ask, std::io::Result<Vec<u8>>)>,
+    /// Delivered segments to remove once the I/O thread has room.
+    doomed: VecDeque<u64>,
+    io: Io,
     stats: QueueStats,
     log: crate::log::Limiter,
 }
 
-/// Bytes of encoded records kept before they are written (they are also
-/// written at every flush, twice a second).
+/// Bytes of a batch before it is handed to the I/O thread.
 const WRITE_BATCH: usize = 256 << 10;
-/// Bytes read from a segment at a time when replaying: at least one whole
-/// record.
-const READ_CHUNK: u64 = MAX_RECORD as u64;
+/// Bytes of batches not yet handed over (the I/O thread is behind) above
+/// which events skip the disk.
+const BEHIND_LIMIT: usize = 16 << 20;
+/// Bytes read from a segment at a time when replaying (more when one
+/// record is longer).
+const READ_CHUNK: u64 = 1 << 20;
+/// How long closing waits for the I/O thread to write what it was given.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(30);
 
 impl DiskQueue {
     /// Opens (or creates) the queue in `dir`; what an earlier run left
     /// undelivered is produced first.
-    pub fn open(config: &DiskQueueConfig, dir: &Path) -> io::Result<DiskQueue> {
+    pub fn open(config: &DiskQueueConfig, dir: &Path) -> std::io::Result<DiskQueue> {
         fs::create_dir_all(dir)?;
         let acked = read_acked(&dir.join("acked")).unwrap_or(0);
         let mut queue = DiskQueue {
@@ -437,17 +290,25 @@ impl DiskQueue {
             segment_size: config.segment_bytes(),
             segments: VecDeque::new(),
             total_bytes: 0,
-            file: None,
-            pending: Vec::new(),
-            pending_first: 0,
+            broken: false,
+            batches: VecDeque::new(),
+            batched_bytes: 0,
+            spare: Vec::new(),
+            handed: 0,
             head: 0,
             acked,
             acked_saved: acked,
-            delivered: BTreeSet::new(),
+            delivered: Delivered::default(),
             cursor: acked,
             cursor_offset: None,
             replay: Vec::new(),
             replay_at: 0,
+            read_spare: Vec::new(),
+            read_at_least: 0,
+            asked: None,
+            answered: None,
+            doomed: VecDeque::new(),
+            io: Io::start(dir)?,
             stats: QueueStats::default(),
             log: crate::log::Limiter::default(),
         };
@@ -493,20 +354,15 @@ impl DiskQueue {
             queue.stats.queue_recovered += left;
             queue.total_bytes += walked.whole as u64;
             queue.segments.push_back(Segment {
-                path,
                 first,
                 end,
                 bytes: walked.whole as u64,
+                handed: walked.whole as u64,
                 opened_ns: now_ns(),
             });
         }
         queue.head = queue.segments.back().map_or(acked, |s| s.end).max(acked);
-        queue.pending_first = queue.head;
-        if let Some(last) = queue.segments.back()
-            && last.bytes < queue.segment_size
-        {
-            queue.file = Some(OpenOptions::new().append(true).open(&last.path)?);
-        }
+        queue.handed = queue.head;
         Ok(queue)
     }
 
@@ -539,48 +395,67 @@ impl DiskQueue {
         self.cursor >= self.head
     }
 
-    /// Appends an event; its seq, or why it was not (counted; an I/O error
-    /// also logged).
+    /// Appends an event; its seq, or why it was not (counted).
     pub fn append(&mut self, meta: &EventMeta<'_>, payload: &[u8]) -> Result<u64, Refused> {
         let seq = self.head;
-        let len = (HEADER
-            + meta.call_id.map_or(0, |k| k.len().min(u16::MAX as usize))
-            + meta.method.map_or(0, |m| m.len().min(u8::MAX as usize))
-            + payload.len()) as u64;
+        let len = Record::encoded_len(meta, payload) as u64;
         if self.bytes() + len + MAGIC.len() as u64 > self.max_size {
             self.stats.queue_dropped_full += 1;
             return Err(Refused::Full);
         }
-        let full = self.file.is_none()
+        if self.batched_bytes >= BEHIND_LIMIT {
+            self.hand_over();
+            if self.batched_bytes >= BEHIND_LIMIT {
+                self.stats.queue_skipped_slow_disk += 1;
+                return Err(Refused::SlowDisk);
+            }
+        }
+        let full = self.broken
             || self
                 .segments
                 .back()
                 .is_none_or(|s| s.bytes > MAGIC.len() as u64 && s.bytes + len > self.segment_size);
-        if full && let Err(error) = self.new_segment() {
-            self.io_error("create", &error);
-            return Err(Refused::Io);
+        if full {
+            self.new_segment();
         }
         let last = self.segments.back_mut().expect("a segment");
+        let (segment, offset) = (last.first, last.bytes);
         last.end = seq + 1;
         last.bytes += len;
         self.total_bytes += len;
-        if self.pending.is_empty() {
-            self.pending_first = seq;
+        // A batch holds one segment's records, up to WRITE_BATCH bytes (or
+        // one bigger record).
+        let fits = |b: &Batch| b.segment == segment && b.bytes.len() + len as usize <= WRITE_BATCH;
+        if !self.batches.back().is_some_and(fits) {
+            self.hand_over();
+            let bytes = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(WRITE_BATCH));
+            self.batches.push_back(Batch {
+                segment,
+                // Every segment but the one reopened at start is made by
+                // its first batch.
+                fresh: segment == seq,
+                offset,
+                seqs: seq..seq,
+                bytes,
+            });
         }
-        let before = self.pending.len();
+        let fill = self.batches.back_mut().expect("a batch");
+        let before = fill.bytes.len();
         Record {
             seq,
             meta: *meta,
             payload,
         }
-        .encode(&mut self.pending);
-        debug_assert_eq!((self.pending.len() - before) as u64, len);
+        .encode(&mut fill.bytes);
+        debug_assert_eq!((fill.bytes.len() - before) as u64, len);
+        fill.seqs.end = seq + 1;
+        self.batched_bytes += len as usize;
         self.head += 1;
         self.stats.queue_written += 1;
         self.stats.queue_written_bytes += len;
-        if self.pending.len() >= WRITE_BATCH {
-            self.write_pending();
-        }
         Ok(seq)
     }
 
@@ -590,49 +465,108 @@ impl DiskQueue {
         self.cursor == seq
     }
 
-    /// Ends the segment being written and starts one at `head`.
-    fn new_segment(&mut self) -> io::Result<()> {
-        self.write_pending();
-        let path = self.dir.join(segment_name(self.head));
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)?;
-        file.write_all(MAGIC)?;
-        self.file = Some(file);
+    /// Starts a segment at `head` (its file is made by its first batch).
+    fn new_segment(&mut self) {
+        self.broken = false;
         self.total_bytes += MAGIC.len() as u64;
         self.segments.push_back(Segment {
-            path,
             first: self.head,
             end: self.head,
             bytes: MAGIC.len() as u64,
+            handed: 0,
             opened_ns: now_ns(),
         });
-        Ok(())
     }
 
-    /// Hands what waits to the kernel: from then on a SIGKILL loses none
-    /// of it.
+    /// Hands the batches to the I/O thread, as many as it has room for:
+    /// from then on a SIGKILL loses none of them.
     pub fn write_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let result = match &mut self.file {
-            Some(file) => file.write_all(&self.pending),
-            None => Err(io::Error::other("no segment open")),
-        };
-        if let Err(error) = result {
-            // Those events are not on disk: if librdkafka did not take
-            // them already, they are lost. Either way the queue goes on.
-            for seq in self.pending_first..self.head {
-                self.acknowledge(seq);
+        self.hand_over();
+    }
+
+    fn hand_over(&mut self) {
+        // Answers first: they bring emptied buffers back.
+        self.poll_io();
+        while let Some(batch) = self.batches.pop_front() {
+            let (segment, len, end) = (batch.segment, batch.bytes.len(), batch.seqs.end);
+            match self.io.offer(Job::Write(batch)) {
+                Ok(()) => {
+                    self.batched_bytes -= len;
+                    self.handed = end;
+                    if let Some(segment) = self.segments.iter_mut().find(|s| s.first == segment) {
+                        segment.handed = segment.handed.max(MAGIC.len() as u64) + len as u64;
+                    }
+                }
+                Err(Job::Write(batch)) => {
+                    self.batches.push_front(batch);
+                    return;
+                }
+                Err(_) => unreachable!("the job offered comes back"),
             }
-            self.file = None;
-            self.io_error("write", &error);
         }
-        self.pending.clear();
-        self.pending_first = self.head;
+    }
+
+    /// Takes in what the I/O thread has done.
+    fn poll_io(&mut self) {
+        while let Some(done) = self.io.poll() {
+            self.answer(done);
+        }
+    }
+
+    fn answer(&mut self, done: Done) {
+        match done {
+            Done::Written(batch, None) => self.keep_spare(batch.bytes),
+            Done::Written(batch, Some(error)) => {
+                // Those events are not on disk: the ones librdkafka did not
+                // take already are lost. Either way the queue goes on, in a
+                // new segment.
+                let lost = batch.seqs.end.saturating_sub(self.cursor.max(batch.seqs.start));
+                self.stats.queue_dropped_io += lost;
+                for seq in batch.seqs.clone() {
+                    self.acknowledge(seq);
+                }
+                if self.segments.back().is_some_and(|s| s.first == batch.segment) {
+                    self.broken = true;
+                }
+                self.io_error("write", &error);
+                self.keep_spare(batch.bytes);
+            }
+            Done::Read {
+                segment,
+                offset,
+                bytes,
+            } => {
+                if let Some(ask) = self.asked.take_if(|a| (a.segment, a.offset) == (segment, offset))
+                {
+                    self.answered = Some((ask, bytes));
+                }
+            }
+            Done::Other(_, Ok(())) => {}
+            Done::Other(what, Err(error)) => {
+                if what == "write" {
+                    // `acked` is written again at the next commit.
+                    self.acked_saved = u64::MAX;
+                }
+                self.io_error(what, &error);
+            }
+        }
+    }
+
+    fn keep_spare(&mut self, bytes: Vec<u8>) {
+        // A few, of ordinary size (a batch holding a huge record is let go).
+        if self.spare.len() < 4 && bytes.capacity() <= 2 * WRITE_BATCH {
+            self.spare.push(bytes);
+        }
+    }
+
+    /// Waits until the I/O thread has done everything asked of it, at most
+    /// until `deadline`; whether anything was outstanding.
+    pub fn wait_io(&mut self, deadline: Instant) -> bool {
+        let waited = self.io.outstanding() > 0;
+        while let Some(done) = self.io.wait(deadline) {
+            self.answer(done);
+        }
+        waited
     }
 
     /// `seq` was handed to librdkafka straight from memory.
@@ -644,17 +578,23 @@ impl DiskQueue {
     }
 
     /// The next record to produce from disk (the queue is behind) and its
-    /// length; `None` when caught up or nothing more can be read.
+    /// length; `None` when caught up, or while its read is out (ask again).
     pub fn next_unsent(&mut self) -> Option<(Record<'_>, u64)> {
         if self.caught_up() {
             return None;
         }
         if decode(&self.replay[self.replay_at..]).is_err() {
-            self.write_pending();
+            self.poll_io();
             self.fill_replay();
         }
         let (record, len) = decode(&self.replay[self.replay_at..]).ok()?;
         Some((record, len as u64))
+    }
+
+    /// Whether a read for the replay is out (wait for it with
+    /// [`DiskQueue::wait_io`]).
+    pub fn reading(&self) -> bool {
+        self.asked.is_some()
     }
 
     /// The record [`DiskQueue::next_unsent`] gave was handed to librdkafka.
@@ -666,21 +606,23 @@ impl DiskQueue {
         self.cursor_offset = self.cursor_offset.map(|offset| offset + len);
     }
 
-    /// Reads records from the cursor on into the replay buffer.
+    /// Reads records from the cursor on into the replay buffer, by asking
+    /// the I/O thread and taking its answer at a later call.
     fn fill_replay(&mut self) {
         self.replay.clear();
         self.replay_at = 0;
         while !self.caught_up() {
+            if self.cursor >= self.handed {
+                // Still in a batch the I/O thread has not been given: from
+                // memory.
+                self.replay_batched();
+                return;
+            }
             let Some(segment) = self.segments.iter().find(|s| self.cursor < s.end) else {
                 self.cursor = self.head;
                 return;
             };
-            let (path, first, end, size) = (
-                segment.path.clone(),
-                segment.first,
-                segment.end,
-                segment.bytes,
-            );
+            let (first, end, size) = (segment.first, segment.end, segment.handed);
             if self.cursor < first {
                 // Seqs lost to a failed write.
                 self.cursor = first;
@@ -697,26 +639,24 @@ impl DiskQueue {
                 self.cursor_offset = None;
                 continue;
             }
-            let asked = (size - offset).min(READ_CHUNK);
-            let mut chunk = vec![0; asked as usize];
-            let read = File::open(&path).and_then(|file| {
-                let mut got = 0;
-                while got < chunk.len() {
-                    match file.read_at(&mut chunk[got..], offset + got as u64)? {
-                        0 => break,
-                        n => got += n,
-                    }
+            let (ask, chunk) = match self.answered.take() {
+                // What was read then (more may have been written since).
+                Some((ask, bytes)) if (ask.segment, ask.offset) == (first, offset) => (ask, bytes),
+                _ => {
+                    self.ask_read(first, offset, size);
+                    return;
                 }
-                chunk.truncate(got);
-                Ok(())
-            });
-            if let Err(error) = read {
-                self.io_error("read", &error);
-                self.cursor = end;
-                self.cursor_offset = None;
-                continue;
-            }
-            let reaches_end = (chunk.len() as u64) < asked || offset + asked >= size;
+            };
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    self.io_error("read", &error);
+                    self.cursor = end;
+                    self.cursor_offset = None;
+                    continue;
+                }
+            };
+            let reaches_end = (chunk.len() as u64) < ask.len || offset + ask.len >= ask.size;
             // Skip what is already produced (a segment read from its start).
             let mut at = 0;
             let found = loop {
@@ -729,13 +669,22 @@ impl DiskQueue {
             match found {
                 Ok(()) => {
                     self.cursor_offset = Some(offset + at as u64);
-                    chunk.drain(..at);
-                    self.replay = chunk;
+                    self.read_at_least = 0;
+                    // The next chunk is read while this one is produced.
+                    let next = offset + (at + segment::whole_records(&chunk[at..])) as u64;
+                    self.read_spare = std::mem::replace(&mut self.replay, chunk);
+                    self.replay_at = at;
+                    self.ask_read(first, next, size);
                     return;
                 }
-                // A record runs past this chunk: read on from it.
-                Err(Bad::Short) if at > 0 && !reaches_end => {
+                // A record runs past this chunk: read on from it, all of it.
+                Err(Bad::Short) if !reaches_end => {
+                    let record = chunk.get(at..at + 4).map_or(0, |len| {
+                        u64::from(u32::from_le_bytes(len.try_into().expect("4 bytes")))
+                    });
+                    self.read_at_least = (4 + record).min(4 + MAX_RECORD as u64);
                     self.cursor_offset = Some(offset + at as u64);
+                    self.read_spare = chunk;
                 }
                 // The segment ends here (records counted never reached the
                 // disk: a failed write).
@@ -744,7 +693,7 @@ impl DiskQueue {
                     self.cursor_offset = None;
                 }
                 Err(Bad::Damaged) => {
-                    self.stats.queue_corrupt_bytes += (size - offset - at as u64).max(1);
+                    self.stats.queue_corrupt_bytes += (ask.size - offset - at as u64).max(1);
                     self.cursor = end;
                     self.cursor_offset = None;
                 }
@@ -752,60 +701,142 @@ impl DiskQueue {
         }
     }
 
+    /// Asks the I/O thread for the bytes of segment `first` from `offset`
+    /// on (`size` of them handed over), unless a read is out already.
+    fn ask_read(&mut self, first: u64, offset: u64, size: u64) {
+        if self.asked.is_some() || offset >= size {
+            return;
+        }
+        let ask = Ask {
+            segment: first,
+            offset,
+            len: (size - offset).min(READ_CHUNK.max(self.read_at_least)),
+            size,
+        };
+        let job = Job::Read {
+            segment: ask.segment,
+            offset: ask.offset,
+            len: ask.len,
+            buffer: std::mem::take(&mut self.read_spare),
+        };
+        match self.io.offer(job) {
+            Ok(()) => self.asked = Some(ask),
+            Err(Job::Read { buffer, .. }) => self.read_spare = buffer,
+            Err(_) => unreachable!("the job offered comes back"),
+        }
+    }
+
+    /// Copies the records from the cursor on out of the batch holding it.
+    fn replay_batched(&mut self) {
+        let cursor = self.cursor;
+        let Some(batch) = self.batches.iter().find(|b| b.seqs.contains(&cursor)) else {
+            return;
+        };
+        let mut at = 0;
+        while let Ok((record, len)) = decode(&batch.bytes[at..])
+            && record.seq < cursor
+        {
+            at += len;
+        }
+        self.replay.extend_from_slice(&batch.bytes[at..]);
+        self.cursor_offset = Some(batch.offset + at as u64);
+    }
+
     /// `seq` is delivered (or failed for good: it never will be).
     pub fn acknowledge(&mut self, seq: u64) {
         if seq < self.acked || seq >= self.head {
             return;
         }
-        self.delivered.insert(seq);
-        while self.delivered.first() == Some(&self.acked) {
-            self.delivered.pop_first();
-            self.acked += 1;
-            self.stats.queue_acknowledged += 1;
+        let index = (seq - (self.acked & !63)) as usize;
+        let words = &mut self.delivered.words;
+        if words.len() <= index / 64 {
+            words.resize(index / 64 + 1, 0);
+        }
+        words[index / 64] |= 1 << (index % 64);
+        // Move `acked` over the delivered run it starts.
+        while let Some(&word) = words.front() {
+            let bit = self.acked % 64;
+            let run = u64::from((word >> bit).trailing_ones());
+            self.acked += run;
+            self.stats.queue_acknowledged += run;
+            if bit + run < 64 {
+                break;
+            }
+            words.pop_front();
         }
     }
 
-    /// Writes what waits, removes delivered segments and records how far
-    /// delivery got (at every flush).
+    /// Hands over what waits, removes delivered segments and records how
+    /// far delivery got (at every flush, and every 4,096 events).
     pub fn commit(&mut self) {
-        self.write_pending();
+        self.poll_io();
         // The last segment stays open for appending, delivered or not.
         while self.segments.len() > 1 && self.segments[0].end <= self.acked {
             let segment = self.segments.pop_front().expect("a segment");
             self.total_bytes -= segment.bytes;
-            if let Err(error) = fs::remove_file(&segment.path) {
-                self.io_error("remove", &error);
+            // Its batches not yet written need not be.
+            while self.batches.front().is_some_and(|b| b.segment == segment.first) {
+                let batch = self.batches.pop_front().expect("a batch");
+                self.batched_bytes -= batch.bytes.len();
+                self.keep_spare(batch.bytes);
             }
+            self.doomed.push_back(segment.first);
         }
-        if self.acked != self.acked_saved {
-            match write_acked(&self.dir, self.acked) {
-                Ok(()) => self.acked_saved = self.acked,
-                Err(error) => self.io_error("write", &error),
-            }
+        self.hand_over();
+        // Removals after the writes: a segment is never made again.
+        while let Some(&segment) = self.doomed.front()
+            && self.io.offer(Job::Remove { segment }).is_ok()
+        {
+            self.doomed.pop_front();
+        }
+        if self.acked != self.acked_saved && self.io.offer(Job::SaveAcked(self.acked)).is_ok() {
+            self.acked_saved = self.acked;
         }
     }
 
-    fn io_error(&mut self, what: &str, error: &io::Error) {
+    /// Everything handed to the I/O thread and written, waiting until
+    /// `deadline`: the end of a run.
+    fn close(&mut self, deadline: Instant) {
+        self.commit();
+        while let Some(batch) = self.batches.pop_front() {
+            if let Err(Job::Write(batch)) = self.io.give(Job::Write(batch), deadline) {
+                self.batches.push_front(batch);
+                break;
+            }
+        }
+        if self.acked != self.acked_saved {
+            let _ = self.io.give(Job::SaveAcked(self.acked), deadline);
+        }
+        self.io.close();
+        self.wait_io(deadline);
+        if !self.batches.is_empty() || self.io.outstanding() > 0 {
+            crate::log::warn(&format!(
+                "disk queue {}: the disk did not take the last events within {}s",
+                self.dir.display(),
+                CLOSE_PATIENCE.as_secs()
+            ));
+        }
+    }
+
+    fn io_error(&mut self, what: &str, error: &std::io::Error) {
         self.stats.queue_io_errors += 1;
         self.log.warn_as(
             what,
             &format!("disk queue {}: {what}: {error}", self.dir.display()),
         );
     }
+
+    #[cfg(test)]
+    fn last_segment_path(&self) -> PathBuf {
+        let last = self.segments.back().expect("a segment");
+        self.dir.join(segment::segment_name(last.first))
+    }
 }
 
-fn read_acked(path: &Path) -> Option<u64> {
-    let bytes = fs::read(path).ok()?;
-    let (value, crc) = (bytes.get(..8)?, bytes.get(8..12)?);
-    (crc32fast::hash(value).to_le_bytes() == crc).then(|| u64_at(value, 0))
-}
-
-fn write_acked(dir: &Path, acked: u64) -> io::Result<()> {
-    let mut bytes = acked.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&acked.to_le_bytes()).to_le_bytes());
-    let tmp = dir.join("acked.tmp");
-    fs::write(&tmp, &bytes)?;
-    fs::rename(&tmp, dir.join("acked"))
+impl Drop for DiskQueue {
+    fn drop(&mut self) {
+        self.close(Instant::now() + CLOSE_PATIENCE);
+    }
 }
 
 #[cfg(test)]
@@ -872,20 +903,26 @@ mod tests {
             queue.append(&meta(i), &payload(i)).unwrap();
         }
         queue.commit();
-        queue.segments.back().unwrap().path.clone()
+        queue.last_segment_path()
     }
 
     /// Every record from the cursor on, as (seq, meta matches, payload).
     fn drain(queue: &mut DiskQueue) -> Vec<u64> {
         let mut seqs = Vec::new();
-        while let Some((record, len)) = queue.next_unsent() {
-            let seq = record.seq;
-            assert_eq!(record.meta, meta(seq), "seq {seq}");
-            assert_eq!(record.payload, payload(seq), "seq {seq}");
-            queue.replayed(seq, len);
-            seqs.push(seq);
+        loop {
+            if let Some((record, len)) = queue.next_unsent() {
+                let seq = record.seq;
+                assert_eq!(record.meta, meta(seq), "seq {seq}");
+                assert_eq!(record.payload, payload(seq), "seq {seq}");
+                queue.replayed(seq, len);
+                seqs.push(seq);
+                continue;
+            }
+            // Its read is out: wait for the I/O thread.
+            if !queue.wait_io(Instant::now() + Duration::from_secs(10)) {
+                return seqs;
+            }
         }
-        seqs
     }
 
     #[test]

@@ -1,0 +1,251 @@
+//! The disk queue's bytes: `seg-<first seq, 16 hex digits>.sbq` files,
+//! each a magic header then records
+//!
+//! ```text
+//! u32 len (of what follows)  u32 crc32 (of what follows it)
+//! u64 seq  u64 timestamp_ns  u8 flags  u16 key_len  u8 method_len
+//! key  method  payload
+//! ```
+//!
+//! little-endian; and `acked`, the first seq not yet delivered (8 bytes and
+//! their CRC, replaced by rename). A record cut short by a crash (a torn
+//! tail) fails its length or checksum: the reader stops there. A damaged
+//! record in the middle is skipped to the next one whose checksum holds.
+//! Neither is ever a panic (`fuzz/fuzz_targets/disk_segment.rs`).
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use crate::output::EventMeta;
+
+/// Every segment file starts with this.
+pub const MAGIC: &[u8; 8] = b"SBQUEUE1";
+/// Bytes of a record before its key.
+pub(super) const HEADER: usize = 4 + 4 + 8 + 8 + 1 + 2 + 1;
+/// The largest record written or believed (a Kafka message is at most a
+/// few MiB).
+pub const MAX_RECORD: usize = 16 << 20;
+
+/// One event as the queue keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub seq: u64,
+    pub meta: EventMeta<'a>,
+    pub payload: &'a [u8],
+}
+
+const HAS_KEY: u8 = 1;
+const HAS_METHOD: u8 = 2;
+const DATASET_CALL: u8 = 4;
+const KIND_SHIFT: u8 = 3;
+const KINDS: [&str; 3] = ["", "request", "response"];
+
+impl Record<'_> {
+    /// The bytes [`Record::encode`] writes for an event.
+    pub fn encoded_len(meta: &EventMeta<'_>, payload: &[u8]) -> usize {
+        HEADER
+            + meta.call_id.map_or(0, |k| k.len().min(u16::MAX as usize))
+            + meta.method.map_or(0, |m| m.len().min(u8::MAX as usize))
+            + payload.len()
+    }
+
+    /// Appends the record's bytes to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let key = self
+            .meta
+            .call_id
+            .map(|k| &k[..k.len().min(u16::MAX as usize)]);
+        let method = self
+            .meta
+            .method
+            .map(|m| &m[..m.len().min(u8::MAX as usize)]);
+        let kind = KINDS.iter().position(|k| *k == self.meta.kind).unwrap_or(0) as u8;
+        let mut flags = kind << KIND_SHIFT;
+        if key.is_some() {
+            flags |= HAS_KEY;
+        }
+        if method.is_some() {
+            flags |= HAS_METHOD;
+        }
+        if self.meta.dataset == "sip.call" {
+            flags |= DATASET_CALL;
+        }
+        let (key, method) = (key.unwrap_or_default(), method.unwrap_or_default());
+        let start = out.len();
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.meta.timestamp_ns.to_le_bytes());
+        out.push(flags);
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.push(method.len() as u8);
+        out.extend_from_slice(key);
+        out.extend_from_slice(method);
+        out.extend_from_slice(self.payload);
+        let len = (out.len() - start - 4) as u32;
+        let crc = crc32fast::hash(&out[start + 8..]);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// Why a record could not be read at some offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Bad {
+    /// Not enough bytes for what its length says.
+    Short,
+    /// A length or checksum that does not hold.
+    Damaged,
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The record at the start of `bytes`, and its length.
+pub(super) fn decode(bytes: &[u8]) -> Result<(Record<'_>, usize), Bad> {
+    if bytes.len() < 4 {
+        return Err(Bad::Short);
+    }
+    let len = u32_at(bytes, 0) as usize;
+    if !(HEADER - 4..=MAX_RECORD).contains(&len) {
+        return Err(Bad::Damaged);
+    }
+    let Some(record) = bytes.get(..4 + len) else {
+        return Err(Bad::Short);
+    };
+    if crc32fast::hash(&record[8..]) != u32_at(record, 4) {
+        return Err(Bad::Damaged);
+    }
+    let flags = record[24];
+    let key_len = usize::from(u16_at(record, 25));
+    let method_len = usize::from(record[27]);
+    let payload_at = HEADER + key_len + method_len;
+    if payload_at > record.len() {
+        return Err(Bad::Damaged);
+    }
+    let key = &record[HEADER..HEADER + key_len];
+    let method = &record[HEADER + key_len..payload_at];
+    let meta = EventMeta {
+        call_id: (flags & HAS_KEY != 0).then_some(key),
+        method: (flags & HAS_METHOD != 0).then_some(method),
+        kind: KINDS
+            .get(usize::from(flags >> KIND_SHIFT))
+            .copied()
+            .unwrap_or_default(),
+        timestamp_ns: u64_at(record, 16),
+        dataset: if flags & DATASET_CALL != 0 {
+            "sip.call"
+        } else {
+            "sip"
+        },
+    };
+    Ok((
+        Record {
+            seq: u64_at(record, 8),
+            meta,
+            payload: &record[payload_at..],
+        },
+        4 + len,
+    ))
+}
+
+/// Bytes of the whole records at the start of `bytes`, by their lengths
+/// alone (records this process wrote; nothing is checked).
+pub(super) fn whole_records(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(len) = bytes.get(at..at + 4) {
+        let next = at + 4 + u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        if next > bytes.len() {
+            break;
+        }
+        at = next;
+    }
+    at
+}
+
+/// What reading a run of segment bytes found besides its records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Bytes up to the end of the last whole record (where reading can
+    /// go on once more bytes are there).
+    pub whole: usize,
+    /// A record cut short at the end.
+    pub torn: bool,
+    /// Bytes of damaged records skipped.
+    pub corrupt_bytes: usize,
+}
+
+/// Reads the records in `bytes` (segment bytes after the magic), in
+/// order, to `on_record`; damaged ones are skipped to the next record
+/// whose checksum holds. Never panics, whatever the bytes.
+pub fn walk(bytes: &[u8], mut on_record: impl FnMut(Record<'_>)) -> Walked {
+    let mut walked = Walked::default();
+    let mut at = 0;
+    while at < bytes.len() {
+        match decode(&bytes[at..]) {
+            Ok((record, len)) => {
+                on_record(record);
+                at += len;
+                walked.whole = at;
+            }
+            Err(Bad::Short) => {
+                walked.torn = true;
+                break;
+            }
+            Err(Bad::Damaged) => {
+                // The next offset where a whole record checks out.
+                match (at + 1..bytes.len()).find(|&next| decode(&bytes[next..]).is_ok()) {
+                    Some(next) => {
+                        walked.corrupt_bytes += next - at;
+                        at = next;
+                    }
+                    None => {
+                        walked.torn = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    walked
+}
+
+/// A whole segment file's bytes: its records after the magic, or `None`
+/// when it is not a segment.
+pub fn read_segment(file: &[u8], on_record: impl FnMut(Record<'_>)) -> Option<Walked> {
+    let body = file.strip_prefix(MAGIC.as_slice())?;
+    let mut walked = walk(body, on_record);
+    walked.whole += MAGIC.len();
+    Some(walked)
+}
+
+/// The file holding the segment whose first seq is `first`.
+pub(super) fn segment_name(first: u64) -> String {
+    format!("seg-{first:016x}.sbq")
+}
+
+/// `acked`: the first seq not yet delivered, as [`write_acked`] left it.
+pub(super) fn read_acked(path: &Path) -> Option<u64> {
+    let bytes = fs::read(path).ok()?;
+    let (value, crc) = (bytes.get(..8)?, bytes.get(8..12)?);
+    (crc32fast::hash(value).to_le_bytes() == crc).then(|| u64_at(value, 0))
+}
+
+/// Replaces `acked` (by rename: a crash leaves the old value or the new).
+pub(super) fn write_acked(dir: &Path, acked: u64) -> io::Result<()> {
+    let mut bytes = acked.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&crc32fast::hash(&acked.to_le_bytes()).to_le_bytes());
+    let tmp = dir.join("acked.tmp");
+    fs::write(&tmp, &bytes)?;
+    fs::rename(&tmp, dir.join("acked"))
+}
+
