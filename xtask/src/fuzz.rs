@@ -176,11 +176,12 @@ fn seed() -> Result<()> {
         fragments.extend_from_slice(chunk);
     }
     write_seed(&corpus.join("defrag"), "two-fragments", &fragments)?;
-    // Disk-queue segments as the queue writes them: whole, torn, flipped.
-    let mut segment = sipbeat::output::queue::MAGIC.to_vec();
-    for seq in 0..8u64 {
+    // Disk-queue segments as the queue writes them: whole (end mark), torn,
+    // flipped, and reused (an earlier use's records after the end mark).
+    use sipbeat::output::queue::{END_MARK, Record, segment_header};
+    let record = |seq: u64, out: &mut Vec<u8>| {
         let payload = format!("{{\"@timestamp\":\"2026-12-06T00:00:00.000Z\",\"n\":{seq}}}");
-        sipbeat::output::queue::Record {
+        Record {
             seq,
             meta: sipbeat::output::EventMeta {
                 call_id: Some(b"seed@example.com"),
@@ -191,9 +192,21 @@ fn seed() -> Result<()> {
             },
             payload: payload.as_bytes(),
         }
-        .encode(&mut segment);
+        .encode(out);
+    };
+    let mut segment = segment_header(0).to_vec();
+    for seq in 0..8 {
+        record(seq, &mut segment);
     }
+    segment.extend_from_slice(&END_MARK);
     write_seed(&corpus.join("disk_segment"), "whole", &segment)?;
+    let mut reused = segment_header(8).to_vec();
+    for seq in 8..10 {
+        record(seq, &mut reused);
+    }
+    reused.extend_from_slice(&END_MARK);
+    reused.extend_from_slice(&segment[reused.len()..]);
+    write_seed(&corpus.join("disk_segment"), "reused", &reused)?;
     write_seed(
         &corpus.join("disk_segment"),
         "torn",

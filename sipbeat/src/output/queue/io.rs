@@ -5,7 +5,7 @@
 //! before it. Every job is answered with one [`Done`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
@@ -13,10 +13,14 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use super::segment::{MAGIC, segment_name, write_acked};
+use super::segment::{END_MARK, segment_header, segment_name, spare_name, write_acked};
 
 /// Jobs waiting for the thread at most (a write is a batch of records).
 const JOBS: usize = 32;
+/// Delivered segments' files kept for reuse: writing into pages the file
+/// already has costs a copy, where a new file's pages are allocated,
+/// reserved on disk and freed again.
+const SPARES: usize = 2;
 
 /// Records for one segment, appended in seq order.
 #[derive(Debug)]
@@ -44,7 +48,9 @@ pub(super) enum Job {
         buffer: Vec<u8>,
     },
     /// A delivered segment goes.
-    Remove { segment: u64 },
+    Remove {
+        segment: u64,
+    },
     /// Every seq below this is delivered.
     SaveAcked(u64),
 }
@@ -157,11 +163,12 @@ fn serve(dir: &Path, jobs: &Receiver<Job>, done: &Sender<Done>) {
         dir: dir.to_path_buf(),
         open: None,
         failed: None,
+        spares: Vec::new(),
     };
     for job in jobs {
         let answer = match job {
             Job::Write(mut batch) => {
-                let result = files.append(&batch);
+                let result = files.append(&mut batch);
                 batch.bytes.clear();
                 Done::Written(batch, result.err())
             }
@@ -179,12 +186,7 @@ fn serve(dir: &Path, jobs: &Receiver<Job>, done: &Sender<Done>) {
                     bytes,
                 }
             }
-            Job::Remove { segment } => {
-                if files.open.as_ref().is_some_and(|(open, _)| *open == segment) {
-                    files.open = None;
-                }
-                Done::Other("remove", fs::remove_file(dir.join(segment_name(segment))))
-            }
+            Job::Remove { segment } => Done::Other("remove", files.retire(segment)),
             Job::SaveAcked(acked) => Done::Other("write", write_acked(dir, acked)),
         };
         if done.send(answer).is_err() {
@@ -193,21 +195,24 @@ fn serve(dir: &Path, jobs: &Receiver<Job>, done: &Sender<Done>) {
     }
 }
 
-/// The segment file being appended to.
+/// The segment files.
 struct Files {
     dir: PathBuf,
+    /// The segment being written.
     open: Option<(u64, File)>,
     /// A segment whose write failed: what follows for it fails too (its
     /// file may end in a partial record, and the worker has moved on).
     failed: Option<u64>,
+    /// Files of delivered segments, to reuse.
+    spares: Vec<PathBuf>,
 }
 
 impl Files {
-    fn append(&mut self, batch: &Batch) -> io::Result<()> {
+    fn append(&mut self, batch: &mut Batch) -> io::Result<()> {
         if self.failed == Some(batch.segment) {
             return Err(io::Error::other("an earlier write to this segment failed"));
         }
-        let result = self.append_to_file(batch);
+        let result = self.write(batch);
         if result.is_err() {
             self.open = None;
             self.failed = Some(batch.segment);
@@ -215,26 +220,54 @@ impl Files {
         result
     }
 
-    fn append_to_file(&mut self, batch: &Batch) -> io::Result<()> {
+    /// Writes the batch where it belongs, then the end mark (which the next
+    /// batch overwrites), in one call.
+    fn write(&mut self, batch: &mut Batch) -> io::Result<()> {
         let file = match &mut self.open {
             Some((segment, file)) if *segment == batch.segment => file,
             open => {
                 let path = self.dir.join(segment_name(batch.segment));
                 let file = if batch.fresh {
-                    let mut file = OpenOptions::new()
-                        .create(true)
-                        .write(true)
-                        .truncate(true)
-                        .open(&path)?;
-                    file.write_all(MAGIC)?;
+                    let file = match self.spares.pop() {
+                        Some(spare) => {
+                            fs::rename(&spare, &path)?;
+                            OpenOptions::new().write(true).open(&path)?
+                        }
+                        None => OpenOptions::new()
+                            .create(true)
+                            .write(true)
+                            .truncate(true)
+                            .open(&path)?,
+                    };
+                    file.write_all_at(&segment_header(batch.segment), 0)?;
                     file
                 } else {
-                    OpenOptions::new().append(true).open(&path)?
+                    OpenOptions::new().write(true).open(&path)?
                 };
                 &mut open.insert((batch.segment, file)).1
             }
         };
-        file.write_all(&batch.bytes)
+        let len = batch.bytes.len();
+        batch.bytes.extend_from_slice(&END_MARK);
+        let written = file.write_all_at(&batch.bytes, batch.offset);
+        batch.bytes.truncate(len);
+        written
+    }
+
+    /// A delivered segment: its file becomes a spare, or goes.
+    fn retire(&mut self, segment: u64) -> io::Result<()> {
+        if self.open.as_ref().is_some_and(|(open, _)| *open == segment) {
+            self.open = None;
+        }
+        let path = self.dir.join(segment_name(segment));
+        if self.spares.len() < SPARES {
+            let spare = self.dir.join(spare_name(segment));
+            fs::rename(&path, &spare)?;
+            self.spares.push(spare);
+            Ok(())
+        } else {
+            fs::remove_file(path)
+        }
     }
 }
 

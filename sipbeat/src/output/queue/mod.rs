@@ -35,8 +35,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use self::io::{Batch, Done, Io, Job};
-use self::segment::{Bad, decode, read_acked};
-pub use self::segment::{MAGIC, MAX_RECORD, Record, Walked, read_segment, walk};
+use self::segment::{Bad, decode, decode_trusted, read_acked};
+pub use self::segment::{
+    END_MARK, MAGIC, MAX_RECORD, Record, SEGMENT_HEADER, Walked, read_segment, segment_header, walk,
+};
 use super::EventMeta;
 use crate::event::timestamp::now_ns;
 
@@ -252,6 +254,9 @@ pub struct DiskQueue {
     /// Records read from disk waiting for room in librdkafka.
     replay: Vec<u8>,
     replay_at: usize,
+    /// Records before this offset in `replay` are known whole (checked, or
+    /// copied from memory).
+    checked_to: usize,
     /// A buffer for the next read.
     read_spare: Vec<u8>,
     /// Bytes the next read asks for at least: the record at its offset
@@ -303,6 +308,7 @@ impl DiskQueue {
             cursor_offset: None,
             replay: Vec::new(),
             replay_at: 0,
+            checked_to: 0,
             read_spare: Vec::new(),
             read_at_least: 0,
             asked: None,
@@ -316,6 +322,11 @@ impl DiskQueue {
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
+                if name.starts_with("spare-") {
+                    // The I/O thread keeps its spares from this run on.
+                    let _ = fs::remove_file(entry.path());
+                    return None;
+                }
                 let hex = name.strip_prefix("seg-")?.strip_suffix(".sbq")?;
                 Some((u64::from_str_radix(hex, 16).ok()?, entry.path()))
             })
@@ -337,15 +348,15 @@ impl DiskQueue {
                 continue;
             };
             queue.stats.queue_corrupt_bytes += walked.corrupt_bytes as u64;
-            if walked.torn {
-                queue.stats.queue_torn += 1;
-                if index + 1 == count {
-                    // Cut back to the last whole record before appending.
-                    OpenOptions::new()
-                        .write(true)
-                        .open(&path)?
-                        .set_len(walked.whole as u64)?;
-                }
+            queue.stats.queue_torn += u64::from(walked.torn);
+            if index + 1 == count && bytes.len() > walked.whole {
+                // Appending goes on after the last whole record: what
+                // follows (a torn record, an end mark, an earlier use's
+                // records) goes.
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(walked.whole as u64)?;
             }
             if end <= acked {
                 fs::remove_file(&path)?;
@@ -399,7 +410,7 @@ impl DiskQueue {
     pub fn append(&mut self, meta: &EventMeta<'_>, payload: &[u8]) -> Result<u64, Refused> {
         let seq = self.head;
         let len = Record::encoded_len(meta, payload) as u64;
-        if self.bytes() + len + MAGIC.len() as u64 > self.max_size {
+        if self.bytes() + len + SEGMENT_HEADER as u64 > self.max_size {
             self.stats.queue_dropped_full += 1;
             return Err(Refused::Full);
         }
@@ -411,10 +422,9 @@ impl DiskQueue {
             }
         }
         let full = self.broken
-            || self
-                .segments
-                .back()
-                .is_none_or(|s| s.bytes > MAGIC.len() as u64 && s.bytes + len > self.segment_size);
+            || self.segments.back().is_none_or(|s| {
+                s.bytes > SEGMENT_HEADER as u64 && s.bytes + len > self.segment_size
+            });
         if full {
             self.new_segment();
         }
@@ -468,11 +478,11 @@ impl DiskQueue {
     /// Starts a segment at `head` (its file is made by its first batch).
     fn new_segment(&mut self) {
         self.broken = false;
-        self.total_bytes += MAGIC.len() as u64;
+        self.total_bytes += SEGMENT_HEADER as u64;
         self.segments.push_back(Segment {
             first: self.head,
             end: self.head,
-            bytes: MAGIC.len() as u64,
+            bytes: SEGMENT_HEADER as u64,
             handed: 0,
             opened_ns: now_ns(),
         });
@@ -494,7 +504,7 @@ impl DiskQueue {
                     self.batched_bytes -= len;
                     self.handed = end;
                     if let Some(segment) = self.segments.iter_mut().find(|s| s.first == segment) {
-                        segment.handed = segment.handed.max(MAGIC.len() as u64) + len as u64;
+                        segment.handed = segment.handed.max(SEGMENT_HEADER as u64) + len as u64;
                     }
                 }
                 Err(Job::Write(batch)) => {
@@ -520,12 +530,19 @@ impl DiskQueue {
                 // Those events are not on disk: the ones librdkafka did not
                 // take already are lost. Either way the queue goes on, in a
                 // new segment.
-                let lost = batch.seqs.end.saturating_sub(self.cursor.max(batch.seqs.start));
+                let lost = batch
+                    .seqs
+                    .end
+                    .saturating_sub(self.cursor.max(batch.seqs.start));
                 self.stats.queue_dropped_io += lost;
                 for seq in batch.seqs.clone() {
                     self.acknowledge(seq);
                 }
-                if self.segments.back().is_some_and(|s| s.first == batch.segment) {
+                if self
+                    .segments
+                    .back()
+                    .is_some_and(|s| s.first == batch.segment)
+                {
                     self.broken = true;
                 }
                 self.io_error("write", &error);
@@ -536,7 +553,9 @@ impl DiskQueue {
                 offset,
                 bytes,
             } => {
-                if let Some(ask) = self.asked.take_if(|a| (a.segment, a.offset) == (segment, offset))
+                if let Some(ask) = self
+                    .asked
+                    .take_if(|a| (a.segment, a.offset) == (segment, offset))
                 {
                     self.answered = Some((ask, bytes));
                 }
@@ -554,7 +573,7 @@ impl DiskQueue {
 
     fn keep_spare(&mut self, bytes: Vec<u8>) {
         // A few, of ordinary size (a batch holding a huge record is let go).
-        if self.spare.len() < 4 && bytes.capacity() <= 2 * WRITE_BATCH {
+        if self.spare.len() < 8 && bytes.capacity() <= 2 * WRITE_BATCH {
             self.spare.push(bytes);
         }
     }
@@ -583,11 +602,20 @@ impl DiskQueue {
         if self.caught_up() {
             return None;
         }
-        if decode(&self.replay[self.replay_at..]).is_err() {
-            self.poll_io();
-            self.fill_replay();
+        if self.replay_at >= self.checked_to {
+            // Each record read back is checked once.
+            let checked = decode(&self.replay[self.replay_at..]).map(|(_, len)| len);
+            let len = match checked {
+                Ok(len) => len,
+                Err(_) => {
+                    self.poll_io();
+                    self.fill_replay();
+                    decode(&self.replay[self.replay_at..]).ok()?.1
+                }
+            };
+            self.checked_to = self.checked_to.max(self.replay_at + len);
         }
-        let (record, len) = decode(&self.replay[self.replay_at..]).ok()?;
+        let (record, len) = decode_trusted(&self.replay[self.replay_at..]).ok()?;
         Some((record, len as u64))
     }
 
@@ -611,6 +639,7 @@ impl DiskQueue {
     fn fill_replay(&mut self) {
         self.replay.clear();
         self.replay_at = 0;
+        self.checked_to = 0;
         while !self.caught_up() {
             if self.cursor >= self.handed {
                 // Still in a batch the I/O thread has not been given: from
@@ -632,7 +661,7 @@ impl DiskQueue {
             // cursor is at that segment's start.
             let offset = match self.cursor_offset {
                 Some(offset) if self.cursor != first => offset,
-                _ => MAGIC.len() as u64,
+                _ => SEGMENT_HEADER as u64,
             };
             if offset >= size {
                 self.cursor = end;
@@ -733,12 +762,13 @@ impl DiskQueue {
             return;
         };
         let mut at = 0;
-        while let Ok((record, len)) = decode(&batch.bytes[at..])
+        while let Ok((record, len)) = decode_trusted(&batch.bytes[at..])
             && record.seq < cursor
         {
             at += len;
         }
         self.replay.extend_from_slice(&batch.bytes[at..]);
+        self.checked_to = self.replay.len();
         self.cursor_offset = Some(batch.offset + at as u64);
     }
 
@@ -775,7 +805,11 @@ impl DiskQueue {
             let segment = self.segments.pop_front().expect("a segment");
             self.total_bytes -= segment.bytes;
             // Its batches not yet written need not be.
-            while self.batches.front().is_some_and(|b| b.segment == segment.first) {
+            while self
+                .batches
+                .front()
+                .is_some_and(|b| b.segment == segment.first)
+            {
                 let batch = self.batches.pop_front().expect("a batch");
                 self.batched_bytes -= batch.bytes.len();
                 self.keep_spare(batch.bytes);
@@ -1065,15 +1099,15 @@ mod tests {
             state
         };
         for _ in 0..2000 {
-            let mut bytes = MAGIC.to_vec();
+            let mut bytes = segment_header(0).to_vec();
             for _ in 0..(next() % 4) {
                 bytes.extend_from_slice(&record);
             }
             for _ in 0..(next() % 64) {
                 bytes.push(next() as u8);
             }
-            if bytes.len() > MAGIC.len() {
-                let at = MAGIC.len() + (next() as usize % (bytes.len() - MAGIC.len()));
+            if bytes.len() > SEGMENT_HEADER {
+                let at = SEGMENT_HEADER + (next() as usize % (bytes.len() - SEGMENT_HEADER));
                 bytes[at] = next() as u8;
             }
             let cut = next() as usize % (bytes.len() + 1);

@@ -1,5 +1,5 @@
 //! The disk queue's bytes: `seg-<first seq, 16 hex digits>.sbq` files,
-//! each a magic header then records
+//! each a header (magic, then the first seq) then records
 //!
 //! ```text
 //! u32 len (of what follows)  u32 crc32 (of what follows it)
@@ -7,11 +7,16 @@
 //! key  method  payload
 //! ```
 //!
-//! little-endian; and `acked`, the first seq not yet delivered (8 bytes and
-//! their CRC, replaced by rename). A record cut short by a crash (a torn
-//! tail) fails its length or checksum: the reader stops there. A damaged
-//! record in the middle is skipped to the next one whose checksum holds.
-//! Neither is ever a panic (`fuzz/fuzz_targets/disk_segment.rs`).
+//! then an end mark (a zero length), which the next write overwrites; all
+//! little-endian. And `acked`, the first seq not yet delivered (8 bytes and
+//! their CRC, replaced by rename).
+//!
+//! Files of delivered segments are reused, so what follows the end mark
+//! can be records of an earlier use: seqs below the segment's first. A
+//! record cut short by a crash (a torn tail), or old records met before an
+//! end mark, end the reading as torn. A damaged record in the middle is
+//! skipped to the next one whose checksum holds and whose seq follows.
+//! Nothing is ever a panic (`fuzz/fuzz_targets/disk_segment.rs`).
 
 use std::fs;
 use std::io;
@@ -19,8 +24,20 @@ use std::path::Path;
 
 use crate::output::EventMeta;
 
-/// Every segment file starts with this.
-pub const MAGIC: &[u8; 8] = b"SBQUEUE1";
+/// Every segment file starts with this, then the segment's first seq.
+pub const MAGIC: &[u8; 8] = b"SBQUEUE2";
+/// Bytes before a segment's first record.
+pub const SEGMENT_HEADER: usize = MAGIC.len() + 8;
+/// What ends the records written so far.
+pub const END_MARK: [u8; 4] = [0; 4];
+
+/// The header of the segment whose first seq is `first`.
+pub fn segment_header(first: u64) -> [u8; SEGMENT_HEADER] {
+    let mut header = [0; SEGMENT_HEADER];
+    header[..MAGIC.len()].copy_from_slice(MAGIC);
+    header[MAGIC.len()..].copy_from_slice(&first.to_le_bytes());
+    header
+}
 /// Bytes of a record before its key.
 pub(super) const HEADER: usize = 4 + 4 + 8 + 8 + 1 + 2 + 1;
 /// The largest record written or believed (a Kafka message is at most a
@@ -112,6 +129,16 @@ pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
 
 /// The record at the start of `bytes`, and its length.
 pub(super) fn decode(bytes: &[u8]) -> Result<(Record<'_>, usize), Bad> {
+    decode_with(bytes, true)
+}
+
+/// [`decode`] without the checksum: for records checked already (or never
+/// written out).
+pub(super) fn decode_trusted(bytes: &[u8]) -> Result<(Record<'_>, usize), Bad> {
+    decode_with(bytes, false)
+}
+
+fn decode_with(bytes: &[u8], check: bool) -> Result<(Record<'_>, usize), Bad> {
     if bytes.len() < 4 {
         return Err(Bad::Short);
     }
@@ -122,7 +149,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(Record<'_>, usize), Bad> {
     let Some(record) = bytes.get(..4 + len) else {
         return Err(Bad::Short);
     };
-    if crc32fast::hash(&record[8..]) != u32_at(record, 4) {
+    if check && crc32fast::hash(&record[8..]) != u32_at(record, 4) {
         return Err(Bad::Damaged);
     }
     let flags = record[24];
@@ -184,53 +211,71 @@ pub struct Walked {
     pub corrupt_bytes: usize,
 }
 
-/// Reads the records in `bytes` (segment bytes after the magic), in
-/// order, to `on_record`; damaged ones are skipped to the next record
-/// whose checksum holds. Never panics, whatever the bytes.
-pub fn walk(bytes: &[u8], mut on_record: impl FnMut(Record<'_>)) -> Walked {
+/// Reads the records in `bytes` (segment bytes after the header of the
+/// segment whose first seq is `first`), in order, to `on_record`, up to
+/// the end mark; damaged ones are skipped to the next record whose checksum
+/// holds and whose seq follows. Never panics, whatever the bytes.
+pub fn walk(bytes: &[u8], first: u64, mut on_record: impl FnMut(Record<'_>)) -> Walked {
     let mut walked = Walked::default();
+    // The seq a record must reach to belong to this use of the file.
+    let mut next = first;
     let mut at = 0;
     while at < bytes.len() {
+        if bytes[at..].starts_with(&END_MARK) {
+            return walked;
+        }
         match decode(&bytes[at..]) {
-            Ok((record, len)) => {
+            Ok((record, len)) if record.seq >= next => {
+                next = record.seq + 1;
                 on_record(record);
                 at += len;
                 walked.whole = at;
             }
-            Err(Bad::Short) => {
+            // An earlier use's records, with no end mark before them: the
+            // last write was cut short.
+            Ok(_) | Err(Bad::Short) => {
                 walked.torn = true;
-                break;
+                return walked;
             }
             Err(Bad::Damaged) => {
-                // The next offset where a whole record checks out.
-                match (at + 1..bytes.len()).find(|&next| decode(&bytes[next..]).is_ok()) {
-                    Some(next) => {
-                        walked.corrupt_bytes += next - at;
-                        at = next;
+                // The next offset where a record of this use checks out.
+                let belongs =
+                    |from: usize| matches!(decode(&bytes[from..]), Ok((r, _)) if r.seq >= next);
+                match (at + 1..bytes.len()).find(|&from| belongs(from)) {
+                    Some(from) => {
+                        walked.corrupt_bytes += from - at;
+                        at = from;
                     }
                     None => {
                         walked.torn = true;
-                        break;
+                        return walked;
                     }
                 }
             }
         }
     }
+    // No end mark: the write was cut right after a whole record.
     walked
 }
 
-/// A whole segment file's bytes: its records after the magic, or `None`
+/// A whole segment file's bytes: its records after the header, or `None`
 /// when it is not a segment.
 pub fn read_segment(file: &[u8], on_record: impl FnMut(Record<'_>)) -> Option<Walked> {
     let body = file.strip_prefix(MAGIC.as_slice())?;
-    let mut walked = walk(body, on_record);
-    walked.whole += MAGIC.len();
+    let first = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+    let mut walked = walk(&body[8..], first, on_record);
+    walked.whole += SEGMENT_HEADER;
     Some(walked)
 }
 
 /// The file holding the segment whose first seq is `first`.
 pub(super) fn segment_name(first: u64) -> String {
     format!("seg-{first:016x}.sbq")
+}
+
+/// A delivered segment's file kept to be reused.
+pub(super) fn spare_name(first: u64) -> String {
+    format!("spare-{first:016x}.sbq")
 }
 
 /// `acked`: the first seq not yet delivered, as [`write_acked`] left it.
@@ -248,4 +293,3 @@ pub(super) fn write_acked(dir: &Path, acked: u64) -> io::Result<()> {
     fs::write(&tmp, &bytes)?;
     fs::rename(&tmp, dir.join("acked"))
 }
-
