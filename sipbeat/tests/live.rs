@@ -1759,17 +1759,18 @@ fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
         ),
     )
     .unwrap();
-    let sensor = |name: &str| {
+    let sensor_with = |config: &Path, name: &str| {
         Background(
             Command::new(env!("CARGO_BIN_EXE_sipbeat"))
                 .args(["run", "-i", &span, "--stats-interval", "1", "-c"])
-                .arg(&config)
+                .arg(config)
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.join(name)).unwrap())
                 .spawn()
                 .unwrap(),
         )
     };
+    let sensor = |name: &str| sensor_with(&config, name);
     let truth = dir.join("wire.pcap");
     let tcpdump = Background(
         topology
@@ -1796,25 +1797,7 @@ fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
     let burst = burst + sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 50);
     drop(uas);
     broker.signal("-CONT").unwrap();
-    // Until the stats line shows the disk queue empty.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log = std::fs::read_to_string(dir.join("second.log")).unwrap_or_default();
-        let empty = log
-            .lines()
-            .rev()
-            .find(|line| line.contains("disk queue: depth="))
-            .is_some_and(|line| line.contains("depth=0 "));
-        if empty || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    sh(&["kill", "-TERM", &second.0.id().to_string()]);
-    let mut second = second;
-    let status = second.0.wait().unwrap();
-    let log = std::fs::read_to_string(dir.join("second.log")).unwrap();
-    assert!(status.success(), "{log}");
+    let log = stop_when_queue_empty(second, &dir.join("second.log"));
     sh(&["kill", "-INT", &tcpdump.0.id().to_string()]);
     std::thread::sleep(Duration::from_millis(500));
     drop(tcpdump);
@@ -1862,4 +1845,76 @@ fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
         twice as u64 <= recovered,
         "only replayed events arrive twice"
     );
+
+    // A disk queue too small for the outage: what Kafka misses is exactly
+    // what was counted dropped.
+    let small_topic = "sip-disk-queue-small";
+    broker.create_topic(small_topic, 3).expect("topic created");
+    let small = dir.join("small.yml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let yaml = yaml
+        .replace(&format!("topic: {topic}"), &format!("topic: {small_topic}"))
+        .replace("max_size: 256MiB", "max_size: 64KiB")
+        .replace(
+            &format!("path: {}", dir.join("queue").display()),
+            &format!("path: {}", dir.join("small-queue").display()),
+        );
+    std::fs::write(&small, yaml).unwrap();
+    let third = sensor_with(&small, "third.log");
+    std::thread::sleep(Duration::from_secs(2));
+    let uas = sipp_uas(&topology, &dir, &["-sn", "uas"], 5060);
+    broker.signal("-STOP").unwrap();
+    sipp_uac(&topology, &dir, &["-sn", "uac"], 5060, 50);
+    std::thread::sleep(Duration::from_secs(2));
+    drop(uas);
+    broker.signal("-CONT").unwrap();
+    let log = stop_when_queue_empty(third, &dir.join("third.log"));
+    let dropped = common::counter_in(&log, "queue_dropped_full").unwrap_or_default();
+    let published = log
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let (before, _) = line.split_once(" events, ")?;
+            before.rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no event count in {log}"));
+    let records = common::kafka::consume(
+        &broker,
+        small_topic,
+        published as usize,
+        Duration::from_secs(15),
+    );
+    eprintln!(
+        "too small a queue: {published} events, {} in Kafka, {dropped} dropped as counted",
+        records.len()
+    );
+    assert!(dropped > 0, "64 KiB cannot hold the outage\n{log}");
+    assert_eq!(
+        records.len() as u64 + dropped,
+        published,
+        "missing is what was counted\n{log}"
+    );
+}
+
+/// Waits (at most a minute) until the sensor's stats line shows its disk
+/// queue empty, then stops it with SIGTERM; its log.
+fn stop_when_queue_empty(mut sensor: Background, log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let empty = text
+            .lines()
+            .rev()
+            .find(|line| line.contains("disk queue: depth="))
+            .is_some_and(|line| line.contains("depth=0 "));
+        if empty || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    sh(&["kill", "-TERM", &sensor.0.id().to_string()]);
+    let status = sensor.0.wait().unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "{text}");
+    text
 }

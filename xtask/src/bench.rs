@@ -457,7 +457,7 @@ pub fn kafka(messages: usize) -> Result<()> {
 /// The disk queue's own rates: `events` events of 2,600 bytes (a typical
 /// event) written, then read back as after a restart.
 pub fn disk_queue_rates(events: usize) -> Result<()> {
-    use sipbeat::output::queue::{ByteSize, DiskQueue, DiskQueueConfig};
+    use sipbeat::output::queue::{ByteSize, DiskQueue, DiskQueueConfig, Refused};
     let dir = root().join("bench-data/disk-queue-rates");
     let _ = std::fs::remove_dir_all(&dir);
     let config = DiskQueueConfig::new(&dir, ByteSize(1 << 40));
@@ -471,22 +471,31 @@ pub fn disk_queue_rates(events: usize) -> Result<()> {
     };
     let mut queue = DiskQueue::open(&config, &dir)?;
     let started = Instant::now();
+    let patience = || Instant::now() + std::time::Duration::from_secs(30);
     for _ in 0..events {
-        queue
-            .append(&meta, &payload)
-            .map_err(|refused| anyhow::anyhow!("disk queue refused an event: {refused:?}"))?;
+        // Its I/O thread behind: wait for it (a capture worker would not).
+        while let Err(refused) = queue.append(&meta, &payload) {
+            if refused == Refused::Full || !queue.wait_io(patience()) {
+                bail!("disk queue refused an event: {refused:?}");
+            }
+        }
     }
     queue.commit();
+    queue.wait_io(patience());
     let write = started.elapsed();
     let bytes = queue.bytes() as f64;
     drop(queue);
     let mut queue = DiskQueue::open(&config, &dir)?;
     let started = Instant::now();
     let mut read = 0;
-    while let Some((record, len)) = queue.next_unsent() {
-        let seq = record.seq;
-        queue.replayed(seq, len);
-        read += 1;
+    loop {
+        if let Some((record, len)) = queue.next_unsent() {
+            let seq = record.seq;
+            queue.replayed(seq, len);
+            read += 1;
+        } else if !queue.wait_io(patience()) {
+            break;
+        }
     }
     let replay = started.elapsed();
     drop(queue);

@@ -260,13 +260,16 @@ impl Files {
             self.open = None;
         }
         let path = self.dir.join(segment_name(segment));
-        if self.spares.len() < SPARES {
+        let retired = if self.spares.len() < SPARES {
             let spare = self.dir.join(spare_name(segment));
-            fs::rename(&path, &spare)?;
-            self.spares.push(spare);
-            Ok(())
+            fs::rename(&path, &spare).map(|()| self.spares.push(spare))
         } else {
             fs::remove_file(path)
+        };
+        match retired {
+            // Delivered before any of it was written: no file was made.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            retired => retired,
         }
     }
 }

@@ -571,7 +571,8 @@ impl DiskQueue {
         }
     }
 
-    fn keep_spare(&mut self, bytes: Vec<u8>) {
+    fn keep_spare(&mut self, mut bytes: Vec<u8>) {
+        bytes.clear();
         // A few, of ordinary size (a batch holding a huge record is let go).
         if self.spare.len() < 8 && bytes.capacity() <= 2 * WRITE_BATCH {
             self.spare.push(bytes);
@@ -1080,6 +1081,118 @@ mod tests {
         }
         queue.commit();
         assert!(queue.append(&meta(0), &big).is_ok());
+    }
+
+    #[test]
+    fn a_stalled_disk_never_stalls_the_worker() {
+        let dir = Dir::new("stall");
+        let cfg = config(1 << 30, 64 << 20);
+        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        // The first segment's file is a FIFO nobody reads: the I/O thread
+        // blocks opening it, as on a disk that does not answer.
+        let fifo = dir.0.join(segment::segment_name(0));
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        let event = vec![b'x'; 4000];
+        let (mut queued, mut skipped) = (0, 0);
+        for i in 0..20_000 {
+            match queue.append(&meta(i), &event) {
+                Ok(seq) => {
+                    queue.produced(seq);
+                    queued += 1;
+                }
+                Err(Refused::SlowDisk) => skipped += 1,
+                Err(Refused::Full) => panic!("not full"),
+            }
+        }
+        // The worker went on: what the disk did not take is counted, and
+        // what waits for it in memory is bounded.
+        assert!(
+            skipped > 0 && queued > 0,
+            "{queued} queued, {skipped} skipped"
+        );
+        assert_eq!(queue.stats().queue_skipped_slow_disk, skipped);
+        assert!(queue.batched_bytes <= BEHIND_LIMIT + WRITE_BATCH);
+        // The disk answers again (a pipe cannot be written at an offset:
+        // that segment fails, counted; nothing is lost, all was produced).
+        let reader = std::thread::spawn(move || fs::read(&fifo).unwrap().len());
+        queue.commit();
+        assert!(queue.wait_io(Instant::now() + Duration::from_secs(30)));
+        assert!(queue.stats().queue_io_errors >= 1);
+        assert_eq!(queue.stats().queue_dropped_io, 0);
+        reader.join().unwrap();
+        assert_eq!(queue.io.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_failed_write_is_counted_and_the_queue_goes_on() {
+        let dir = Dir::new("fail");
+        let cfg = config(64 << 20, 64 << 10);
+        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        // A directory where the first segment's file would be.
+        fs::create_dir(dir.0.join(segment::segment_name(0))).unwrap();
+        // Ten reach librdkafka from memory; ten wait for it on disk.
+        for i in 0..10 {
+            let seq = queue.append(&meta(i), &payload(i)).unwrap();
+            queue.produced(seq);
+        }
+        for i in 10..20 {
+            queue.append(&meta(i), &payload(i)).unwrap();
+        }
+        queue.commit();
+        queue.wait_io(Instant::now() + Duration::from_secs(10));
+        assert_eq!(queue.stats().queue_io_errors, 1);
+        assert_eq!(
+            queue.stats().queue_dropped_io,
+            10,
+            "the ten waiting are lost"
+        );
+        assert_eq!(queue.depth(), 0);
+        // The next event starts a segment of its own, which works.
+        assert_eq!(queue.append(&meta(20), &payload(20)), Ok(20));
+        queue.commit();
+        drop(queue);
+        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        assert_eq!(queue.stats().queue_recovered, 1);
+        assert_eq!(drain(&mut queue), [20]);
+    }
+
+    #[test]
+    fn reused_files_give_back_only_their_own_records() {
+        let dir = Dir::new("reuse");
+        let cfg = config(64 << 20, 64 << 10);
+        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        // Many segments, delivered as they go but the last 100 events.
+        for i in 0..3000 {
+            let seq = queue.append(&meta(i), &payload(i)).unwrap();
+            queue.produced(seq);
+            if i < 2900 {
+                queue.acknowledge(seq);
+            }
+            if i % 100 == 0 {
+                queue.commit();
+            }
+        }
+        queue.commit();
+        queue.wait_io(Instant::now() + Duration::from_secs(10));
+        // A reused file: the records of its earlier use after the end mark.
+        let reused = fs::read_dir(&dir.0)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+            .any(|entry| {
+                let bytes = fs::read(entry.path()).unwrap();
+                let walked = read_segment(&bytes, |_| ()).unwrap();
+                assert!(!walked.torn && walked.corrupt_bytes == 0);
+                bytes.len() > walked.whole + END_MARK.len()
+            });
+        assert!(reused, "a segment file was reused");
+        drop(queue);
+        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let stats = queue.stats();
+        assert_eq!(stats.queue_recovered, 100);
+        assert_eq!((stats.queue_torn, stats.queue_corrupt_bytes), (0, 0));
+        assert_eq!(drain(&mut queue), (2900..3000).collect::<Vec<_>>());
     }
 
     #[test]
