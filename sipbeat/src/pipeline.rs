@@ -8,7 +8,7 @@ use crate::capture::Frame;
 use crate::decode::{self, Packet, Transport, TunnelPorts, protocol};
 use crate::event::community_id::FlowKey;
 use crate::event::{Agent, Context, EcsConfig, EventBuilder, Ingress, Labels};
-use crate::output::{EventMeta, OutputError, Sink};
+use crate::output::{Dataset, EventMeta, OutputError, Sink};
 use crate::reassemble::ReassemblyConfig;
 use crate::reassemble::defrag::Defragmenter;
 use crate::reassemble::tcp::{StreamConsumer, StreamKey, TcpReassembler};
@@ -511,7 +511,7 @@ impl Tracking {
                 "response"
             },
             timestamp_ns: context.timestamp_ns,
-            dataset: "sip",
+            dataset: Dataset::Sip,
         };
         sink.publish(start, &meta)?;
         stats.counts.events += 1;
@@ -537,7 +537,7 @@ impl Tracking {
                 method: Some(b"INVITE"),
                 kind: "",
                 timestamp_ns: record.end_ns,
-                dataset: "sip.call",
+                dataset: Dataset::Call,
             };
             sink.publish(start, &meta)?;
             stats.counts.events += 1;

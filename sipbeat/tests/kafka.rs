@@ -138,7 +138,7 @@ fn publish(sink: &mut KafkaSink, i: usize) {
         method: Some(b"OPTIONS"),
         kind: "request",
         timestamp_ns: 0,
-        dataset: "sip",
+        dataset: sipbeat::output::Dataset::Sip,
     };
     sink.publish_copy(&json, &meta).unwrap();
 }

@@ -467,7 +467,7 @@ pub fn disk_queue_rates(events: usize) -> Result<()> {
         method: Some(b"INVITE"),
         kind: "request",
         timestamp_ns: 1,
-        dataset: "sip",
+        dataset: sipbeat::output::Dataset::Sip,
     };
     let mut queue = DiskQueue::open(&config, &dir)?;
     let started = Instant::now();

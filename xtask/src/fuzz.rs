@@ -188,7 +188,7 @@ fn seed() -> Result<()> {
                 method: Some(b"INVITE"),
                 kind: "request",
                 timestamp_ns: 1_765_000_000_000_000_000 + seq,
-                dataset: "sip",
+                dataset: sipbeat::output::Dataset::Sip,
             },
             payload: payload.as_bytes(),
         }

@@ -39,6 +39,25 @@ impl From<std::io::Error> for OutputError {
     }
 }
 
+/// `event.dataset`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dataset {
+    /// A SIP message.
+    #[default]
+    Sip,
+    /// A call record.
+    Call,
+}
+
+impl Dataset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Sip => "sip",
+            Dataset::Call => "sip.call",
+        }
+    }
+}
+
 /// The fields of an event an output may route by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventMeta<'a> {
@@ -48,8 +67,7 @@ pub struct EventMeta<'a> {
     pub method: Option<&'a [u8]>,
     /// `sip.type`: `request` or `response`; empty for call records.
     pub kind: &'static str,
-    /// `event.dataset`: `sip`, or `sip.call` for call records.
-    pub dataset: &'static str,
+    pub dataset: Dataset,
     /// `@timestamp`: capture time, nanoseconds since the Unix epoch (the
     /// Kafka record's CreateTime).
     pub timestamp_ns: u64,

@@ -93,7 +93,7 @@ impl Template {
                         .map(u8::to_ascii_uppercase),
                 ),
                 Part::Kind => out.extend_from_slice(meta.kind.as_bytes()),
-                Part::Dataset => out.extend_from_slice(meta.dataset.as_bytes()),
+                Part::Dataset => out.extend_from_slice(meta.dataset.name().as_bytes()),
             }
         }
     }
@@ -430,61 +430,43 @@ impl KafkaSink {
         ));
         for event in unsent {
             KafkaCounters::bump(&self.counters.requeued);
+            let record = Record {
+                topic: &event.topic,
+                key: event.key.as_deref(),
+                payload: &event.payload,
+                timestamp_ms: event.timestamp_ms,
+                opaque: event.opaque,
+            };
             // They were counted as enqueued the first time.
-            self.send(
-                &event.topic,
-                event.key.as_deref(),
-                &event.payload,
-                event.timestamp_ms,
-                (false, event.opaque),
-            );
+            self.send(&record, false);
         }
         Ok(())
     }
 
-    /// Enqueues one event under the queue-full policy; `timestamp_ms` is
-    /// its CreateTime.
-    fn send(
-        &mut self,
-        topic: &str,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        timestamp_ms: Option<i64>,
-        (first_time, opaque): (bool, Opaque),
-    ) {
-        let mut record = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
-        if let Some(ms) = timestamp_ms {
-            record = record.timestamp(ms);
-        }
-        if let Some(key) = key {
-            record = record.key(key);
-        }
+    /// Enqueues one event under the queue-full policy.
+    fn send(&mut self, record: &Record<'_>, first_time: bool) {
         let deadline = self
             .config
             .max_block_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         loop {
-            match self.producer.send(record) {
-                Ok(()) => {
+            match try_send(&self.producer, record) {
+                Sent::Yes => {
                     if first_time {
                         KafkaCounters::bump(&self.counters.enqueued);
                     }
                     return;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                Sent::Full => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         KafkaCounters::bump(&self.counters.dropped_queue_full);
                         self.report_drop();
                         return;
                     }
-                    record = returned;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((error, _)) => {
-                    // The event itself is unsendable (too large, bad topic).
-                    KafkaCounters::bump(&self.counters.failed);
-                    self.refusals
-                        .warn(&format!("kafka: event refused: {error}"));
+                Sent::Refused(error) => {
+                    refused(&self.counters, &mut self.refusals, &error);
                     return;
                 }
             }
@@ -499,6 +481,15 @@ impl KafkaSink {
             for seq in settled {
                 queue.acknowledge(seq);
             }
+        }
+    }
+
+    /// Delivery reports in, then the disk queue's commit (delivered
+    /// segments go, what waits is handed to its I/O thread).
+    fn commit(&mut self) {
+        self.settle();
+        if let Some(queue) = &mut self.queue {
+            queue.commit();
         }
     }
 
@@ -519,31 +510,15 @@ impl KafkaSink {
             return;
         };
         while let Some((stored, len)) = queue.next_unsent() {
-            let (seq, meta) = (stored.seq, stored.meta);
-            topic.render(&meta, topic_buf);
-            key.render(&meta, key_buf);
-            let topic = String::from_utf8_lossy(topic_buf);
-            let record = Record {
-                topic: &topic,
-                key: (!key_buf.is_empty()).then_some(key_buf.as_slice()),
-                payload: stored.payload,
-                timestamp_ms: (meta.timestamp_ns > 0)
-                    .then_some((meta.timestamp_ns / 1_000_000) as i64),
-                opaque: seq as usize + 1,
+            let seq = stored.seq;
+            let (name, key_bytes) = route(topic, key, &stored.meta, topic_buf, key_buf);
+            let record = Record::new(&name, key_bytes, stored.payload, &stored.meta, Some(seq));
+            let Some(taken) = queued_send(producer, &record, counters, refusals) else {
+                break;
             };
-            let sent = try_send(producer, &record);
-            match sent {
-                Sent::Yes => {
-                    queue.replayed(seq, len);
-                    KafkaCounters::bump(&counters.enqueued);
-                }
-                Sent::Full => break,
-                Sent::Refused(error) => {
-                    queue.replayed(seq, len);
-                    queue.acknowledge(seq);
-                    KafkaCounters::bump(&counters.failed);
-                    refusals.warn(&format!("kafka: event refused: {error}"));
-                }
+            queue.replayed(seq, len);
+            if !taken {
+                queue.acknowledge(seq);
             }
         }
     }
@@ -571,6 +546,73 @@ struct Record<'a> {
     payload: &'a [u8],
     timestamp_ms: Option<i64>,
     opaque: Opaque,
+}
+
+impl<'a> Record<'a> {
+    /// An event as published: its capture time is its CreateTime, as
+    /// @timestamp says (an old capture's events stay in their time; 0,
+    /// unknown, leaves it to librdkafka); `seq` is its disk-queue seq, if
+    /// it is in one.
+    fn new(
+        topic: &'a str,
+        key: Option<&'a [u8]>,
+        payload: &'a [u8],
+        meta: &EventMeta<'_>,
+        seq: Option<u64>,
+    ) -> Record<'a> {
+        Record {
+            topic,
+            key,
+            payload,
+            timestamp_ms: (meta.timestamp_ns > 0).then_some((meta.timestamp_ns / 1_000_000) as i64),
+            opaque: seq.map_or(0, |seq| seq as usize + 1),
+        }
+    }
+}
+
+/// The topic and key of `meta`'s event, rendered into the buffers; the
+/// topic is borrowed unless the rendered name is not UTF-8.
+fn route<'b>(
+    topic: &Template,
+    key: &Template,
+    meta: &EventMeta<'_>,
+    topic_buf: &'b mut Vec<u8>,
+    key_buf: &'b mut Vec<u8>,
+) -> (std::borrow::Cow<'b, str>, Option<&'b [u8]>) {
+    topic.render(meta, topic_buf);
+    key.render(meta, key_buf);
+    (
+        String::from_utf8_lossy(topic_buf),
+        (!key_buf.is_empty()).then_some(key_buf.as_slice()),
+    )
+}
+
+/// Counts an event the broker will never take (too large, bad topic).
+fn refused(counters: &KafkaCounters, refusals: &mut crate::log::Limiter, error: &KafkaError) {
+    KafkaCounters::bump(&counters.failed);
+    refusals.warn(&format!("kafka: event refused: {error}"));
+}
+
+/// Enqueues a disk-queue event once, counted: `None` while librdkafka is
+/// full (it waits on disk), else whether librdkafka took it (`false`:
+/// refused for good, so settled).
+fn queued_send(
+    producer: &ThreadedProducer<Callbacks>,
+    record: &Record<'_>,
+    counters: &KafkaCounters,
+    refusals: &mut crate::log::Limiter,
+) -> Option<bool> {
+    match try_send(producer, record) {
+        Sent::Yes => {
+            KafkaCounters::bump(&counters.enqueued);
+            Some(true)
+        }
+        Sent::Full => None,
+        Sent::Refused(error) => {
+            refused(counters, refusals, &error);
+            Some(false)
+        }
+    }
 }
 
 /// What became of one attempt to enqueue.
@@ -609,20 +651,13 @@ impl Sink for KafkaSink {
         let mut key_buf = std::mem::take(&mut self.key_buf);
         let recovered = self.recover();
         if recovered.is_ok() {
-            self.topic.render(meta, &mut topic_buf);
-            self.key.render(meta, &mut key_buf);
-            // Borrowed unless the rendered name is not UTF-8.
-            let topic = String::from_utf8_lossy(&topic_buf);
-            let key = (!key_buf.is_empty()).then_some(key_buf.as_slice());
-            // The capture time, as @timestamp says (an old capture's events
-            // stay in their time); 0 (unknown) leaves it to librdkafka.
-            let timestamp_ms =
-                (meta.timestamp_ns > 0).then_some((meta.timestamp_ns / 1_000_000) as i64);
-            match self.queue.as_mut().map(|q| q.append(meta, &event[start..])) {
+            let (topic, key) = route(&self.topic, &self.key, meta, &mut topic_buf, &mut key_buf);
+            let payload = &event[start..];
+            match self.queue.as_mut().map(|q| q.append(meta, payload)) {
                 // No disk queue, or the disk is behind: straight to
                 // librdkafka under the queue-full policy.
                 None | Some(Err(Refused::SlowDisk)) => {
-                    self.send(&topic, key, &event[start..], timestamp_ms, (true, 0));
+                    self.send(&Record::new(&topic, key, payload, meta, None), true);
                 }
                 Some(Err(Refused::Full)) => {}
                 Some(Ok(seq)) => {
@@ -630,34 +665,23 @@ impl Sink for KafkaSink {
                         // Delivered segments go before the kernel writes
                         // them back: in steady state the queue costs page
                         // cache, not disk bandwidth.
-                        self.settle();
-                        if let Some(queue) = &mut self.queue {
-                            queue.commit();
-                        }
+                        self.commit();
                     }
                     let queue = self.queue.as_mut().expect("a queue");
                     if queue.is_next(seq) {
-                        // Nothing waits before it: produce it from memory.
-                        let record = Record {
-                            topic: &topic,
-                            key,
-                            payload: &event[start..],
-                            timestamp_ms,
-                            opaque: seq as usize + 1,
-                        };
-                        match try_send(&self.producer, &record) {
-                            Sent::Yes => {
-                                queue.produced(seq);
-                                KafkaCounters::bump(&self.counters.enqueued);
-                            }
-                            // It waits on disk.
-                            Sent::Full => {}
-                            Sent::Refused(error) => {
-                                queue.produced(seq);
+                        // Nothing waits before it: produce it from memory
+                        // (librdkafka full: it waits on disk).
+                        let record = Record::new(&topic, key, payload, meta, Some(seq));
+                        let sent = queued_send(
+                            &self.producer,
+                            &record,
+                            &self.counters,
+                            &mut self.refusals,
+                        );
+                        if let Some(taken) = sent {
+                            queue.produced(seq);
+                            if !taken {
                                 queue.acknowledge(seq);
-                                KafkaCounters::bump(&self.counters.failed);
-                                self.refusals
-                                    .warn(&format!("kafka: event refused: {error}"));
                             }
                         }
                     } else {
@@ -678,9 +702,7 @@ impl Sink for KafkaSink {
         self.recover()?;
         self.settle();
         self.replay();
-        if let Some(queue) = &mut self.queue {
-            queue.commit();
-        }
+        self.commit();
         Ok(())
     }
 
@@ -821,7 +843,7 @@ mod tests {
             method: Some(b"invite"),
             kind: "request",
             timestamp_ns: 0,
-            dataset: "sip",
+            dataset: crate::output::Dataset::Sip,
         };
         let mut out = Vec::new();
         Template::parse("sip-%{[sip.method]}-%{[sip.type]}")

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::segment::{END_MARK, segment_header, segment_name, spare_name, write_acked};
 
@@ -66,8 +66,8 @@ pub(super) enum Done {
         offset: u64,
         bytes: io::Result<Vec<u8>>,
     },
-    /// A removal or a save of `acked`: what, and how it went.
-    Other(&'static str, io::Result<()>),
+    Removed(io::Result<()>),
+    SavedAcked(io::Result<()>),
 }
 
 /// The worker's end.
@@ -99,16 +99,8 @@ impl Io {
     /// Gives `job` to the thread unless its queue is full (the job comes
     /// back).
     pub fn offer(&mut self, job: Job) -> Result<(), Job> {
-        let Some(jobs) = &self.jobs else {
-            return Err(job);
-        };
-        match jobs.try_send(job) {
-            Ok(()) => {
-                self.outstanding += 1;
-                Ok(())
-            }
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(job),
-        }
+        // A deadline already past: one try.
+        self.give(job, Instant::now())
     }
 
     /// Gives `job` to the thread, waiting for room until `deadline`.
@@ -186,8 +178,8 @@ fn serve(dir: &Path, jobs: &Receiver<Job>, done: &Sender<Done>) {
                     bytes,
                 }
             }
-            Job::Remove { segment } => Done::Other("remove", files.retire(segment)),
-            Job::SaveAcked(acked) => Done::Other("write", write_acked(dir, acked)),
+            Job::Remove { segment } => Done::Removed(files.retire(segment)),
+            Job::SaveAcked(acked) => Done::SavedAcked(write_acked(dir, acked)),
         };
         if done.send(answer).is_err() {
             return;

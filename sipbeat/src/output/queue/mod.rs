@@ -35,10 +35,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use self::io::{Batch, Done, Io, Job};
-use self::segment::{Bad, decode, decode_trusted, read_acked};
-pub use self::segment::{
-    END_MARK, MAGIC, MAX_RECORD, Record, SEGMENT_HEADER, Walked, read_segment, segment_header, walk,
-};
+use self::segment::{Bad, MAX_RECORD, decode, decode_trusted, read_acked, record_len};
+pub use self::segment::{END_MARK, Record, SEGMENT_HEADER, Walked, read_segment, segment_header};
 use super::EventMeta;
 use crate::event::timestamp::now_ns;
 
@@ -196,9 +194,6 @@ struct Segment {
     end: u64,
     /// Its length, the records not yet written included.
     bytes: u64,
-    /// Its length as far as handed to the I/O thread (what a read asked
-    /// now finds).
-    handed: u64,
     /// When its first record was written (wall clock, ns): the oldest
     /// queued event is at most this old.
     opened_ns: u64,
@@ -209,6 +204,29 @@ struct Segment {
 #[derive(Debug, Default)]
 struct Delivered {
     words: VecDeque<u64>,
+}
+
+impl Delivered {
+    /// Marks `seq` (at or above `acked`) delivered; how far `acked` moves:
+    /// over the delivered run it starts.
+    fn mark(&mut self, acked: u64, seq: u64) -> u64 {
+        let index = (seq - (acked & !63)) as usize;
+        if self.words.len() <= index / 64 {
+            self.words.resize(index / 64 + 1, 0);
+        }
+        self.words[index / 64] |= 1 << (index % 64);
+        let mut moved = 0;
+        while let Some(&word) = self.words.front() {
+            let bit = (acked + moved) % 64;
+            let run = u64::from((word >> bit).trailing_ones());
+            moved += run;
+            if bit + run < 64 {
+                break;
+            }
+            self.words.pop_front();
+        }
+        moved
+    }
 }
 
 /// A read asked of the I/O thread for the replay, and what it asked.
@@ -238,8 +256,6 @@ pub struct DiskQueue {
     batched_bytes: usize,
     /// Emptied batch buffers back from the I/O thread.
     spare: Vec<Vec<u8>>,
-    /// Every seq below this is handed to the I/O thread.
-    handed: u64,
     /// The seq the next event gets.
     head: u64,
     /// Every seq below this is delivered.
@@ -299,7 +315,6 @@ impl DiskQueue {
             batches: VecDeque::new(),
             batched_bytes: 0,
             spare: Vec::new(),
-            handed: 0,
             head: 0,
             acked,
             acked_saved: acked,
@@ -368,12 +383,10 @@ impl DiskQueue {
                 first,
                 end,
                 bytes: walked.whole as u64,
-                handed: walked.whole as u64,
                 opened_ns: now_ns(),
             });
         }
         queue.head = queue.segments.back().map_or(acked, |s| s.end).max(acked);
-        queue.handed = queue.head;
         Ok(queue)
     }
 
@@ -483,7 +496,6 @@ impl DiskQueue {
             first: self.head,
             end: self.head,
             bytes: SEGMENT_HEADER as u64,
-            handed: 0,
             opened_ns: now_ns(),
         });
     }
@@ -498,15 +510,9 @@ impl DiskQueue {
         // Answers first: they bring emptied buffers back.
         self.poll_io();
         while let Some(batch) = self.batches.pop_front() {
-            let (segment, len, end) = (batch.segment, batch.bytes.len(), batch.seqs.end);
+            let len = batch.bytes.len();
             match self.io.offer(Job::Write(batch)) {
-                Ok(()) => {
-                    self.batched_bytes -= len;
-                    self.handed = end;
-                    if let Some(segment) = self.segments.iter_mut().find(|s| s.first == segment) {
-                        segment.handed = segment.handed.max(SEGMENT_HEADER as u64) + len as u64;
-                    }
-                }
+                Ok(()) => self.batched_bytes -= len,
                 Err(Job::Write(batch)) => {
                     self.batches.push_front(batch);
                     return;
@@ -514,6 +520,18 @@ impl DiskQueue {
                 Err(_) => unreachable!("the job offered comes back"),
             }
         }
+    }
+
+    /// Every seq below this is handed to the I/O thread.
+    fn handed(&self) -> u64 {
+        self.batches.front().map_or(self.head, |b| b.seqs.start)
+    }
+
+    /// The length of segment `first` (`bytes` long) as far as handed to
+    /// the I/O thread: what a read asked now finds.
+    fn handed_bytes(&self, first: u64, bytes: u64) -> u64 {
+        let waiting = self.batches.iter().filter(|b| b.segment == first);
+        bytes - waiting.map(|b| b.bytes.len() as u64).sum::<u64>()
     }
 
     /// Takes in what the I/O thread has done.
@@ -560,13 +578,12 @@ impl DiskQueue {
                     self.answered = Some((ask, bytes));
                 }
             }
-            Done::Other(_, Ok(())) => {}
-            Done::Other(what, Err(error)) => {
-                if what == "write" {
-                    // `acked` is written again at the next commit.
-                    self.acked_saved = u64::MAX;
-                }
-                self.io_error(what, &error);
+            Done::Removed(Ok(())) | Done::SavedAcked(Ok(())) => {}
+            Done::Removed(Err(error)) => self.io_error("remove", &error),
+            Done::SavedAcked(Err(error)) => {
+                // `acked` is written again at the next commit.
+                self.acked_saved = u64::MAX;
+                self.io_error("write", &error);
             }
         }
     }
@@ -620,12 +637,6 @@ impl DiskQueue {
         Some((record, len as u64))
     }
 
-    /// Whether a read for the replay is out (wait for it with
-    /// [`DiskQueue::wait_io`]).
-    pub fn reading(&self) -> bool {
-        self.asked.is_some()
-    }
-
     /// The record [`DiskQueue::next_unsent`] gave was handed to librdkafka.
     pub fn replayed(&mut self, seq: u64, len: u64) {
         self.replay_at += len as usize;
@@ -642,7 +653,7 @@ impl DiskQueue {
         self.replay_at = 0;
         self.checked_to = 0;
         while !self.caught_up() {
-            if self.cursor >= self.handed {
+            if self.cursor >= self.handed() {
                 // Still in a batch the I/O thread has not been given: from
                 // memory.
                 self.replay_batched();
@@ -652,7 +663,8 @@ impl DiskQueue {
                 self.cursor = self.head;
                 return;
             };
-            let (first, end, size) = (segment.first, segment.end, segment.handed);
+            let (first, end) = (segment.first, segment.end);
+            let size = self.handed_bytes(first, segment.bytes);
             if self.cursor < first {
                 // Seqs lost to a failed write.
                 self.cursor = first;
@@ -709,10 +721,8 @@ impl DiskQueue {
                 }
                 // A record runs past this chunk: read on from it, all of it.
                 Err(Bad::Short) if !reaches_end => {
-                    let record = chunk.get(at..at + 4).map_or(0, |len| {
-                        u64::from(u32::from_le_bytes(len.try_into().expect("4 bytes")))
-                    });
-                    self.read_at_least = (4 + record).min(4 + MAX_RECORD as u64);
+                    let record = record_len(&chunk[at..]).unwrap_or(0);
+                    self.read_at_least = record.min(4 + MAX_RECORD) as u64;
                     self.cursor_offset = Some(offset + at as u64);
                     self.read_spare = chunk;
                 }
@@ -778,23 +788,9 @@ impl DiskQueue {
         if seq < self.acked || seq >= self.head {
             return;
         }
-        let index = (seq - (self.acked & !63)) as usize;
-        let words = &mut self.delivered.words;
-        if words.len() <= index / 64 {
-            words.resize(index / 64 + 1, 0);
-        }
-        words[index / 64] |= 1 << (index % 64);
-        // Move `acked` over the delivered run it starts.
-        while let Some(&word) = words.front() {
-            let bit = self.acked % 64;
-            let run = u64::from((word >> bit).trailing_ones());
-            self.acked += run;
-            self.stats.queue_acknowledged += run;
-            if bit + run < 64 {
-                break;
-            }
-            words.pop_front();
-        }
+        let run = self.delivered.mark(self.acked, seq);
+        self.acked += run;
+        self.stats.queue_acknowledged += run;
     }
 
     /// Hands over what waits, removes delivered segments and records how
@@ -877,6 +873,7 @@ impl Drop for DiskQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::Dataset;
 
     struct Dir(PathBuf);
 
@@ -915,9 +912,9 @@ mod tests {
             },
             timestamp_ns: 1_000 + i,
             dataset: if i.is_multiple_of(5) {
-                "sip.call"
+                Dataset::Call
             } else {
-                "sip"
+                Dataset::Sip
             },
         }
     }

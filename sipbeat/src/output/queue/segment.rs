@@ -22,7 +22,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::output::EventMeta;
+use crate::output::{Dataset, EventMeta};
 
 /// Every segment file starts with this, then the segment's first seq.
 pub const MAGIC: &[u8; 8] = b"SBQUEUE2";
@@ -38,6 +38,7 @@ pub fn segment_header(first: u64) -> [u8; SEGMENT_HEADER] {
     header[MAGIC.len()..].copy_from_slice(&first.to_le_bytes());
     header
 }
+
 /// Bytes of a record before its key.
 pub(super) const HEADER: usize = 4 + 4 + 8 + 8 + 1 + 2 + 1;
 /// The largest record written or believed (a Kafka message is at most a
@@ -58,25 +59,24 @@ const DATASET_CALL: u8 = 4;
 const KIND_SHIFT: u8 = 3;
 const KINDS: [&str; 3] = ["", "request", "response"];
 
+/// The key and method as kept: cut to what their length fields hold.
+fn key_and_method<'a>(meta: &EventMeta<'a>) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
+    (
+        meta.call_id.map(|k| &k[..k.len().min(u16::MAX as usize)]),
+        meta.method.map(|m| &m[..m.len().min(u8::MAX as usize)]),
+    )
+}
+
 impl Record<'_> {
     /// The bytes [`Record::encode`] writes for an event.
     pub fn encoded_len(meta: &EventMeta<'_>, payload: &[u8]) -> usize {
-        HEADER
-            + meta.call_id.map_or(0, |k| k.len().min(u16::MAX as usize))
-            + meta.method.map_or(0, |m| m.len().min(u8::MAX as usize))
-            + payload.len()
+        let (key, method) = key_and_method(meta);
+        HEADER + key.map_or(0, <[u8]>::len) + method.map_or(0, <[u8]>::len) + payload.len()
     }
 
     /// Appends the record's bytes to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let key = self
-            .meta
-            .call_id
-            .map(|k| &k[..k.len().min(u16::MAX as usize)]);
-        let method = self
-            .meta
-            .method
-            .map(|m| &m[..m.len().min(u8::MAX as usize)]);
+        let (key, method) = key_and_method(&self.meta);
         let kind = KINDS.iter().position(|k| *k == self.meta.kind).unwrap_or(0) as u8;
         let mut flags = kind << KIND_SHIFT;
         if key.is_some() {
@@ -85,7 +85,7 @@ impl Record<'_> {
         if method.is_some() {
             flags |= HAS_METHOD;
         }
-        if self.meta.dataset == "sip.call" {
+        if self.meta.dataset == Dataset::Call {
             flags |= DATASET_CALL;
         }
         let (key, method) = (key.unwrap_or_default(), method.unwrap_or_default());
@@ -170,9 +170,9 @@ fn decode_with(bytes: &[u8], check: bool) -> Result<(Record<'_>, usize), Bad> {
             .unwrap_or_default(),
         timestamp_ns: u64_at(record, 16),
         dataset: if flags & DATASET_CALL != 0 {
-            "sip.call"
+            Dataset::Call
         } else {
-            "sip"
+            Dataset::Sip
         },
     };
     Ok((
@@ -189,14 +189,18 @@ fn decode_with(bytes: &[u8], check: bool) -> Result<(Record<'_>, usize), Bad> {
 /// alone (records this process wrote; nothing is checked).
 pub(super) fn whole_records(bytes: &[u8]) -> usize {
     let mut at = 0;
-    while let Some(len) = bytes.get(at..at + 4) {
-        let next = at + 4 + u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        if next > bytes.len() {
-            break;
-        }
-        at = next;
+    while let Some(len) = record_len(&bytes[at..])
+        && at + len <= bytes.len()
+    {
+        at += len;
     }
     at
+}
+
+/// The length its first four bytes give the record at the start of
+/// `bytes` (unchecked), those four included.
+pub(super) fn record_len(bytes: &[u8]) -> Option<usize> {
+    (bytes.len() >= 4).then(|| 4 + u32_at(bytes, 0) as usize)
 }
 
 /// What reading a run of segment bytes found besides its records.
@@ -215,7 +219,7 @@ pub struct Walked {
 /// segment whose first seq is `first`), in order, to `on_record`, up to
 /// the end mark; damaged ones are skipped to the next record whose checksum
 /// holds and whose seq follows. Never panics, whatever the bytes.
-pub fn walk(bytes: &[u8], first: u64, mut on_record: impl FnMut(Record<'_>)) -> Walked {
+fn walk(bytes: &[u8], first: u64, mut on_record: impl FnMut(Record<'_>)) -> Walked {
     let mut walked = Walked::default();
     // The seq a record must reach to belong to this use of the file.
     let mut next = first;
