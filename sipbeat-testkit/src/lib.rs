@@ -1,13 +1,15 @@
 //! What sipbeat's tests, fuzz targets and benchmarks share that is not
 //! sipbeat: a throw-away Kafka broker — tansu (Kafka wire protocol, memory
 //! storage) stands in for Apache Kafka, which cannot be installed here —
-//! a strict reader for the events sipbeat writes ([`json`]), frames
+//! a strict reader for the events sipbeat writes ([`json`]) and for its
+//! counters and summary ([`log`]), frames
 //! wrapped in tunnels ([`tunnel`]), capture files ([`capture`]), and the
 //! container image's build context ([`image`]).
 
 pub mod capture;
 pub mod image;
 pub mod json;
+pub mod log;
 pub mod tunnel;
 
 use std::io;

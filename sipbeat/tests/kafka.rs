@@ -299,7 +299,7 @@ fn a_disk_queue_outlives_a_frozen_broker_and_sigkill() {
             .unwrap()
     };
     let last = |log: &str, name: &str| -> u64 {
-        common::counter_in(log, name).unwrap_or_else(|| panic!("no {name} in: {log}"))
+        sipbeat_testkit::log::counter_in(log, name).unwrap_or_else(|| panic!("no {name} in: {log}"))
     };
     for (topic, max_size) in [("sip-queue", "64MiB"), ("sip-queue-small", "64KiB")] {
         if topic != "sip-queue" {

@@ -455,7 +455,7 @@ fn mirrored_sipp_calls_and_registrations_give_one_event_per_message() {
         assert_eq!(call["sip"]["call"]["messages"], 6, "{call}");
     }
     // The workers line is there only when something was handed over.
-    let last = |name: &str| common::counter_in(&log, name).unwrap_or(0);
+    let last = |name: &str| sipbeat_testkit::log::counter_in(&log, name).unwrap_or(0);
     assert_eq!(
         last("unmatched"),
         0,
@@ -1269,6 +1269,20 @@ fn wait_for_status(url: &str, status: u16, text: &str, log: &Path) {
     }
 }
 
+/// The tansu binary, when the live Kafka tests can run here (what is
+/// missing is said otherwise).
+#[cfg(feature = "kafka")]
+fn runnable_with_tansu() -> Option<std::path::PathBuf> {
+    if !runnable() {
+        return None;
+    }
+    let binary = sipbeat_testkit::tansu_binary();
+    if binary.is_none() {
+        common::missing("tansu");
+    }
+    binary
+}
+
 /// Kafka's side of a live run, on the SPAN lab: `/readyz` is 503 naming the
 /// output while no broker is up and 200 once one is; events captured while
 /// the broker is frozen (SIGSTOP) wait and are delivered after it resumes;
@@ -1277,11 +1291,7 @@ fn wait_for_status(url: &str, status: u16, text: &str, log: &Path) {
 #[cfg(feature = "kafka")]
 #[test]
 fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
-    if !runnable() {
-        return;
-    }
-    let Some(binary) = sipbeat_testkit::tansu_binary() else {
-        common::missing("tansu");
+    let Some(binary) = runnable_with_tansu() else {
         return;
     };
     let topology = Topology::new(8);
@@ -1356,16 +1366,10 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
 
     // What the final stats line says was captured and delivered.
     let last = |name: &str| -> u64 {
-        common::counter_in(&log, name).unwrap_or_else(|| panic!("no {name} in the log: {log}"))
+        sipbeat_testkit::log::counter_in(&log, name)
+            .unwrap_or_else(|| panic!("no {name} in the log: {log}"))
     };
-    let events = log
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let (count, _) = line.split_once(" events, ")?;
-            count.rsplit(' ').next()?.parse::<u64>().ok()
-        })
-        .expect("a final summary");
+    let events = sipbeat_testkit::log::summary_count(&log, "events").expect("a final summary");
     assert!(
         events > frozen,
         "traffic was still being captured at SIGTERM: {log}"
@@ -1736,11 +1740,7 @@ fn calls_over_a_lossy_link_match_what_the_capture_shows() {
 #[cfg(feature = "kafka")]
 #[test]
 fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
-    if !runnable() {
-        return;
-    }
-    let Some(binary) = sipbeat_testkit::tansu_binary() else {
-        common::missing("tansu");
+    let Some(binary) = runnable_with_tansu() else {
         return;
     };
     let topology = Topology::new(10);
@@ -1808,7 +1808,7 @@ fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
         burst,
         "tcpdump saw what sipp counted"
     );
-    let recovered = common::counter_in(&log, "queue_recovered")
+    let recovered = sipbeat_testkit::log::counter_in(&log, "queue_recovered")
         .unwrap_or_else(|| panic!("no queue_recovered in {log}"));
     let records = common::kafka::consume(
         &broker,
@@ -1869,14 +1869,8 @@ fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
     drop(uas);
     broker.signal("-CONT").unwrap();
     let log = stop_when_queue_empty(third, &dir.join("third.log"));
-    let dropped = common::counter_in(&log, "queue_dropped_full").unwrap_or_default();
-    let published = log
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let (before, _) = line.split_once(" events, ")?;
-            before.rsplit(' ').next()?.parse::<u64>().ok()
-        })
+    let dropped = sipbeat_testkit::log::counter_in(&log, "queue_dropped_full").unwrap_or_default();
+    let published = sipbeat_testkit::log::summary_count(&log, "events")
         .unwrap_or_else(|| panic!("no event count in {log}"));
     let records = common::kafka::consume(
         &broker,

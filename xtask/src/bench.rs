@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use sipbeat_testkit::log::{counter_in, summary_count};
+
 use crate::{callgen, root, run_command};
 
 /// Messages in the default benchmark capture.
@@ -103,21 +105,10 @@ fn best_reads(builds: &[&str], pcap: &str) -> Result<Vec<(Duration, u64)>> {
 /// The messages of a `sipbeat read` summary, checked to have published
 /// one event each plus one per call record.
 fn published_events(summary: &str) -> Result<u64> {
-    let events = summary
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" events"))
-        .and_then(|n| n.parse::<u64>().ok())
-        .context("sipbeat summary has an event count")?;
-    let records = summary
-        .lines()
-        .find_map(|line| line.strip_prefix("sipbeat: calls: "))
-        .and_then(|line| {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix("records="))
-        })
-        .and_then(|n| n.parse::<u64>().ok())
-        .context("sipbeat summary has a call record count")?;
-    let messages = messages_in(summary) as u64;
+    let events = summary_count(summary, "events").context("sipbeat summary has an event count")?;
+    let records =
+        counter_in(summary, "records").context("sipbeat summary has a call record count")?;
+    let messages = summary_count(summary, "SIP messages").unwrap_or(0);
     if events != messages + records {
         bail!(
             "sipbeat published {events} events for {messages} messages and {records} call records: {summary}"
@@ -195,14 +186,6 @@ fn evict_from_page_cache(path: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn messages_in(summary: &str) -> usize {
-    summary
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" SIP messages"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Writes `bench-data/flood-N.pcap` (N half-open streams, N unfinished
@@ -427,10 +410,8 @@ pub fn kafka(messages: usize) -> Result<()> {
             .find(|l| l.starts_with("sipbeat: kafka:"))
             .unwrap_or_default()
             .to_string();
-        let events = stderr
-            .split(", ")
-            .find_map(|part| part.strip_suffix(" events"))
-            .context("sipbeat summary has an event count")?;
+        let events =
+            summary_count(&stderr, "events").context("sipbeat summary has an event count")?;
         if !kafka_line.contains(&format!("delivered={events} ")) {
             bail!("not every one of {events} events was delivered: {kafka_line}");
         }

@@ -126,24 +126,6 @@ pub fn read_messages_and_calls(file: &Path, config: &Config) -> (Vec<Value>, Vec
     (messages, calls, stats)
 }
 
-/// The latest value of the counter `name` in a sipbeat log (its
-/// `name=value` text), if any.
-pub fn counter_in(log: &str, name: &str) -> Option<u64> {
-    let key = format!("{name}=");
-    log.lines().rev().find_map(|line| {
-        let at = line
-            .match_indices(&key)
-            .find(|(at, _)| {
-                *at == 0
-                    || !line.as_bytes()[at - 1].is_ascii_alphanumeric()
-                        && line.as_bytes()[at - 1] != b'_'
-            })?
-            .0
-            + key.len();
-        line[at..].split_whitespace().next()?.parse().ok()
-    })
-}
-
 /// Nested JSON to `a.b.c` keys, arrays kept whole (as Packetbeat's goldens).
 pub fn flatten(value: &Value) -> Map<String, Value> {
     fn walk(prefix: &str, value: &Value, out: &mut Map<String, Value>) {
