@@ -81,8 +81,9 @@ pub struct Exposition {
     families: BTreeMap<String, Family>,
 }
 
-/// A histogram's samples: cumulative counts at each upper bound (seconds),
-/// then the sum of the observations (seconds) and their count.
+/// A histogram's observations: a count per bucket of upper bounds
+/// (seconds), and their sum (seconds); [`Exposition::histogram`] writes
+/// them cumulative, as Prometheus wants.
 pub struct HistogramSamples<'a> {
     pub bounds: &'a [f64],
     /// Observations per bucket, not cumulative; one more than `bounds`

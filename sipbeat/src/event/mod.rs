@@ -302,9 +302,7 @@ impl EventBuilder {
             seen,
         );
     }
-}
 
-impl EventBuilder {
     /// The message's correlation id (`sip.correlation_id`), from the
     /// configured headers.
     pub fn correlation_id<'m>(&self, message: &Message<'m>) -> Option<&'m [u8]> {

@@ -39,6 +39,10 @@ impl From<std::io::Error> for OutputError {
     }
 }
 
+/// The worker name of `sipbeat read` (one pipeline): its disk queue's
+/// subdirectory.
+pub const ONLY_WORKER: &str = "main";
+
 /// `event.dataset`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Dataset {
@@ -175,9 +179,9 @@ impl Output {
         }
     }
 
-    /// Opens the sink.
+    /// Opens the sink of `sipbeat read`.
     pub fn open(&self) -> Result<Box<dyn Sink>, OutputError> {
-        self.open_for("main")
+        self.open_for(ONLY_WORKER)
     }
 
     /// Opens the sink of the worker called `worker` (its own disk queue,

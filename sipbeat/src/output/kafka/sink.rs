@@ -332,7 +332,7 @@ impl KafkaSink {
     /// Creates the producer; brokers are contacted in the background, so a
     /// broker that is down now only delays delivery.
     pub fn new(config: &KafkaConfig) -> Result<KafkaSink, OutputError> {
-        KafkaSink::for_worker(config, "main")
+        KafkaSink::for_worker(config, crate::output::ONLY_WORKER)
     }
 
     /// [`KafkaSink::new`] for the worker called `worker`: its disk queue,
