@@ -9,6 +9,10 @@
 //! worker that stalls lets its ring overflow, and the NIC then drops frames
 //! that nobody counts — a counted drop here is the better loss. Reading
 //! files, where nothing overflows, waits as long as it takes by default.
+//! With a disk queue nothing is dropped: a live worker leaves the event on
+//! disk and goes on; a file reader waits for room while the broker keeps
+//! delivering (reading every event back from disk would only slow it) and
+//! leaves events on disk once the broker has delivered nothing for a second.
 //!
 //! Fatal producer errors (a fenced or unknown producer id under idempotence)
 //! make librdkafka fail everything outstanding; those events are kept from
@@ -150,6 +154,11 @@ impl KafkaCounters {
         counter.load(Ordering::Relaxed)
     }
 
+    /// Delivery reports in so far (delivered or failed).
+    fn settled(&self) -> u64 {
+        Self::get(&self.delivered) + Self::get(&self.failed)
+    }
+
     fn delivered_at(&self, since_start: Duration) {
         let us = since_start.as_micros() as u64 + 1;
         if self.first_delivery_us.load(Ordering::Relaxed) == 0 {
@@ -184,6 +193,10 @@ struct Unsent {
 /// Events between looks at delivery reports and the removal of delivered
 /// segments, besides every flush.
 const COMMIT_EVERY: u64 = 4096;
+
+/// How long a file reader waits for a broker that delivers nothing before
+/// its events wait on disk instead.
+const STALL: Duration = Duration::from_secs(1);
 
 /// What a delivery report carries: the event's disk-queue seq plus one, or
 /// 0 for an event not in a disk queue.
@@ -301,6 +314,9 @@ pub struct KafkaSink {
     /// The event being published ([`Sink::buffer`]); librdkafka copies it.
     event_buf: Vec<u8>,
     last_drop_report: Option<Instant>,
+    /// Delivery reports counted when the broker was last found stalled
+    /// ([`KafkaSink::patient`]).
+    stalled_at: Option<u64>,
     /// Events refused by librdkafka, said once a period.
     refusals: crate::log::Limiter,
 }
@@ -376,6 +392,7 @@ impl KafkaSink {
             key_buf: Vec::new(),
             event_buf: Vec::new(),
             last_drop_report: None,
+            stalled_at: None,
             refusals: crate::log::Limiter::default(),
         })
     }
@@ -519,6 +536,58 @@ impl KafkaSink {
             queue.replayed(seq, len);
             if !taken {
                 queue.acknowledge(seq);
+            }
+        }
+    }
+
+    /// Produces the queued event `record` (seq `seq`) from memory if
+    /// nothing waits before it, else what waits on disk first; whether
+    /// librdkafka has it now (if not, it waits on disk).
+    fn produce_queued(&mut self, record: &Record<'_>, seq: u64) -> bool {
+        let Some(queue) = self.queue.as_mut() else {
+            return true;
+        };
+        if !queue.is_next(seq) {
+            self.replay();
+            return self.queue.as_ref().is_some_and(|q| q.has_produced(seq));
+        }
+        match queued_send(&self.producer, record, &self.counters, &mut self.refusals) {
+            None => false,
+            Some(taken) => {
+                queue.produced(seq);
+                if !taken {
+                    queue.acknowledge(seq);
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether a worker whose event found librdkafka full should wait for
+    /// room: only reading files (no `max_block_ms`), and only while the
+    /// broker keeps delivering. `waiting` is when this wait began and the
+    /// delivery count then; a broker that delivers nothing for [`STALL`]
+    /// makes this and later events wait on disk until it delivers again.
+    fn patient(&mut self, waiting: &mut Option<(Instant, u64)>) -> bool {
+        if self.config.max_block_ms.is_some() {
+            return false;
+        }
+        let settled = self.counters.settled();
+        if self.stalled_at == Some(settled) {
+            return false;
+        }
+        let now = Instant::now();
+        match waiting {
+            Some((since, seen)) if *seen == settled => {
+                if now.duration_since(*since) < STALL {
+                    return true;
+                }
+                self.stalled_at = Some(settled);
+                false
+            }
+            _ => {
+                *waiting = Some((now, settled));
+                true
             }
         }
     }
@@ -667,25 +736,13 @@ impl Sink for KafkaSink {
                         // cache, not disk bandwidth.
                         self.commit();
                     }
-                    let queue = self.queue.as_mut().expect("a queue");
-                    if queue.is_next(seq) {
-                        // Nothing waits before it: produce it from memory
-                        // (librdkafka full: it waits on disk).
-                        let record = Record::new(&topic, key, payload, meta, Some(seq));
-                        let sent = queued_send(
-                            &self.producer,
-                            &record,
-                            &self.counters,
-                            &mut self.refusals,
-                        );
-                        if let Some(taken) = sent {
-                            queue.produced(seq);
-                            if !taken {
-                                queue.acknowledge(seq);
-                            }
-                        }
-                    } else {
-                        self.replay();
+                    let record = Record::new(&topic, key, payload, meta, Some(seq));
+                    let mut waiting = None;
+                    while !self.produce_queued(&record, seq) && self.patient(&mut waiting) {
+                        // Reading files, the broker delivering: wait for
+                        // room rather than leave the event to be read back.
+                        std::thread::sleep(Duration::from_millis(1));
+                        self.settle();
                     }
                 }
             }

@@ -488,6 +488,11 @@ impl DiskQueue {
         self.cursor == seq
     }
 
+    /// Whether `seq` has been handed to librdkafka.
+    pub fn has_produced(&self, seq: u64) -> bool {
+        self.cursor > seq
+    }
+
     /// Starts a segment at `head` (its file is made by its first batch).
     fn new_segment(&mut self) {
         self.broken = false;
