@@ -192,6 +192,9 @@ fn worker(
             return Err(error);
         }
         pipeline.receive_handoffs(sink.as_mut())?;
+        if idle {
+            sink.idle()?;
+        }
         if last_report.elapsed() >= REPORT_EVERY {
             // Calls whose timers ran out while no packet came.
             pipeline.tick(now_ns(), sink.as_mut())?;

@@ -472,7 +472,7 @@ pub fn disk_queue_rates(events: usize) -> Result<()> {
     loop {
         if let Some((record, len)) = queue.next_unsent() {
             let seq = record.seq;
-            queue.replayed(seq, len);
+            queue.produced(seq, len);
             read += 1;
         } else if !queue.wait_io(patience()) {
             break;

@@ -104,6 +104,12 @@ pub trait Sink: Send {
     /// a live capture worker calls it twice a second and must not stall.
     fn flush(&mut self) -> Result<(), OutputError>;
 
+    /// The worker has nothing else to do for now: hand on what waits here,
+    /// without waiting (called at every idle turn of a live worker).
+    fn idle(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+
     /// [`Sink::flush`], then waits (boundedly) until a remote output has
     /// acknowledged every event: the end of a run, or a SIGTERM drain.
     fn drain(&mut self) -> Result<(), OutputError> {

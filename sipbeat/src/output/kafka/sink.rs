@@ -510,8 +510,9 @@ impl KafkaSink {
         }
     }
 
-    /// Produces what waits on disk, in order, while librdkafka takes it.
-    fn replay(&mut self) {
+    /// Produces what the disk queue has written, in order, while
+    /// librdkafka takes it.
+    fn replay(&mut self) -> Replayed {
         let KafkaSink {
             queue: Some(queue),
             producer,
@@ -524,43 +525,21 @@ impl KafkaSink {
             ..
         } = self
         else {
-            return;
+            return Replayed::AllWritten;
         };
         while let Some((stored, len)) = queue.next_unsent() {
             let seq = stored.seq;
             let (name, key_bytes) = route(topic, key, &stored.meta, topic_buf, key_buf);
             let record = Record::new(&name, key_bytes, stored.payload, &stored.meta, Some(seq));
             let Some(taken) = queued_send(producer, &record, counters, refusals) else {
-                break;
+                return Replayed::Full;
             };
-            queue.replayed(seq, len);
+            queue.produced(seq, len);
             if !taken {
                 queue.acknowledge(seq);
             }
         }
-    }
-
-    /// Produces the queued event `record` (seq `seq`) from memory if
-    /// nothing waits before it, else what waits on disk first; whether
-    /// librdkafka has it now (if not, it waits on disk).
-    fn produce_queued(&mut self, record: &Record<'_>, seq: u64) -> bool {
-        let Some(queue) = self.queue.as_mut() else {
-            return true;
-        };
-        if !queue.is_next(seq) {
-            self.replay();
-            return self.queue.as_ref().is_some_and(|q| q.has_produced(seq));
-        }
-        match queued_send(&self.producer, record, &self.counters, &mut self.refusals) {
-            None => false,
-            Some(taken) => {
-                queue.produced(seq);
-                if !taken {
-                    queue.acknowledge(seq);
-                }
-                true
-            }
-        }
+        Replayed::AllWritten
     }
 
     /// Whether a worker whose event found librdkafka full should wait for
@@ -606,6 +585,15 @@ impl KafkaSink {
             ));
         }
     }
+}
+
+/// Where [`KafkaSink::replay`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replayed {
+    /// Every event written (or read back) so far is produced.
+    AllWritten,
+    /// librdkafka's queue is full.
+    Full,
 }
 
 /// One event for librdkafka.
@@ -720,12 +708,13 @@ impl Sink for KafkaSink {
         let mut key_buf = std::mem::take(&mut self.key_buf);
         let recovered = self.recover();
         if recovered.is_ok() {
-            let (topic, key) = route(&self.topic, &self.key, meta, &mut topic_buf, &mut key_buf);
             let payload = &event[start..];
             match self.queue.as_mut().map(|q| q.append(meta, payload)) {
                 // No disk queue, or the disk is behind: straight to
                 // librdkafka under the queue-full policy.
                 None | Some(Err(Refused::SlowDisk)) => {
+                    let (topic, key) =
+                        route(&self.topic, &self.key, meta, &mut topic_buf, &mut key_buf);
                     self.send(&Record::new(&topic, key, payload, meta, None), true);
                 }
                 Some(Err(Refused::Full)) => {}
@@ -736,11 +725,11 @@ impl Sink for KafkaSink {
                         // cache, not disk bandwidth.
                         self.commit();
                     }
-                    let record = Record::new(&topic, key, payload, meta, Some(seq));
+                    // Produced once written, with those before it.
                     let mut waiting = None;
-                    while !self.produce_queued(&record, seq) && self.patient(&mut waiting) {
+                    while self.replay() == Replayed::Full && self.patient(&mut waiting) {
                         // Reading files, the broker delivering: wait for
-                        // room rather than leave the event to be read back.
+                        // room rather than leave events to be read back.
                         std::thread::sleep(Duration::from_millis(1));
                         self.settle();
                     }
@@ -752,6 +741,16 @@ impl Sink for KafkaSink {
         self.topic_buf = topic_buf;
         self.key_buf = key_buf;
         recovered
+    }
+
+    fn idle(&mut self) -> Result<(), OutputError> {
+        if let Some(queue) = &mut self.queue {
+            // What waits goes to disk, and what is written to librdkafka.
+            queue.write_pending();
+            self.settle();
+            self.replay();
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {

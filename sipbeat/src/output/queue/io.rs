@@ -58,8 +58,8 @@ pub(super) enum Job {
 /// What became of a job.
 #[derive(Debug)]
 pub(super) enum Done {
-    /// The batch, its bytes emptied for reuse, and the error if it did not
-    /// reach the file.
+    /// The batch, as given (its events are produced from it), and the
+    /// error if it did not reach the file.
     Written(Batch, Option<io::Error>),
     Read {
         segment: u64,
@@ -161,7 +161,6 @@ fn serve(dir: &Path, jobs: &Receiver<Job>, done: &Sender<Done>) {
         let answer = match job {
             Job::Write(mut batch) => {
                 let result = files.append(&mut batch);
-                batch.bytes.clear();
                 Done::Written(batch, result.err())
             }
             Job::Read {
