@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::segment::{END_MARK, segment_header, segment_name, spare_name, write_acked};
 
 /// Jobs waiting for the thread at most (a write is a batch of records).
-const JOBS: usize = 32;
+const JOBS: usize = 16;
 /// Delivered segments' files kept for reuse: writing into pages the file
 /// already has costs a copy, where a new file's pages are allocated,
 /// reserved on disk and freed again.
