@@ -765,14 +765,12 @@ impl Sink for KafkaSink {
     fn drain(&mut self) -> Result<(), OutputError> {
         let timeout = Duration::from_secs(self.config.flush_timeout_secs);
         let deadline = Instant::now() + timeout;
-        if let Some(queue) = &mut self.queue {
-            // On disk first, whatever happens next; what is not delivered
-            // by the deadline stays there for the next start.
-            queue.write_pending();
+        if self.queue.is_some() {
+            // On disk first, whatever happens next, then produced; what is
+            // not delivered by the deadline stays there for the next start.
             loop {
                 self.recover()?;
-                self.settle();
-                self.replay();
+                self.idle()?;
                 let left = self.queue.as_ref().map_or(0, DiskQueue::depth);
                 if left == 0 || Instant::now() >= deadline {
                     if let Some(queue) = &mut self.queue {
