@@ -26,8 +26,9 @@
 //! kept) and counted. An I/O error is logged once a period and counted;
 //! events whose write failed are produced from memory all the same, without
 //! a copy on disk (beyond 8 MiB of them: lost, counted). A worker's queue
-//! holds at most 16 MiB of batches not yet handed over, 16 handed over and
-//! 8 MiB written and waiting to be produced: about 40 MiB.
+//! holds at most 16 MiB of batches not yet handed over, 16 handed over,
+//! 8 MiB written and waiting to be produced, and a few spare buffers:
+//! about 50 MiB.
 //! At start, a torn tail is cut back to the last whole record.
 
 mod io;
