@@ -505,11 +505,7 @@ impl Tracking {
                 StartLine::Request { method, .. } => Some(method),
                 StartLine::Response { .. } => message.cseq.map(|c| c.method),
             },
-            kind: if message.is_request() {
-                "request"
-            } else {
-                "response"
-            },
+            sip_type: Some(message.sip_type()),
             timestamp_ns: context.timestamp_ns,
             dataset: Dataset::Sip,
         };
@@ -535,7 +531,7 @@ impl Tracking {
             let meta = EventMeta {
                 call_id: Some(record.info.call_id()),
                 method: Some(b"INVITE"),
-                kind: "",
+                sip_type: None,
                 timestamp_ns: record.end_ns,
                 dataset: Dataset::Call,
             };

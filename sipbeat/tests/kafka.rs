@@ -136,7 +136,7 @@ fn publish(sink: &mut KafkaSink, i: usize) {
     let meta = EventMeta {
         call_id: Some(&call),
         method: Some(b"OPTIONS"),
-        kind: "request",
+        sip_type: Some(sipbeat::sip::SipType::Request),
         timestamp_ns: 0,
         dataset: sipbeat::output::Dataset::Sip,
     };

@@ -446,7 +446,7 @@ pub fn disk_queue_rates(events: usize) -> Result<()> {
     let meta = sipbeat::output::EventMeta {
         call_id: Some(b"1-2345@192.0.2.1"),
         method: Some(b"INVITE"),
-        kind: "request",
+        sip_type: Some(sipbeat::sip::SipType::Request),
         timestamp_ns: 1,
         dataset: sipbeat::output::Dataset::Sip,
     };

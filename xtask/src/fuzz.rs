@@ -186,7 +186,7 @@ fn seed() -> Result<()> {
             meta: sipbeat::output::EventMeta {
                 call_id: Some(b"seed@example.com"),
                 method: Some(b"INVITE"),
-                kind: "request",
+                sip_type: Some(sipbeat::sip::SipType::Request),
                 timestamp_ns: 1_765_000_000_000_000_000 + seq,
                 dataset: sipbeat::output::Dataset::Sip,
             },

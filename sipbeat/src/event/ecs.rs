@@ -27,7 +27,7 @@ use crate::sip::auth::Credentials;
 use crate::sip::header::NameAddr;
 use crate::sip::sdp::Sdp;
 use crate::sip::uri::Uri;
-use crate::sip::{HeaderName, Message, StartLine};
+use crate::sip::{HeaderName, Message, SipType, StartLine};
 use crate::track::transaction::Seen;
 
 /// The ECS version the field set follows.
@@ -362,12 +362,12 @@ fn write_sip<'m>(
     w.open("sip");
     match message.start {
         StartLine::Request { method, uri } => {
-            w.ascii("type", "request");
+            w.ascii("type", SipType::Request.name());
             w.str_upper("method", method);
             write_uri(w, "uri", &uri, UriFields::All, Some(related));
         }
         StartLine::Response { code, reason } => {
-            w.ascii("type", "response");
+            w.ascii("type", SipType::Response.name());
             w.u64("code", u64::from(code));
             w.str("status", reason);
         }

@@ -69,8 +69,8 @@ pub struct EventMeta<'a> {
     pub call_id: Option<&'a [u8]>,
     /// `sip.method` of a request, the CSeq method of a response.
     pub method: Option<&'a [u8]>,
-    /// `sip.type`: `request` or `response`; empty for call records.
-    pub kind: &'static str,
+    /// `sip.type`; none for call records.
+    pub sip_type: Option<crate::sip::SipType>,
     pub dataset: Dataset,
     /// `@timestamp`: capture time, nanoseconds since the Unix epoch (the
     /// Kafka record's CreateTime).

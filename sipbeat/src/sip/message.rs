@@ -82,6 +82,23 @@ impl Drop for HeaderSlots<'_> {
     }
 }
 
+/// `sip.type`: what a message's start line makes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SipType {
+    Request,
+    Response,
+}
+
+impl SipType {
+    /// Its name in events.
+    pub fn name(self) -> &'static str {
+        match self {
+            SipType::Request => "request",
+            SipType::Response => "response",
+        }
+    }
+}
+
 /// Request line or status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartLine<'a> {
@@ -222,6 +239,14 @@ impl<'a> Message<'a> {
     /// Whether this is a request.
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// Request or response.
+    pub fn sip_type(&self) -> SipType {
+        match self.start {
+            StartLine::Request { .. } => SipType::Request,
+            StartLine::Response { .. } => SipType::Response,
+        }
     }
 
     /// Values of every header called `name`, in order, each comma-separated

@@ -26,7 +26,7 @@ pub mod uri;
 
 pub use header::HeaderName;
 pub use message::{
-    Framing, Header, HeaderSlots, MAX_HEADERS, Message, StartLine, Status, find_start_line,
+    Framing, Header, HeaderSlots, MAX_HEADERS, Message, SipType, StartLine, Status, find_start_line,
 };
 
 crate::reasons! {

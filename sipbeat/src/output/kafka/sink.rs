@@ -34,6 +34,7 @@ use rdkafka::util::Timeout;
 use super::KafkaConfig;
 use crate::output::queue::{DiskQueue, Refused};
 use crate::output::{EventMeta, OutputError, Sink};
+use crate::sip::SipType;
 
 /// A topic or key template: literal text and `%{[field]}` references.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +97,9 @@ impl Template {
                         .iter()
                         .map(u8::to_ascii_uppercase),
                 ),
-                Part::Kind => out.extend_from_slice(meta.kind.as_bytes()),
+                Part::Kind => {
+                    out.extend_from_slice(meta.sip_type.map_or("", SipType::name).as_bytes());
+                }
                 Part::Dataset => out.extend_from_slice(meta.dataset.name().as_bytes()),
             }
         }
@@ -895,7 +898,7 @@ mod tests {
         let meta = EventMeta {
             call_id: Some(b"abc@host"),
             method: Some(b"invite"),
-            kind: "request",
+            sip_type: Some(SipType::Request),
             timestamp_ns: 0,
             dataset: crate::output::Dataset::Sip,
         };

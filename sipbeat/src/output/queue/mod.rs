@@ -973,11 +973,11 @@ mod tests {
         EventMeta {
             call_id: Some(IDS[(i % 3) as usize]),
             method: i.is_multiple_of(2).then_some(&b"INVITE"[..]),
-            kind: if i.is_multiple_of(2) {
-                "request"
+            sip_type: Some(if i.is_multiple_of(2) {
+                crate::sip::SipType::Request
             } else {
-                "response"
-            },
+                crate::sip::SipType::Response
+            }),
             timestamp_ns: 1_000 + i,
             dataset: if i.is_multiple_of(5) {
                 Dataset::Call
@@ -1091,16 +1091,21 @@ mod tests {
         assert_eq!(queue.append(&meta(1001), &payload(1001)), Ok(1001));
     }
 
-    #[test]
-    fn nothing_is_produced_before_it_is_written() {
-        let dir = Dir::new("unwritten");
-        let cfg = config(1 << 30, 64 << 20);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
-        // The first segment's file is a FIFO: the I/O thread blocks opening
-        // it, so the first batch is handed over but not written.
+    /// A queue whose first segment's file is a FIFO nobody reads yet: the
+    /// I/O thread blocks opening it, as on a disk that does not answer.
+    fn stalled(name: &str) -> (Dir, DiskQueue, PathBuf) {
+        let dir = Dir::new(name);
+        let queue = DiskQueue::open(&config(1 << 30, 64 << 20), &dir.0).unwrap();
         let fifo = dir.0.join(segment::segment_name(0));
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         assert!(made.unwrap().success(), "mkfifo");
+        (dir, queue, fifo)
+    }
+
+    #[test]
+    fn nothing_is_produced_before_it_is_written() {
+        // The first batch is handed over but not written.
+        let (_dir, mut queue, fifo) = stalled("unwritten");
         for i in 0..10 {
             queue.append(&meta(i), &payload(i)).unwrap();
         }
@@ -1195,14 +1200,7 @@ mod tests {
 
     #[test]
     fn a_stalled_disk_never_stalls_the_worker() {
-        let dir = Dir::new("stall");
-        let cfg = config(1 << 30, 64 << 20);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
-        // The first segment's file is a FIFO nobody reads: the I/O thread
-        // blocks opening it, as on a disk that does not answer.
-        let fifo = dir.0.join(segment::segment_name(0));
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.unwrap().success(), "mkfifo");
+        let (_dir, mut queue, fifo) = stalled("stall");
         let event = vec![b'x'; 4000];
         let (mut queued, mut skipped) = (0, 0);
         for i in 0..20_000 {

@@ -23,6 +23,7 @@ use std::io;
 use std::path::Path;
 
 use crate::output::{Dataset, EventMeta};
+use crate::sip::SipType;
 
 /// Every segment file starts with this, then the segment's first seq.
 pub const MAGIC: &[u8; 8] = b"SBQUEUE2";
@@ -57,7 +58,8 @@ const HAS_KEY: u8 = 1;
 const HAS_METHOD: u8 = 2;
 const DATASET_CALL: u8 = 4;
 const KIND_SHIFT: u8 = 3;
-const KINDS: [&str; 3] = ["", "request", "response"];
+/// `sip.type`'s code in the flags (0: none).
+const SIP_TYPES: [Option<SipType>; 3] = [None, Some(SipType::Request), Some(SipType::Response)];
 
 /// The key and method as kept: cut to what their length fields hold.
 fn key_and_method<'a>(meta: &EventMeta<'a>) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
@@ -77,8 +79,8 @@ impl Record<'_> {
     /// Appends the record's bytes to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let (key, method) = key_and_method(&self.meta);
-        let kind = KINDS.iter().position(|k| *k == self.meta.kind).unwrap_or(0) as u8;
-        let mut flags = kind << KIND_SHIFT;
+        let code = SIP_TYPES.iter().position(|t| *t == self.meta.sip_type);
+        let mut flags = (code.unwrap_or(0) as u8) << KIND_SHIFT;
         if key.is_some() {
             flags |= HAS_KEY;
         }
@@ -164,10 +166,10 @@ fn decode_with(bytes: &[u8], check: bool) -> Result<(Record<'_>, usize), Bad> {
     let meta = EventMeta {
         call_id: (flags & HAS_KEY != 0).then_some(key),
         method: (flags & HAS_METHOD != 0).then_some(method),
-        kind: KINDS
+        sip_type: SIP_TYPES
             .get(usize::from(flags >> KIND_SHIFT))
             .copied()
-            .unwrap_or_default(),
+            .flatten(),
         timestamp_ns: u64_at(record, 16),
         dataset: if flags & DATASET_CALL != 0 {
             Dataset::Call
