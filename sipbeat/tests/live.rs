@@ -1269,18 +1269,28 @@ fn wait_for_status(url: &str, status: u16, text: &str, log: &Path) {
     }
 }
 
-/// The tansu binary, when the live Kafka tests can run here (what is
-/// missing is said otherwise).
+/// What the live Kafka tests share, when they can run here (what is
+/// missing is said otherwise): the SPAN lab, its far end beside the broker,
+/// a scratch directory, and a fresh tansu holding `topic`.
 #[cfg(feature = "kafka")]
-fn runnable_with_tansu() -> Option<std::path::PathBuf> {
+fn kafka_lab(
+    id: u8,
+    name: &str,
+    topic: &str,
+) -> Option<(Topology, common::ScratchDir, String, sipbeat_testkit::Tansu)> {
     if !runnable() {
         return None;
     }
-    let binary = sipbeat_testkit::tansu_binary();
-    if binary.is_none() {
+    let Some(binary) = sipbeat_testkit::tansu_binary() else {
         common::missing("tansu");
-    }
-    binary
+        return None;
+    };
+    let topology = Topology::new(id);
+    let dir = temp_dir(name);
+    let span = topology.span_beside_the_broker();
+    let broker = sipbeat_testkit::Tansu::start(&binary, name).expect("tansu starts");
+    broker.create_topic(topic, 3).expect("topic created");
+    Some((topology, dir, span, broker))
 }
 
 /// Kafka's side of a live run, on the SPAN lab: `/readyz` is 503 naming the
@@ -1291,15 +1301,12 @@ fn runnable_with_tansu() -> Option<std::path::PathBuf> {
 #[cfg(feature = "kafka")]
 #[test]
 fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
-    let Some(binary) = runnable_with_tansu() else {
+    let topic = "sip-drain";
+    let Some((topology, dir, span, broker)) = kafka_lab(8, "drain", topic) else {
         return;
     };
-    let topology = Topology::new(8);
-    let dir = temp_dir("drain");
-    let span = topology.span_beside_the_broker();
     let port = 21_000 + (std::process::id() % 1000) as u16;
     let http = format!("127.0.0.1:{port}");
-    let topic = "sip-drain";
 
     // No broker at all: not ready, and why.
     let log = dir.join("sipbeat-nobroker.log");
@@ -1317,8 +1324,6 @@ fn kafka_outage_and_sigterm_under_traffic_lose_nothing() {
     );
     drop(lonely);
 
-    let broker = sipbeat_testkit::Tansu::start(&binary, "drain").expect("tansu starts");
-    broker.create_topic(topic, 3).expect("topic created");
     let log = dir.join("sipbeat.log");
     let mut sensor = Background(kafka_sensor(&span, &broker.address(), topic, &http, &log));
     wait_for_status(&format!("http://{http}/readyz"), 200, "ok", &log);
@@ -1740,15 +1745,10 @@ fn calls_over_a_lossy_link_match_what_the_capture_shows() {
 #[cfg(feature = "kafka")]
 #[test]
 fn disk_queue_outlives_a_frozen_broker_and_sigkill() {
-    let Some(binary) = runnable_with_tansu() else {
+    let topic = "sip-disk-queue";
+    let Some((topology, dir, span, broker)) = kafka_lab(10, "disk-queue", topic) else {
         return;
     };
-    let topology = Topology::new(10);
-    let dir = temp_dir("disk-queue");
-    let span = topology.span_beside_the_broker();
-    let topic = "sip-disk-queue";
-    let broker = sipbeat_testkit::Tansu::start(&binary, "disk-queue").expect("tansu starts");
-    broker.create_topic(topic, 3).expect("topic created");
     let config = dir.join("sipbeat.yml");
     std::fs::write(
         &config,
