@@ -1017,7 +1017,8 @@ mod tests {
 
     fn drain_with(queue: &mut DiskQueue, mut check: impl FnMut(&Record<'_>)) -> Vec<u64> {
         let mut seqs = Vec::new();
-        loop {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !queue.caught_up() {
             if let Some((record, len)) = queue.next_unsent() {
                 check(&record);
                 let seq = record.seq;
@@ -1025,13 +1026,13 @@ mod tests {
                 seqs.push(seq);
                 continue;
             }
-            // Its write or read is out: wait for the I/O thread.
+            assert!(Instant::now() < deadline, "stuck after {seqs:?}");
+            // Its write or read is out: hand over what waits, and take in
+            // what the I/O thread did.
             queue.write_pending();
-            if !queue.wait_io(Instant::now() + Duration::from_secs(10)) && queue.batches.is_empty()
-            {
-                return seqs;
-            }
+            queue.wait_io(Instant::now() + Duration::from_millis(100));
         }
+        seqs
     }
 
     #[test]
