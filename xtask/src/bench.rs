@@ -454,12 +454,8 @@ fn kafka_run(
             broker.address()
         ),
     )?;
-    let (_, stderr) = time(Command::new(sipbeat).args([
-        "read",
-        "-c",
-        config.to_str().context("UTF-8")?,
-        pcap,
-    ]))?;
+    let (_, stderr) =
+        time(Command::new(sipbeat).args(["read", "-c", config.to_str().context("UTF-8")?, pcap]))?;
     let kafka_line = stderr
         .lines()
         .find(|l| l.starts_with("sipbeat: kafka:"))

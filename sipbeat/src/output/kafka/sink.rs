@@ -894,6 +894,37 @@ mod tests {
     }
 
     #[test]
+    fn a_file_reader_waits_while_the_broker_delivers_and_no_longer_once_it_stalls() {
+        // No broker at 127.0.0.1:9: nothing is delivered unless counted here.
+        let config = KafkaConfig::from_url("kafka://127.0.0.1:9/t").unwrap();
+        let mut sink = KafkaSink::new(&config).unwrap();
+        let mut waiting = None;
+        assert!(sink.patient(&mut waiting), "a wait begins");
+        assert!(sink.patient(&mut waiting), "and goes on");
+        std::thread::sleep(STALL / 2);
+        // A delivery: the broker is alive, the wait starts over.
+        sink.counters.delivered_at(Duration::ZERO);
+        assert!(sink.patient(&mut waiting));
+        std::thread::sleep(STALL / 2 + Duration::from_millis(50));
+        assert!(sink.patient(&mut waiting), "less than STALL since");
+        std::thread::sleep(STALL / 2);
+        assert!(
+            !sink.patient(&mut waiting),
+            "a stall: the event waits on disk"
+        );
+        // Later events do not wait at all until the broker delivers again.
+        assert!(!sink.patient(&mut None));
+        sink.counters.delivered_at(Duration::ZERO);
+        assert!(sink.patient(&mut None));
+        // A live worker never waits with a disk queue.
+        let live = KafkaConfig {
+            max_block_ms: Some(100),
+            ..config
+        };
+        assert!(!KafkaSink::new(&live).unwrap().patient(&mut None));
+    }
+
+    #[test]
     fn templates() {
         let meta = EventMeta {
             call_id: Some(b"abc@host"),
