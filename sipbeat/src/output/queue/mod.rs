@@ -202,9 +202,6 @@ struct Segment {
     end: u64,
     /// Its length, the records not yet written included.
     bytes: u64,
-    /// When its first record was written (wall clock, ns): the oldest
-    /// queued event is at most this old.
-    opened_ns: u64,
 }
 
 /// Delivered seqs from `acked` on, one bit each; word 0 holds `acked`'s
@@ -282,6 +279,9 @@ pub struct DiskQueue {
     /// Seqs whose write failed and that memory could not hold: lost
     /// (counted), skipped by the cursor.
     lost: VecDeque<Range<u64>>,
+    /// When events arrived: (first seq, wall clock ns) at the start of a
+    /// batch, a second apart at least; the first holds `acked`.
+    arrivals: VecDeque<(u64, u64)>,
     /// The next seq to produce, and where its record starts on disk when
     /// known.
     cursor: u64,
@@ -349,6 +349,7 @@ impl DiskQueue {
             ready: VecDeque::new(),
             ready_bytes: 0,
             lost: VecDeque::new(),
+            arrivals: VecDeque::new(),
             cursor: acked,
             cursor_offset: None,
             replay: Vec::new(),
@@ -414,11 +415,12 @@ impl DiskQueue {
                 first,
                 end,
                 bytes: walked.whole as u64,
-                opened_ns: now_ns(),
             });
         }
         queue.head = queue.segments.back().map_or(acked, |s| s.end).max(acked);
         queue.written = queue.head;
+        // What an earlier run left counts as arrived now.
+        queue.arrivals.push_back((acked, now_ns()));
         Ok(queue)
     }
 
@@ -436,14 +438,15 @@ impl DiskQueue {
         self.total_bytes
     }
 
-    /// Seconds since the oldest segment holding undelivered events began.
+    /// Seconds since the oldest undelivered event was appended (at most a
+    /// second more).
     pub fn oldest_age_secs(&self) -> u64 {
         if self.depth() == 0 {
             return 0;
         }
-        self.segments
+        self.arrivals
             .front()
-            .map_or(0, |s| now_ns().saturating_sub(s.opened_ns) / 1_000_000_000)
+            .map_or(0, |&(_, ns)| now_ns().saturating_sub(ns) / 1_000_000_000)
     }
 
     /// Whether every queued event has been handed to librdkafka.
@@ -482,6 +485,15 @@ impl DiskQueue {
         // one bigger record).
         let fits = |b: &Batch| b.segment == segment && b.bytes.len() + len as usize <= WRITE_BATCH;
         if !self.batches.back().is_some_and(fits) {
+            let now = now_ns();
+            if self
+                .arrivals
+                .back()
+                .is_none_or(|&(_, ns)| now.saturating_sub(ns) >= 1_000_000_000)
+            {
+                self.arrivals.push_back((seq, now));
+                self.forget_arrivals();
+            }
             self.hand_over();
             let bytes = self
                 .spare
@@ -522,7 +534,6 @@ impl DiskQueue {
             first: self.head,
             end: self.head,
             bytes: SEGMENT_HEADER as u64,
-            opened_ns: now_ns(),
         });
     }
 
@@ -859,6 +870,15 @@ impl DiskQueue {
         let run = self.delivered.mark(self.acked, seq);
         self.acked += run;
         self.stats.queue_acknowledged += run;
+        self.forget_arrivals();
+    }
+
+    /// Drops the arrival times of delivered events but the one `acked`'s
+    /// arrival is known by.
+    fn forget_arrivals(&mut self) {
+        while self.arrivals.len() > 1 && self.arrivals[1].0 <= self.acked {
+            self.arrivals.pop_front();
+        }
     }
 
     /// Hands over what waits, removes delivered segments and records how
@@ -1131,6 +1151,26 @@ mod tests {
         assert!(queue.next_unsent().is_none(), "not handed over yet");
         assert_eq!(drain(&mut queue), (10..20).collect::<Vec<_>>());
         assert_eq!(queue.stats().queue_replayed, 0);
+    }
+
+    #[test]
+    fn the_oldest_age_is_the_oldest_undelivered_events() {
+        let dir = Dir::new("age");
+        let mut queue = DiskQueue::open(&config(64 << 20, 64 << 10), &dir.0).unwrap();
+        assert_eq!(queue.oldest_age_secs(), 0, "empty");
+        std::thread::sleep(Duration::from_millis(1100));
+        // A queue open for a while: its first event is new all the same.
+        queue.append(&meta(0), &payload(0)).unwrap();
+        assert_eq!(queue.oldest_age_secs(), 0);
+        queue.write_pending();
+        std::thread::sleep(Duration::from_millis(1100));
+        queue.append(&meta(1), &payload(1)).unwrap();
+        assert_eq!(queue.oldest_age_secs(), 1, "event 0 waits");
+        // Event 0 delivered: event 1 is the oldest, just appended.
+        queue.acknowledge(0);
+        assert_eq!(queue.oldest_age_secs(), 0);
+        queue.acknowledge(1);
+        assert_eq!(queue.arrivals.len(), 1, "what is delivered is forgotten");
     }
 
     #[test]
