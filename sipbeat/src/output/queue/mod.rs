@@ -26,9 +26,9 @@
 //! kept) and counted. An I/O error is logged once a period and counted;
 //! events whose write failed are produced from memory all the same, without
 //! a copy on disk (beyond 8 MiB of them: lost, counted). A worker's queue
-//! holds at most 16 MiB of batches not yet handed over, 16 handed over,
-//! 8 MiB written and waiting to be produced, and a few spare buffers:
-//! about 50 MiB.
+//! holds at most 16 MiB of batches not yet handed over, 16 MiB handed over
+//! (16 jobs), 8 MiB written and waiting to be produced, and a few spare
+//! buffers: about 50 MiB.
 //! At start, a torn tail is cut back to the last whole record.
 
 mod io;
@@ -312,7 +312,7 @@ pub struct DiskQueue {
 
 /// Bytes of a batch before it is handed to the I/O thread (bigger batches
 /// wake it less often: 1 MiB cost 0.5 s less CPU than 256 KiB over
-/// bench-kafka's 1.4 GB; 4 MiB more again).
+/// bench-kafka's 1.4 GB; 4 MiB cost more).
 const WRITE_BATCH: usize = 1 << 20;
 /// Bytes of batches not yet handed over (the I/O thread is behind) above
 /// which events skip the disk.
