@@ -759,9 +759,10 @@ impl Sink for KafkaSink {
     fn flush(&mut self) -> Result<(), OutputError> {
         // librdkafka's own thread sends batches as they fill (linger_ms).
         self.recover()?;
-        self.settle();
-        self.replay();
-        self.commit();
+        self.idle()?;
+        if let Some(queue) = &mut self.queue {
+            queue.commit();
+        }
         Ok(())
     }
 

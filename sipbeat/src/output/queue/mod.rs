@@ -273,8 +273,8 @@ pub struct DiskQueue {
     written: u64,
     /// Batches back from the I/O thread whose events are produced from
     /// memory when their turn comes, in seq order without gaps, and their
-    /// bytes together; whether each is on disk (its write did not fail).
-    ready: VecDeque<(Batch, bool)>,
+    /// bytes together.
+    ready: VecDeque<Batch>,
     ready_bytes: usize,
     /// Seqs whose write failed and that memory could not hold: lost
     /// (counted), skipped by the cursor.
@@ -463,7 +463,7 @@ impl DiskQueue {
             return Err(Refused::Full);
         }
         if self.batched_bytes >= BEHIND_LIMIT {
-            self.hand_over();
+            self.write_pending();
             if self.batched_bytes >= BEHIND_LIMIT {
                 self.stats.queue_skipped_slow_disk += 1;
                 return Err(Refused::SlowDisk);
@@ -494,7 +494,7 @@ impl DiskQueue {
                 self.arrivals.push_back((seq, now));
                 self.forget_arrivals();
             }
-            self.hand_over();
+            self.write_pending();
             let bytes = self
                 .spare
                 .pop()
@@ -538,13 +538,8 @@ impl DiskQueue {
     }
 
     /// Hands the batches to the I/O thread, as many as it has room for,
-    /// and takes in what it has done: the worker is idle, or the run ends.
+    /// and takes in what it has done first (answers bring buffers back).
     pub fn write_pending(&mut self) {
-        self.hand_over();
-    }
-
-    fn hand_over(&mut self) {
-        // Answers first: they bring emptied buffers back.
         self.poll_io();
         while let Some(batch) = self.batches.pop_front() {
             let len = batch.bytes.len();
@@ -622,10 +617,10 @@ impl DiskQueue {
         let follows = self
             .ready
             .back()
-            .is_none_or(|(last, _)| last.seqs.end == batch.seqs.start);
+            .is_none_or(|last| last.seqs.end == batch.seqs.start);
         if batch.seqs.end > self.cursor && follows && self.ready_bytes + len <= READY_LIMIT {
             self.ready_bytes += len;
-            self.ready.push_back((batch, on_disk));
+            self.ready.push_back(batch);
             return;
         }
         if !on_disk {
@@ -825,23 +820,21 @@ impl DiskQueue {
     /// Takes the ready batch holding the cursor as the replay buffer, if
     /// there is one (those before it are produced already).
     fn replay_ready(&mut self) -> bool {
-        while let Some((batch, _)) = self.ready.front()
-            && batch.seqs.end <= self.cursor
-        {
-            let (batch, _) = self.ready.pop_front().expect("a batch");
-            self.ready_bytes -= batch.bytes.len();
-            self.keep_spare(batch.bytes);
-        }
         let cursor = self.cursor;
-        if !self
-            .ready
-            .front()
-            .is_some_and(|(batch, _)| batch.seqs.contains(&cursor))
-        {
-            return false;
-        }
-        let (batch, _) = self.ready.pop_front().expect("a batch");
-        self.ready_bytes -= batch.bytes.len();
+        let batch = loop {
+            let Some(batch) = self.ready.pop_front() else {
+                return false;
+            };
+            if batch.seqs.start > cursor {
+                self.ready.push_front(batch);
+                return false;
+            }
+            self.ready_bytes -= batch.bytes.len();
+            if batch.seqs.end > cursor {
+                break batch;
+            }
+            self.keep_spare(batch.bytes);
+        };
         let mut at = 0;
         while let Ok((record, len)) = decode_trusted(&batch.bytes[at..])
             && record.seq < cursor
@@ -849,8 +842,7 @@ impl DiskQueue {
             at += len;
         }
         let old = std::mem::replace(&mut self.replay, batch.bytes);
-        if old.capacity() > 2 * WRITE_BATCH {
-            // A read buffer.
+        if self.read_spare.capacity() == 0 {
             self.read_spare = old;
         } else {
             self.keep_spare(old);
@@ -901,7 +893,7 @@ impl DiskQueue {
             }
             self.doomed.push_back(segment.first);
         }
-        self.hand_over();
+        self.write_pending();
         // Removals after the writes: a segment is never made again.
         while let Some(&segment) = self.doomed.front()
             && self.io.offer(Job::Remove { segment }).is_ok()
@@ -974,6 +966,13 @@ mod tests {
         }
     }
 
+    impl Dir {
+        /// The queue in this directory, opened as a start would.
+        fn open(&self, cfg: &DiskQueueConfig) -> DiskQueue {
+            DiskQueue::open(cfg, &self.0).unwrap()
+        }
+    }
+
     impl Drop for Dir {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
@@ -1018,7 +1017,7 @@ mod tests {
     /// A queue in `dir` holding events 0..`count`, written and closed; the
     /// path of its last segment.
     fn written(cfg: &DiskQueueConfig, dir: &Dir, count: u64) -> PathBuf {
-        let mut queue = DiskQueue::open(cfg, &dir.0).unwrap();
+        let mut queue = dir.open(cfg);
         for i in 0..count {
             queue.append(&meta(i), &payload(i)).unwrap();
         }
@@ -1069,7 +1068,7 @@ mod tests {
     fn what_waits_on_disk_comes_back_in_order_after_a_restart() {
         let dir = Dir::new("restart");
         let cfg = config(64 << 20, 64 << 10);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         // The first ten go to Kafka; the broker confirms five.
         for i in 0..10 {
             let seq = queue.append(&meta(i), &payload(i)).unwrap();
@@ -1092,7 +1091,7 @@ mod tests {
         drop(queue);
         // A restart: everything from the first seq not known delivered, in
         // order, whatever was produced before.
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         assert_eq!(queue.stats().queue_recovered, 995);
         assert_eq!(drain(&mut queue), (5..1000).collect::<Vec<_>>());
         // Delivered: the segments go, and a restart finds nothing.
@@ -1106,7 +1105,7 @@ mod tests {
         queue.acknowledge(1000);
         queue.commit();
         drop(queue);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         assert_eq!(queue.stats().queue_recovered, 0);
         assert!(queue.next_unsent().is_none());
         assert_eq!(queue.append(&meta(1001), &payload(1001)), Ok(1001));
@@ -1116,7 +1115,7 @@ mod tests {
     /// I/O thread blocks opening it, as on a disk that does not answer.
     fn stalled(name: &str) -> (Dir, DiskQueue, PathBuf) {
         let dir = Dir::new(name);
-        let queue = DiskQueue::open(&config(1 << 30, 64 << 20), &dir.0).unwrap();
+        let queue = dir.open(&config(1 << 30, 64 << 20));
         let fifo = dir.0.join(segment::segment_name(0));
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         assert!(made.unwrap().success(), "mkfifo");
@@ -1156,7 +1155,7 @@ mod tests {
     #[test]
     fn the_oldest_age_is_the_oldest_undelivered_events() {
         let dir = Dir::new("age");
-        let mut queue = DiskQueue::open(&config(64 << 20, 64 << 10), &dir.0).unwrap();
+        let mut queue = dir.open(&config(64 << 20, 64 << 10));
         assert_eq!(queue.oldest_age_secs(), 0, "empty");
         std::thread::sleep(Duration::from_millis(1100));
         // A queue open for a while: its first event is new all the same.
@@ -1186,7 +1185,7 @@ mod tests {
             .unwrap()
             .set_len(len - 7)
             .unwrap();
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         assert_eq!(queue.stats().queue_torn, 1);
         assert_eq!(queue.stats().queue_recovered, 49);
         // Appending goes on after the last whole record.
@@ -1211,7 +1210,7 @@ mod tests {
         assert!(walked.corrupt_bytes > 0);
         assert!(!walked.torn);
         assert_eq!(seen, (0..20).filter(|&s| s != 10).collect::<Vec<_>>());
-        let queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let queue = dir.open(&cfg);
         assert_eq!(queue.stats().queue_recovered, 19);
         assert!(queue.stats().queue_corrupt_bytes > 0);
     }
@@ -1220,7 +1219,7 @@ mod tests {
     fn at_max_size_the_newest_are_dropped_and_counted() {
         let dir = Dir::new("full");
         let cfg = config(1 << 20, 64 << 10);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         let big = vec![b'x'; 10_000];
         let mut kept = 0;
         for i in 0..200 {
@@ -1276,7 +1275,7 @@ mod tests {
     fn a_failed_write_is_counted_and_the_queue_goes_on() {
         let dir = Dir::new("fail");
         let cfg = config(64 << 20, 64 << 10);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         // A directory where the first segment's file would be.
         fs::create_dir(dir.0.join(segment::segment_name(0))).unwrap();
         for i in 0..20 {
@@ -1294,7 +1293,7 @@ mod tests {
         assert_eq!(queue.append(&meta(20), &payload(20)), Ok(20));
         queue.commit();
         drop(queue);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         assert_eq!(queue.stats().queue_recovered, 1);
         assert_eq!(drain(&mut queue), [20]);
     }
@@ -1303,7 +1302,7 @@ mod tests {
     fn reused_files_give_back_only_their_own_records() {
         let dir = Dir::new("reuse");
         let cfg = config(64 << 20, 64 << 10);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         // Many segments, delivered as they go but the last 100 events.
         for i in 0..3000 {
             queue.append(&meta(i), &payload(i)).unwrap();
@@ -1330,7 +1329,7 @@ mod tests {
             });
         assert!(reused, "a segment file was reused");
         drop(queue);
-        let mut queue = DiskQueue::open(&cfg, &dir.0).unwrap();
+        let mut queue = dir.open(&cfg);
         let stats = queue.stats();
         assert_eq!(stats.queue_recovered, 100);
         assert_eq!((stats.queue_torn, stats.queue_corrupt_bytes), (0, 0));
